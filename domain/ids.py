@@ -1,0 +1,17 @@
+"""Deterministic aggregate ids, so every process derives the same id from a business key."""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid5
+
+NAMESPACE = UUID("6d1c8a52-3f0e-4b7e-9a51-6f0f6c1e2a10")
+
+
+def stable_id(kind: str, *parts: str) -> UUID:
+    """The aggregate id for a business key such as ("budget", "team", "research")."""
+    return uuid5(NAMESPACE, "/".join((kind, *parts)))
+
+
+def event_id_of(originator_id: UUID, version: int) -> UUID:
+    """The idempotency key of a stored domain event, the same on every relay attempt."""
+    return uuid5(originator_id, str(version))

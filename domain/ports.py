@@ -1,0 +1,98 @@
+"""Ports: what the domain needs from the outside world, as Protocols.
+
+Each port has an in-memory (or embedded) adapter and a production adapter in
+`adapters/`, and both pass one contract suite in `tests/contract/`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from domain.clock import Clock
+
+USAGE_TOPIC = "meterline.usage"    # RequestMetered, keyed by key id
+DOMAIN_TOPIC = "meterline.domain"  # domain events from the event store, keyed by aggregate id
+
+
+@dataclass(frozen=True)
+class BusMessage:
+    """A CloudEvents 1.0 event (JSON structured mode) plus the partitioning key."""
+
+    id: str           # the event id: the idempotency key
+    type: str         # e.g. "meterline.request.metered"
+    source: str       # e.g. "/meterline/gateway/gw-1"
+    subject: str      # the principal or aggregate the event concerns
+    time: datetime
+    data: dict[str, Any]
+    key: str          # partitioning key: same key, same partition, same order
+    schema_version: int = 1
+    extensions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    message: BusMessage
+    partition: int
+    offset: int
+
+
+class EventBus(Protocol):
+    """Publishes and delivers BusMessages; at-least-once, ordered per key."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def publish(self, topic: str, messages: Sequence[BusMessage]) -> None:
+        """Returns once every message is durably accepted; raises if any is not."""
+        ...
+
+    def consumer(self, topic: str, group: str) -> BusConsumer:
+        """A consumer of every partition of `topic`; positions are the caller's to choose."""
+        ...
+
+
+class BusConsumer(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def partitions(self) -> list[int]: ...
+
+    def seek(self, partition: int, offset: int) -> None:
+        """The next fetch from `partition` starts at `offset`."""
+        ...
+
+    async def seek_to_committed(self) -> None:
+        """Resumes every partition from the group's committed offsets (or the beginning)."""
+        ...
+
+    async def seek_to_end(self) -> None:
+        """Skips history: the next fetch returns only messages published from now on."""
+        ...
+
+    async def fetch(self, max_records: int, timeout_ms: int) -> list[Delivery]:
+        """Up to `max_records` deliveries, in offset order per partition; [] on timeout."""
+        ...
+
+    async def commit(self, positions: dict[int, int]) -> None:
+        """Stores the group's next offset per partition (for consumers without own tracking)."""
+        ...
+
+
+@dataclass(frozen=True)
+class UpstreamResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class Notifier(Protocol):
+    async def notify(self, recipient: str, subject: str, body: dict[str, Any]) -> None: ...
+
+
+__all__ = ["Clock", "DOMAIN_TOPIC", "USAGE_TOPIC", "BusConsumer", "BusMessage", "Delivery",
+           "EventBus", "Notifier", "UpstreamResponse"]

@@ -1,0 +1,153 @@
+"""Effective-dated prices per million tokens and the exact cost of a usage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import DomainError, NoPriceError
+from domain.ids import stable_id
+from domain.money import TOKENS_PER_PRICE_UNIT, divide_rounded
+from domain.periods import require_aware
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts of one request; `cached_tokens` is the part of `prompt_tokens` served from cache."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.prompt_tokens, self.completion_tokens, self.cached_tokens) < 0:
+            raise DomainError(f"token counts must not be negative: {self}")
+        if self.cached_tokens > self.prompt_tokens:
+            raise DomainError("cached_tokens cannot exceed prompt_tokens")
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Price:
+    """One price version of a model, in nano-units per million tokens."""
+
+    model: str
+    version: int
+    effective_from: datetime
+    input_per_million: int
+    output_per_million: int
+    cached_input_per_million: int | None = None
+    gpu_cost_per_hour: int | None = None
+    bill_failed_requests: bool = False
+
+    def __post_init__(self) -> None:
+        amounts = (self.input_per_million, self.output_per_million,
+                   self.cached_input_per_million or 0, self.gpu_cost_per_hour or 0)
+        if min(amounts) < 0:
+            raise DomainError(f"prices for model {self.model!r} must not be negative")
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}@v{self.version}"
+
+    def cost(self, usage: Usage) -> int:
+        """Exact cost in nano-units, rounded once (half to even) per request."""
+        cached_price = self.cached_input_per_million
+        if cached_price is None:
+            cached_price = self.input_per_million
+        uncached = usage.prompt_tokens - usage.cached_tokens
+        numerator = (uncached * self.input_per_million
+                     + usage.cached_tokens * cached_price
+                     + usage.completion_tokens * self.output_per_million)
+        return divide_rounded(numerator, TOKENS_PER_PRICE_UNIT)
+
+    def worst_case_cost(self, prompt_tokens: int, max_completion_tokens: int) -> int:
+        """Cost if every prompt token were uncached and every allowed output token generated.
+
+        Rounded up so a reservation is never smaller than the cost it covers.
+        """
+        numerator = (prompt_tokens * max(self.input_per_million, self.cached_input_per_million or 0)
+                     + max_completion_tokens * self.output_per_million)
+        return -(-numerator // TOKENS_PER_PRICE_UNIT)
+
+
+class PriceBook(Aggregate):
+    """All price versions of one model; a version applies from its effective time on."""
+
+    TOPIC = "meterline.PriceBook"
+
+    class Created(Aggregate.Created):
+        TOPIC = "meterline.PriceBook.Created"
+
+    @staticmethod
+    def id_for(model: str) -> UUID:
+        return stable_id("pricebook", model)
+
+    @classmethod
+    def create_id(cls, model: str) -> UUID:
+        return cls.id_for(model)
+
+    @event("Registered", topic="meterline.ModelRegistered")
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.prices: list[Price] = []
+        self.enabled = True
+
+    @event("PriceSet", topic="meterline.PriceSet")
+    def _set_price(self, version: int, effective_from: datetime, input_per_million: int,
+                   output_per_million: int, cached_input_per_million: int | None,
+                   gpu_cost_per_hour: int | None, bill_failed_requests: bool) -> None:
+        self.prices.append(Price(self.model, version, effective_from, input_per_million,
+                                 output_per_million, cached_input_per_million,
+                                 gpu_cost_per_hour, bill_failed_requests))
+        self.prices.sort(key=lambda p: (p.effective_from, p.version))
+
+    @event("Enabled", topic="meterline.ModelEnabled")
+    def enable(self) -> None:
+        self.enabled = True
+
+    @event("Disabled", topic="meterline.ModelDisabled")
+    def disable(self) -> None:
+        self.enabled = False
+
+    def set_price(self, *, effective_from: datetime, input_per_million: int,
+                  output_per_million: int, cached_input_per_million: int | None = None,
+                  gpu_cost_per_hour: int | None = None,
+                  bill_failed_requests: bool = False) -> Price:
+        """Records a new price version; an identical current price is not re-recorded."""
+        require_aware(effective_from)
+        candidate = Price(self.model, len(self.prices) + 1, effective_from, input_per_million,
+                          output_per_million, cached_input_per_million, gpu_cost_per_hour,
+                          bill_failed_requests)
+        latest = self.prices[-1] if self.prices else None
+        if latest is not None and _same_terms(latest, candidate):
+            return latest
+        self._set_price(candidate.version, effective_from, input_per_million, output_per_million,
+                        cached_input_per_million, gpu_cost_per_hour, bill_failed_requests)
+        return candidate
+
+    def price_at(self, at: datetime) -> Price:
+        """The price version in force at `at`."""
+        in_force = [p for p in self.prices if p.effective_from <= at]
+        if not in_force:
+            raise NoPriceError(f"model {self.model!r} has no price in force at {at.isoformat()}")
+        return in_force[-1]
+
+    def price_version(self, number: int) -> Price:
+        for price in self.prices:
+            if price.version == number:
+                return price
+        raise NoPriceError(f"model {self.model!r} has no price version {number}")
+
+
+def _same_terms(a: Price, b: Price) -> bool:
+    return (a.input_per_million, a.output_per_million, a.cached_input_per_million,
+            a.gpu_cost_per_hour, a.bill_failed_requests) == (
+        b.input_per_million, b.output_per_million, b.cached_input_per_million,
+        b.gpu_cost_per_hour, b.bill_failed_requests)
