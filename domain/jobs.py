@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
@@ -23,8 +24,12 @@ class Job(Aggregate):
     class Created(Aggregate.Created):
         TOPIC = "meterline.Job.Created"
 
+    @classmethod
+    def create_id(cls, job_id: UUID) -> UUID:
+        return job_id
+
     @event("JobCreated", topic="meterline.JobCreated")
-    def __init__(self, team_id: str | None, user_id: str, job_type: str,
+    def __init__(self, job_id: UUID, team_id: str | None, user_id: str, job_type: str,
                  metadata: dict[str, Any], at: datetime) -> None:
         self.team_id = team_id
         self.user_id = user_id

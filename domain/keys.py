@@ -24,8 +24,12 @@ class ApiKey(Aggregate):
     class Created(Aggregate.Created):
         TOPIC = "meterline.ApiKey.Created"
 
+    @classmethod
+    def create_id(cls, key_id: UUID) -> UUID:
+        return key_id
+
     @event("KeyIssued", topic="meterline.KeyIssued")
-    def __init__(self, user_id: str, team_id: str | None, name: str, description: str,
+    def __init__(self, key_id: UUID, user_id: str, team_id: str | None, name: str, description: str,
                  models: list[str], prefix: str, secret_hmac: str, expires_at: datetime | None,
                  rpm_limit: int | None, tpm_limit: int | None, at: datetime) -> None:
         self.user_id = user_id
