@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from domain.clock import Clock
+from domain.usage import RequestMetered
 
 USAGE_TOPIC = "meterline.usage"    # RequestMetered, keyed by key id
 DOMAIN_TOPIC = "meterline.domain"  # domain events from the event store, keyed by aggregate id
@@ -90,9 +91,50 @@ class UpstreamResponse:
     body: bytes
 
 
+@dataclass(frozen=True)
+class UsageQuery:
+    """A usage question over the half-open interval [start, end), optionally grouped."""
+
+    start: datetime
+    end: datetime
+    user_id: str | None = None
+    team_id: str | None = None
+    key_id: str | None = None
+    model: str | None = None
+    group_by: str | None = None  # None | "day" | "model" | "key" | "user" | "team"
+    timezone: str = "UTC"        # the zone whose calendar days "day" groups by
+
+
+@dataclass(frozen=True)
+class UsageTotals:
+    group: str  # the group's value ("" when ungrouped); a day as YYYY-MM-DD
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cost: int  # nano-units
+
+
+class AnalyticsStore(Protocol):
+    """Usage facts for analytics. Inserts are idempotent: a fact counts once per event id."""
+
+    def ensure_schema(self) -> None: ...
+
+    def insert_usage(self, facts: Sequence[RequestMetered]) -> None: ...
+
+    def usage(self, query: UsageQuery) -> list[UsageTotals]:
+        """Totals per group, ordered by group."""
+        ...
+
+    def count_usage(self) -> int:
+        """How many distinct facts the store holds."""
+        ...
+
+
 class Notifier(Protocol):
     async def notify(self, recipient: str, subject: str, body: dict[str, Any]) -> None: ...
 
 
 __all__ = ["Clock", "DOMAIN_TOPIC", "USAGE_TOPIC", "BusConsumer", "BusMessage", "Delivery",
-           "EventBus", "Notifier", "UpstreamResponse"]
+           "EventBus", "Notifier", "UpstreamResponse",
+           "AnalyticsStore", "UsageQuery", "UsageTotals"]
