@@ -1,0 +1,93 @@
+"""The event bus on any Kafka-protocol broker, via aiokafka; values are CloudEvents JSON.
+
+At-least-once: acks="all" without the idempotent producer (the dev broker, tansu, lacks
+it), so a retried send can duplicate a record; consumers dedupe by event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError, for_code
+
+from adapters.cloudevents import CONTENT_TYPE, encode
+from adapters.kafka_consumer import REQUEST_TIMEOUT_MS, KafkaBusConsumer
+from domain.ports import DOMAIN_TOPIC, USAGE_TOPIC, BusMessage
+
+DEFAULT_PARTITIONS = {USAGE_TOPIC: 8, DOMAIN_TOPIC: 4}
+OTHER_TOPIC_PARTITIONS = 4  # for topics created on first use (tests, tools)
+_HEADERS = [("content-type", CONTENT_TYPE.encode())]
+
+
+class KafkaBus:
+    """An EventBus on a Kafka-protocol broker; creates its topics when they are missing."""
+
+    def __init__(self, bootstrap: str, partitions: dict[str, int] | None = None,
+                 client_id: str = "meterline", linger_ms: int = 2) -> None:
+        self.bootstrap = bootstrap
+        self.client_id = client_id
+        self._partitions = {**DEFAULT_PARTITIONS, **(partitions or {})}
+        self._linger_ms = linger_ms
+        self._admin: AIOKafkaAdminClient | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._known_topics: set[str] = set()
+        self._topics_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        self._admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap, client_id=f"{self.client_id}-admin",
+            request_timeout_ms=REQUEST_TIMEOUT_MS)
+        await self._admin.start()
+        await self.ensure_topics(list(self._partitions))
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, client_id=self.client_id, acks="all",
+            enable_idempotence=False, linger_ms=self._linger_ms,
+            request_timeout_ms=REQUEST_TIMEOUT_MS)
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer:
+            await self._producer.stop()  # flushes what is still queued
+            self._producer = None
+        if self._admin:
+            await self._admin.close()
+            self._admin = None
+
+    async def publish(self, topic: str, messages: Sequence[BusMessage]) -> None:
+        """Returns once the broker has acknowledged every message (acks=all); raises if not."""
+        if self._producer is None:
+            raise RuntimeError("the bus is not running: call start() before publish()")
+        await self.ensure_topics([topic])
+        send = self._producer.send
+        # send() only queues; awaiting the delivery futures together lets them share batches
+        deliveries = [await send(topic, value=encode(message), key=message.key.encode(),
+                                 headers=_HEADERS)
+                      for message in messages]
+        await asyncio.gather(*deliveries)
+
+    def consumer(self, topic: str, group: str) -> KafkaBusConsumer:
+        """A consumer of every partition of `topic` by assign(): no group join, no rebalance."""
+        return KafkaBusConsumer(self, topic, group)
+
+    async def ensure_topics(self, topics: list[str]) -> None:
+        """Creates the topics the broker lacks; a topic someone else created meanwhile is fine."""
+        missing = [topic for topic in topics if topic not in self._known_topics]
+        if not missing:
+            return
+        if self._admin is None:
+            raise RuntimeError("the bus is not running: call start() first")
+        async with self._topics_lock:
+            missing = [topic for topic in missing if topic not in self._known_topics]
+            if not missing:
+                return
+            new = [NewTopic(topic, self._partitions.get(topic, OTHER_TOPIC_PARTITIONS), 1)
+                   for topic in missing]
+            response = await self._admin.create_topics(new)
+            for topic, code, message in (error[:3] for error in response.topic_errors):
+                error_type = for_code(code)
+                if code and error_type is not TopicAlreadyExistsError:
+                    raise error_type(f"cannot create topic {topic}: {message}")
+            self._known_topics.update(missing)

@@ -1,0 +1,211 @@
+"""The EventBus contract: one suite, run on the in-memory, journalled and Kafka buses."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+
+from adapters.inproc_bus import InProcessBus
+from adapters.kafka_bus import KafkaBus
+from domain.ports import BusConsumer, BusMessage, Delivery, EventBus
+
+OpenConsumer = Callable[..., Awaitable[BusConsumer]]
+
+
+def message(key: str = "key-1", seq: int = 0, **changes) -> BusMessage:
+    fields = dict(
+        id=str(uuid4()), type="meterline.request.metered", source="/meterline/test",
+        subject=key, time=datetime.now(UTC), key=key,
+        data={"key": key, "seq": seq, "tokens_in": 1200, "cost_nanos": 3_600_000},
+    )
+    return BusMessage(**{**fields, **changes})
+
+
+async def read(consumer: BusConsumer, count: int, within_s: float = 15) -> list[Delivery]:
+    """Fetches until `count` deliveries have arrived (fails after `within_s`)."""
+    deliveries: list[Delivery] = []
+    deadline = time.monotonic() + within_s
+    while len(deliveries) < count and time.monotonic() < deadline:
+        deliveries += await consumer.fetch(max_records=1000, timeout_ms=200)
+    assert len(deliveries) == count, f"expected {count} deliveries, got {len(deliveries)}"
+    return deliveries
+
+
+def seqs(deliveries: list[Delivery]) -> list[int]:
+    return [d.message.data["seq"] for d in deliveries]
+
+
+class EventBusContract:
+    """What every EventBus adapter promises; a subclass provides `make_bus`."""
+
+    @pytest.fixture
+    def make_bus(self) -> Callable[[], EventBus]:
+        raise NotImplementedError
+
+    @pytest.fixture
+    async def bus(self, make_bus: Callable[[], EventBus]) -> AsyncIterator[EventBus]:
+        bus = make_bus()
+        await bus.start()
+        yield bus
+        await bus.stop()
+
+    @pytest.fixture
+    def topic(self) -> str:
+        return f"contract.{uuid4().hex[:12]}"  # fresh per test: tests share the Kafka broker
+
+    @pytest.fixture
+    async def open_consumer(self, bus: EventBus, topic: str) -> AsyncIterator[OpenConsumer]:
+        opened: list[BusConsumer] = []
+
+        async def open_consumer(group: str = "group-a") -> BusConsumer:
+            consumer = bus.consumer(topic, group)
+            await consumer.start()
+            opened.append(consumer)
+            return consumer
+
+        yield open_consumer
+        for consumer in opened:
+            await consumer.stop()
+
+    async def test_a_published_message_arrives_with_every_field_intact(
+            self, bus: EventBus, topic: str, open_consumer: OpenConsumer) -> None:
+        sent = message(
+            key="key-ünï", subject="team/research", schema_version=3,
+            extensions={"traceparent": "00-4bf92f3577b34da6-00f067aa0ba902b7-01"},
+            data={"cost_nanos": 2**62, "latency_s": 0.125, "cached": False, "job": None,
+                  "models": ["gemma-3", "llama"], "nested": {"emoji": "💸", "n": -1}},
+        )
+        await bus.publish(topic, [sent])
+        [delivery] = await read(await open_consumer(), 1)
+        assert delivery.message == sent
+        assert delivery.offset == 0
+
+    async def test_messages_with_the_same_key_arrive_in_publish_order(
+            self, bus: EventBus, topic: str, open_consumer: OpenConsumer) -> None:
+        async def publish_keys(keys: list[str]) -> None:
+            for start in range(0, 25, 5):  # several publishes per key, interleaved across keys
+                await bus.publish(topic, [message(k, s) for s in range(start, start + 5)
+                                          for k in keys])
+
+        keys = [f"key-{n}" for n in range(40)]
+        await asyncio.gather(*(publish_keys(keys[n::4]) for n in range(4)))
+        by_key: dict[str, list[Delivery]] = defaultdict(list)
+        for delivery in await read(await open_consumer(), 1000):
+            by_key[delivery.message.key].append(delivery)
+        assert {k: seqs(ds) for k, ds in by_key.items()} == {k: list(range(25)) for k in keys}
+        assert all(len({d.partition for d in ds}) == 1 for ds in by_key.values())
+        assert len({ds[0].partition for ds in by_key.values()}) > 1, "keys should spread"
+
+    async def test_a_consumer_that_did_not_commit_sees_the_messages_again_after_restart(
+            self, bus: EventBus, topic: str, open_consumer: OpenConsumer) -> None:
+        sent = [message("key-1", s) for s in range(5)]
+        await bus.publish(topic, sent)
+        first = await open_consumer()
+        await read(first, 5)
+        await first.stop()
+        again = await read(await open_consumer(), 5)
+        assert [d.message.id for d in again] == [m.id for m in sent]
+
+    async def test_a_consumer_resumes_from_its_committed_position(
+            self, bus: EventBus, topic: str, open_consumer: OpenConsumer) -> None:
+        await bus.publish(topic, [message("key-1", s) for s in range(10)])
+        first = await open_consumer()
+        handled = (await read(first, 10))[:4]
+        await first.commit({handled[-1].partition: handled[-1].offset + 1})
+        await first.stop()
+        assert seqs(await read(await open_consumer(), 6)) == list(range(4, 10))
+        assert seqs(await read(await open_consumer("group-b"), 10)) == list(range(10))
+
+    async def test_seek_moves_the_next_fetch_to_the_given_offset(
+            self, bus: EventBus, topic: str, open_consumer: OpenConsumer) -> None:
+        await bus.publish(topic, [message("key-1", s) for s in range(10)])
+        consumer = await open_consumer()
+        partition = (await read(consumer, 10))[0].partition
+        consumer.seek(partition, 6)
+        tail = await read(consumer, 4)
+        assert [(d.offset, d.message.data["seq"]) for d in tail] == [(n, n) for n in range(6, 10)]
+        consumer.seek(partition, 2)
+        assert seqs(await read(consumer, 8)) == list(range(2, 10))
+
+    async def test_seek_to_end_skips_history(
+            self, bus: EventBus, topic: str, open_consumer: OpenConsumer) -> None:
+        # one publish per key: a multi-record batch is where a broker's end offset can lie
+        await bus.publish(topic, [message(f"key-{k}", s) for k in range(6) for s in range(5)])
+        consumer = await open_consumer()
+        await consumer.seek_to_end()
+        assert await consumer.fetch(max_records=100, timeout_ms=300) == []
+        fresh = [message(f"key-{k}", 100 + k) for k in range(6)]
+        await bus.publish(topic, fresh)
+        assert sorted(seqs(await read(consumer, 6))) == list(range(100, 106))
+        assert await consumer.fetch(max_records=100, timeout_ms=300) == []
+
+    async def test_a_fetch_with_nothing_to_deliver_returns_empty_after_its_timeout(
+            self, open_consumer: OpenConsumer) -> None:
+        consumer = await open_consumer()
+        started = time.monotonic()
+        assert await consumer.fetch(max_records=10, timeout_ms=300) == []
+        assert 0.25 <= time.monotonic() - started < 3
+
+    async def test_a_waiting_fetch_wakes_up_when_a_message_arrives(
+            self, bus: EventBus, topic: str, open_consumer: OpenConsumer) -> None:
+        consumer = await open_consumer()
+        waiting = asyncio.create_task(consumer.fetch(max_records=10, timeout_ms=5000))
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        await bus.publish(topic, [message()])
+        assert len(await waiting) == 1
+        assert time.monotonic() - started < 1
+
+    async def test_a_fetch_returns_at_most_max_records(
+            self, bus: EventBus, topic: str, open_consumer: OpenConsumer) -> None:
+        await bus.publish(topic, [message(f"key-{n % 5}", n) for n in range(50)])
+        consumer = await open_consumer()
+        batches = [await consumer.fetch(max_records=7, timeout_ms=500) for _ in range(3)]
+        assert all(len(batch) <= 7 for batch in batches) and any(batches)
+
+    async def test_concurrent_publishers_lose_nothing(
+            self, bus: EventBus, topic: str, open_consumer: OpenConsumer) -> None:
+        async def publisher(n: int) -> list[BusMessage]:
+            sent = []
+            for batch in range(40):
+                messages = [message(f"key-{n}-{batch % 3}", batch * 10 + i)
+                            for i in range(1 + batch % 5)]
+                await bus.publish(topic, messages)
+                sent += messages
+            return sent
+
+        sent = [m for batch in await asyncio.gather(*(publisher(n) for n in range(32)))
+                for m in batch]
+        received = await read(await open_consumer(), len(sent))
+        assert sorted(d.message.id for d in received) == sorted(m.id for m in sent)
+
+    async def test_data_that_is_not_json_is_refused_at_publish(
+            self, bus: EventBus, topic: str) -> None:
+        with pytest.raises(ValueError, match="not JSON-serialisable"):
+            await bus.publish(topic, [message(data={"tags": {"a", "b"}})])
+
+
+class TestInMemoryBus(EventBusContract):
+    @pytest.fixture
+    def make_bus(self) -> Callable[[], EventBus]:
+        return lambda: InProcessBus(partitions=4)
+
+
+class TestJournalledBus(EventBusContract):
+    @pytest.fixture
+    def make_bus(self, tmp_path: Path) -> Callable[[], EventBus]:
+        return lambda: InProcessBus(partitions=4, journal_dir=tmp_path / "bus")
+
+
+@pytest.mark.kafka
+class TestKafkaBus(EventBusContract):
+    @pytest.fixture
+    def make_bus(self, tansu_bootstrap: str) -> Callable[[], EventBus]:
+        return lambda: KafkaBus(tansu_bootstrap, client_id="contract")
