@@ -16,13 +16,14 @@ from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Tracking, Transcoding
 
 from domain.budget import Budget, local_day
 from domain.clock import Clock
 from domain.errors import DomainError
 from domain.jobs import Job, JobStatus
-from domain.quota_policy import BudgetPolicy, Scope
+from domain.periods import Period
+from domain.quota_policy import BudgetPolicy, Mode, Scope
 from domain.usage import MeteredRequest, RequestMetered
 
 
@@ -65,6 +66,12 @@ class Ledger(Application):
         super().__init__(env)
         self.clock = clock
         self.billing_tz = billing_tz
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        """Budget snapshots hold a policy and a set of crossed thresholds: both need transcoding."""
+        super().register_transcodings(transcoder)
+        transcoder.register(_BudgetPolicyAsDict())
+        transcoder.register(_SetAsList())
 
     def construct_recorder(self):  # type: ignore[no-untyped-def]
         """A process recorder, so events and bus positions commit together."""
@@ -203,3 +210,28 @@ class Ledger(Application):
         except (AggregateNotFoundError, ValueError):
             return None
         return found if isinstance(found, Job) else None
+
+
+class _BudgetPolicyAsDict(Transcoding):
+    type = BudgetPolicy
+    name = "meterline_budget_policy"
+
+    def encode(self, obj: BudgetPolicy) -> dict[str, Any]:
+        return {"limit": obj.limit, "period": str(obj.period), "mode": str(obj.mode),
+                "grace_percent": obj.grace_percent, "grace_hours": obj.grace_hours,
+                "version": obj.version}
+
+    def decode(self, data: dict[str, Any]) -> BudgetPolicy:
+        return BudgetPolicy(data["limit"], Period(data["period"]), Mode(data["mode"]),
+                            data["grace_percent"], data["grace_hours"], data["version"])
+
+
+class _SetAsList(Transcoding):
+    type = set
+    name = "meterline_set"
+
+    def encode(self, obj: set[Any]) -> list[Any]:
+        return sorted(obj)
+
+    def decode(self, data: list[Any]) -> set[Any]:
+        return set(data)

@@ -120,14 +120,16 @@ class PriceBook(Aggregate):
                   output_per_million: int, cached_input_per_million: int | None = None,
                   gpu_cost_per_hour: int | None = None,
                   bill_failed_requests: bool = False) -> Price:
-        """Records a new price version; an identical current price is not re-recorded."""
+        """Records a new price version, unless the price in force at `effective_from` has its terms."""
         require_aware(effective_from)
         candidate = Price(self.model, len(self.prices) + 1, effective_from, input_per_million,
                           output_per_million, cached_input_per_million, gpu_cost_per_hour,
                           bill_failed_requests)
-        latest = self.prices[-1] if self.prices else None
-        if latest is not None and _same_terms(latest, candidate):
-            return latest
+        # Compared with the version in force then, not the latest: a later-dated version
+        # must not swallow an earlier change, and a retried command must not add a copy.
+        in_force = [p for p in self.prices if p.effective_from <= effective_from]
+        if in_force and _same_terms(in_force[-1], candidate):
+            return in_force[-1]
         self._set_price(candidate.version, effective_from, input_per_million, output_per_million,
                         cached_input_per_million, gpu_cost_per_hour, bill_failed_requests)
         return candidate
