@@ -6,7 +6,7 @@ Each port has an in-memory (or embedded) adapter and a production adapter in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -91,6 +91,39 @@ class UpstreamResponse:
     body: bytes
 
 
+class UpstreamUnavailable(Exception):
+    """The model server could not be reached or broke the connection."""
+
+
+class UpstreamTimeout(Exception):
+    """The model server did not answer in time."""
+
+
+class UpstreamStream(Protocol):
+    status: int
+    headers: dict[str, str]
+
+    def lines(self) -> AsyncIterator[bytes]:
+        """The response body line by line (SSE), without line endings."""
+        ...
+
+    async def read(self) -> bytes: ...
+
+    async def close(self) -> None:
+        """Stops reading; the upstream stops generating."""
+        ...
+
+
+class Upstream(Protocol):
+    """An OpenAI-compatible model server reached over pooled HTTP connections."""
+
+    async def post(self, url: str, body: bytes, timeout_s: float) -> UpstreamResponse: ...
+
+    async def stream(self, url: str, body: bytes, timeout_s: float) -> UpstreamStream: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class UsageQuery:
     """A usage question over the half-open interval [start, end), optionally grouped."""
@@ -136,5 +169,6 @@ class Notifier(Protocol):
 
 
 __all__ = ["Clock", "DOMAIN_TOPIC", "USAGE_TOPIC", "BusConsumer", "BusMessage", "Delivery",
-           "EventBus", "Notifier", "UpstreamResponse",
+           "EventBus", "Notifier", "Upstream", "UpstreamResponse", "UpstreamStream",
+           "UpstreamTimeout", "UpstreamUnavailable",
            "AnalyticsStore", "UsageQuery", "UsageTotals"]

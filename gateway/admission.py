@@ -1,0 +1,125 @@
+"""Admission on the hot path: parse, authenticate, authorise, rate-limit, reserve. No I/O."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from domain.errors import NoPriceError
+from domain.keys import ApiKey
+from domain.pricing import Price
+from domain.quota_policy import Scope
+from gateway import errors
+from gateway.context import GatewayContext, ModelRoute
+from gateway.estimate import prompt_upper_bound
+from gateway.quota_guard import Reservation
+
+ENDPOINT_KIND = {"chat": "chat", "completions": "chat", "embeddings": "embedding"}
+
+
+@dataclass
+class Admitted:
+    key: ApiKey
+    route: ModelRoute
+    price: Price
+    payload: dict[str, Any]
+    endpoint: str              # chat | completions | embeddings
+    max_output_tokens: int
+    prompt_bound: int
+    reservation: Reservation
+    job_id: str | None
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise errors.bad_request(f"request body is not valid JSON ({exc}); send a JSON object",
+                                 code="invalid_json") from None
+    if not isinstance(payload, dict):
+        raise errors.bad_request("request body must be a JSON object", code="invalid_json")
+    return payload
+
+
+def authenticate(ctx: GatewayContext, authorization: str | None) -> ApiKey:
+    if not authorization or not authorization.lower().startswith("bearer "):
+        ctx.metrics.refused("missing_key")
+        raise errors.unauthorized("no API key: send 'Authorization: Bearer sk-…' with a key from "
+                                  "POST /api/keys", code="missing_api_key")
+    secret = authorization[7:].strip()
+    match = ctx.directory.key_for_secret(ctx.hmac(secret), ctx.clock.now())
+    if match is None:
+        ctx.metrics.refused("invalid_key")
+        raise errors.unauthorized("the API key is unknown, revoked or expired; create a new key")
+    return match.key
+
+
+def _requested_max_tokens(payload: dict[str, Any]) -> int | None:
+    for field in ("max_completion_tokens", "max_tokens"):
+        value = payload.get(field)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise errors.bad_request(f"'{field}' must be a positive integer, got {value!r}", field)
+        return value
+    return None
+
+
+def resolve_model(ctx: GatewayContext, key: ApiKey, payload: dict[str, Any], endpoint: str
+                  ) -> tuple[ModelRoute, Price]:
+    model = payload.get("model")
+    if not isinstance(model, str) or not model:
+        raise errors.bad_request("'model' is required and must be a string; see GET /v1/models",
+                                 "model", code="missing_model")
+    route = ctx.routes.get(model)
+    book = ctx.directory.model(model)
+    if route is None or book is None or not book.enabled:
+        raise errors.not_found(f"the model '{model}' does not exist or is disabled; "
+                               "see GET /v1/models for the models your key may use")
+    if not key.allows_model(model):
+        ctx.metrics.refused("model_not_allowed")
+        raise errors.forbidden(f"this key may not use the model '{model}'; allowed: "
+                               f"{', '.join(key.models) or 'none'}", "model_not_allowed")
+    if ENDPOINT_KIND[endpoint] != route.kind:
+        raise errors.bad_request(f"the model '{model}' is a {route.kind} model and does not "
+                                 f"serve /v1/{endpoint.replace('chat', 'chat/completions')}",
+                                 "model", code="wrong_endpoint")
+    try:
+        price = book.price_at(ctx.clock.now())
+    except NoPriceError:
+        raise errors.GatewayError(503, f"the model '{model}' has no price in force yet; "
+                                  "ask an admin to set one", "api_error", "model_not_priced") from None
+    return route, price
+
+
+def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiKey,
+          job_id: str | None) -> Admitted:
+    """Decides whether a request may go upstream, holding its worst-case cost if so."""
+    route, price = resolve_model(ctx, key, payload, endpoint)
+    if endpoint == "embeddings":
+        max_out = 0
+    else:
+        requested = _requested_max_tokens(payload)
+        cap = route.max_output_tokens or ctx.options.default_max_tokens
+        max_out = min(requested, cap) if requested else cap
+    prompt_bound = prompt_upper_bound(payload, endpoint)
+    ok, reason, wait = ctx.rate_limiter.admit(str(key.id), time.monotonic(), key.rpm_limit,
+                                             key.tpm_limit, prompt_bound + max_out)
+    if not ok:
+        ctx.metrics.refused("rate_limit")
+        raise errors.rate_limited(f"{reason} for this key; retry in {wait} s", wait)
+    scopes = [(Scope.KEY, str(key.id)), (Scope.USER, key.user_id)]
+    if key.team_id:
+        scopes.append((Scope.TEAM, key.team_id))
+    amount = price.worst_case_cost(prompt_bound, max_out)
+    reservation, decision = ctx.guard.reserve(scopes, amount)
+    if reservation is None:
+        ctx.rate_limiter.correct(str(key.id), prompt_bound + max_out, 0)
+        ctx.metrics.refused(f"quota_{decision.scope}")
+        raise errors.insufficient_quota(
+            f"{decision.reason} (policy v{decision.policy_version}). Ask an admin to raise the "
+            "budget or wait for the next period.")
+    return Admitted(key, route, price, payload, endpoint, max_out, prompt_bound, reservation, job_id)

@@ -1,0 +1,10 @@
+"""The management API's routers, mounted together."""
+
+from fastapi import APIRouter
+
+from gateway.api import admin, keys, usage
+
+router = APIRouter()
+router.include_router(admin.router)
+router.include_router(keys.router)
+router.include_router(usage.router)

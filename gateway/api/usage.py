@@ -1,0 +1,51 @@
+"""Usage totals for a user (yourself, or anyone for admins), grouped by day, model or key."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from fastapi import APIRouter, Query
+
+from domain.ports import UsageQuery
+from gateway import errors
+from gateway.api.deps import Caller, Ctx, acting_user, usd
+
+router = APIRouter(prefix="/api", tags=["usage"])
+
+
+def _instant(value: str | None, field: str, default: datetime) -> datetime:
+    if value is None:
+        return default
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise errors.bad_request(f"'{field}' must be an ISO 8601 date or time, got {value!r}",
+                                 field) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@router.get("/usage", summary="Usage totals: requests, tokens and cost")
+async def usage(ctx: Ctx, who: Caller, user_id: str | None = None,
+                from_: str | None = Query(default=None, alias="from"),
+                to: str | None = None,
+                group_by: Literal["day", "model", "key"] | None = None) -> dict:
+    now = ctx.clock.now()
+    start = _instant(from_, "from", now - timedelta(days=30))
+    end = _instant(to, "to", now + timedelta(seconds=1))
+    if end <= start:
+        raise errors.bad_request("'to' must be after 'from'", "to")
+    scope_user = None if (who.is_admin and user_id is None) else acting_user(who, user_id)
+    query = UsageQuery(start=start, end=end, user_id=scope_user, group_by=group_by,
+                       timezone=ctx.options.billing_timezone)
+    rows = await ctx.query(ctx.analytics.usage, query)
+    data = [{"group": r.group, "requests": r.requests, "prompt_tokens": r.prompt_tokens,
+             "completion_tokens": r.completion_tokens, "cached_tokens": r.cached_tokens,
+             "total_tokens": r.prompt_tokens + r.completion_tokens, "cost_usd": usd(r.cost)}
+            for r in rows]
+    totals = {"requests": sum(r.requests for r in rows),
+              "prompt_tokens": sum(r.prompt_tokens for r in rows),
+              "completion_tokens": sum(r.completion_tokens for r in rows),
+              "cost_usd": usd(sum(r.cost for r in rows))}
+    return {"user_id": scope_user, "from": start.isoformat(), "to": end.isoformat(),
+            "group_by": group_by, "totals": totals, "data": data}

@@ -1,0 +1,83 @@
+"""The FastAPI application factory: routes only, every dependency comes in a GatewayContext."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from domain.errors import DomainError
+from gateway import errors
+from gateway.api import routes as management
+from gateway.context import GatewayContext
+from gateway.routes_v1 import router as v1_router
+
+log = logging.getLogger(__name__)
+
+
+def create_app(ctx: GatewayContext,
+               lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None) -> FastAPI:
+    """Builds the gateway app around a context; `lifespan` starts and stops what it needs."""
+
+    @asynccontextmanager
+    async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if lifespan is None:
+            yield
+        else:
+            async with lifespan(app):
+                yield
+
+    app = FastAPI(title="Meterline", version="0.1.0", lifespan=_lifespan,
+                  description="Metered OpenAI-compatible gateway and billing API.")
+    app.state.ctx = ctx
+    app.include_router(v1_router)
+    app.include_router(management.router)
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness: answers once the gateway serves")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics",
+             response_class=PlainTextResponse)
+    async def metrics() -> Response:
+        return PlainTextResponse(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    install_error_handlers(app)
+    return app
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error a client sees is a JSON body saying what was wrong; never a stack trace."""
+
+    @app.exception_handler(errors.GatewayError)
+    async def gateway_error(_: Request, exc: errors.GatewayError) -> Response:
+        return exc.response()
+
+    @app.exception_handler(DomainError)
+    async def domain_error(_: Request, exc: DomainError) -> Response:
+        status = 404 if type(exc).__name__ == "NotFoundError" else 409
+        return errors.GatewayError(status, str(exc), "invalid_request_error",
+                                   "not_found" if status == 404 else "conflict").response()
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}"
+                             for e in exc.errors())
+        return errors.bad_request(f"invalid request: {problems}", code="invalid_request").response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        return JSONResponse({"error": {"message": str(exc.detail), "type": "invalid_request_error",
+                                       "param": None, "code": f"http_{exc.status_code}"}},
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return errors.GatewayError(500, "internal error; it was logged, please retry or report it",
+                                   "api_error", "internal_error").response()

@@ -1,0 +1,79 @@
+"""Everything the gateway needs, handed in by the composition root (infra). Ports only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio
+
+from domain.clock import Clock
+from domain.credentials import fingerprint
+from domain.ledger import Ledger
+from domain.ports import AnalyticsStore, EventBus, Upstream
+from domain.registry import Registry
+from gateway.directory import Directory
+from gateway.metrics import Metrics
+from gateway.quota_guard import QuotaGuard
+from gateway.rate_limits import RateLimiter
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ModelRoute:
+    """Where a model name the clients use is served, and how to talk to it."""
+
+    name: str
+    upstream_url: str          # base URL ending in /v1
+    upstream_model: str
+    max_output_tokens: int | None = None
+    kind: str = "chat"         # chat | embedding
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GatewayOptions:
+    gateway_id: str = "gw-1"
+    max_body_bytes: int = 1_048_576
+    upstream_timeout_s: float = 60.0
+    default_max_tokens: int = 4096
+    billing_timezone: str = "UTC"
+
+
+@dataclass
+class GatewayContext:
+    clock: Clock
+    registry: Registry
+    ledger: Ledger
+    bus: EventBus
+    upstream: Upstream
+    analytics: AnalyticsStore
+    routes: dict[str, ModelRoute]
+    server_secret: bytes
+    admin_token: str
+    options: GatewayOptions = field(default_factory=GatewayOptions)
+    directory: Directory = field(default_factory=Directory)
+    guard: QuotaGuard | None = None
+    rate_limiter: RateLimiter = field(default_factory=RateLimiter)
+    metrics: Metrics = field(default_factory=Metrics)
+    after_command: Callable[[], Any] | None = None  # pulls new events into the in-memory views
+
+    def __post_init__(self) -> None:
+        if self.guard is None:
+            self.guard = QuotaGuard(self.clock)
+        self.admin_token_hmac = fingerprint(self.admin_token, self.server_secret)
+
+    def hmac(self, secret: str) -> str:
+        return fingerprint(secret, self.server_secret)
+
+    async def command(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Runs a synchronous event-sourced command off the event loop, then refreshes views."""
+        result = await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+        if self.after_command is not None:
+            await anyio.to_thread.run_sync(self.after_command)
+        return result
+
+    async def query(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))

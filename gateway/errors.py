@@ -1,0 +1,66 @@
+"""Errors in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.responses import Response
+
+
+class GatewayError(Exception):
+    """An error a client sees: a status, an OpenAI error type and code, and a helpful message."""
+
+    def __init__(self, status: int, message: str, type_: str, code: str | None = None,
+                 param: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type_
+        self.code = code
+        self.param = param
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param,
+                          "code": self.code}}
+
+    def response(self) -> Response:
+        return Response(orjson.dumps(self.body()), status_code=self.status,
+                        media_type="application/json", headers=self.headers)
+
+
+def bad_request(message: str, param: str | None = None, code: str = "invalid_request") -> GatewayError:
+    return GatewayError(400, message, "invalid_request_error", code, param)
+
+
+def unauthorized(message: str, code: str = "invalid_api_key") -> GatewayError:
+    return GatewayError(401, message, "invalid_request_error", code)
+
+
+def forbidden(message: str, code: str) -> GatewayError:
+    return GatewayError(403, message, "permission_error", code)
+
+
+def not_found(message: str, code: str = "model_not_found", param: str | None = "model") -> GatewayError:
+    return GatewayError(404, message, "invalid_request_error", code, param)
+
+
+def too_large(limit: int) -> GatewayError:
+    return GatewayError(413, f"request body is larger than {limit} bytes; send a smaller request",
+                        "invalid_request_error", "request_too_large")
+
+
+def insufficient_quota(message: str) -> GatewayError:
+    return GatewayError(429, message, "insufficient_quota", "insufficient_quota")
+
+
+def rate_limited(message: str, retry_after_s: int) -> GatewayError:
+    return GatewayError(429, message, "requests", "rate_limit_exceeded",
+                        headers={"retry-after": str(retry_after_s)})
+
+
+def upstream_failed(message: str) -> GatewayError:
+    return GatewayError(502, message, "api_error", "upstream_error")
+
+
+def upstream_timeout(message: str) -> GatewayError:
+    return GatewayError(504, message, "api_error", "upstream_timeout")
