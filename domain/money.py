@@ -6,9 +6,11 @@ Decimals appear only at the edges (configuration, API, reports); floats never.
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 
 NANOS_PER_UNIT = 1_000_000_000
 TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are quoted per million tokens
+MAX_DIGITS = 60  # far past any real amount; keeps the exact arithmetic on hostile input cheap
 
 
 class MoneyError(ValueError):
@@ -25,15 +27,28 @@ def to_nanos(amount: Decimal | str | int) -> int:
         raise MoneyError(f"amount {amount!r} is not a number") from None
     if not value.is_finite():
         raise MoneyError(f"amount {amount!r} is not finite")
-    nanos = value * NANOS_PER_UNIT
-    if nanos != nanos.to_integral_value():
+    digits, exponent = value.as_tuple()[1:]
+    if value and exponent + len(digits) < -9:  # every digit lies below one nano-unit
+        raise MoneyError(f"amount {amount!r} has more precision than one nano-unit (1e-9)")
+    if value and value.adjusted() >= MAX_DIGITS:
+        raise MoneyError(f"amount {amount!r} is too large; at most {MAX_DIGITS} digits before the point")
+    nanos = Fraction(value) * NANOS_PER_UNIT  # exact: Decimal arithmetic rounds past 28 digits
+    if nanos.denominator != 1:
         raise MoneyError(f"amount {amount!r} has more precision than one nano-unit (1e-9)")
     return int(nanos)
 
 
 def from_nanos(nanos: int) -> Decimal:
     """Converts nano-units to an exact Decimal currency amount."""
-    return Decimal(nanos).scaleb(-9)
+    return Decimal(f"{nanos:d}E-9")  # exact at any size, unlike scaleb under the context
+
+
+def usd_text(nanos: int) -> str:
+    """An amount for people: exact, without trailing zeros past the cents ("0.0012", "3.50")."""
+    text = format(from_nanos(nanos), "f")
+    whole, _, fraction = text.partition(".")
+    fraction = fraction.rstrip("0").ljust(2, "0")
+    return f"{whole}.{fraction}"
 
 
 def divide_rounded(numerator: int, denominator: int) -> int:
@@ -64,6 +79,7 @@ __all__ = [
     "MoneyError",
     "divide_rounded",
     "from_nanos",
+    "usd_text",
     "percent_of",
     "to_nanos",
 ]

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from domain.errors import DomainError
-from domain.money import from_nanos, percent_of
+from domain.money import percent_of, usd_text
 from domain.periods import Period
 
 THRESHOLDS = (80, 95, 100)
@@ -91,17 +91,17 @@ def decide(policy: BudgetPolicy, *, scope: Scope, scope_id: str, spent: int, res
         return Decision(Verdict.REFUSE, **facts, reason=(
             f"{scope} {scope_id}: the {policy.grace_hours} h grace window that began "
             f"{grace_started_at.isoformat()} is over and the budget of "
-            f"${from_nanos(policy.limit)} is spent"))
+            f"${usd_text(policy.limit)} is spent"))
     cap = policy.cap
     if cap is not None and projected > cap:
         allowance = "" if policy.mode is Mode.HARD else f" plus {policy.grace_percent}% grace"
         return Decision(Verdict.REFUSE, **facts, reason=(
-            f"{scope} {scope_id} budget of ${from_nanos(policy.limit)}{allowance} per "
-            f"{policy.period} would be exceeded: spent ${from_nanos(spent)}, reserved "
-            f"${from_nanos(reserved)}, this request up to ${from_nanos(requested)}"))
+            f"{scope} {scope_id} budget of ${usd_text(policy.limit)}{allowance} per "
+            f"{policy.period} would be exceeded: spent ${usd_text(spent)}, reserved "
+            f"${usd_text(reserved)}, this request up to ${usd_text(requested)}"))
     if projected > policy.limit:
         return Decision(Verdict.WARN, **facts, reason=(
-            f"{scope} {scope_id} is past its ${from_nanos(policy.limit)} budget ({policy.mode})"))
+            f"{scope} {scope_id} is past its ${usd_text(policy.limit)} budget ({policy.mode})"))
     return Decision(Verdict.ALLOW, **facts)
 
 

@@ -17,6 +17,7 @@ from eventsourcing.domain import Aggregate, event
 from domain.pricing import Price, Usage
 
 SCHEMA_VERSION = 1
+EVENT_TYPE = "meterline.request.metered"  # its CloudEvents type on the bus
 
 
 class UsageSource(StrEnum):

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from domain.ports import USAGE_TOPIC, BusMessage, EventBus
+from domain.usage import EVENT_TYPE as REQUEST_METERED
 from domain.usage import RequestMetered
-
-REQUEST_METERED = "meterline.request.metered"
 
 
 def to_message(fact: RequestMetered, gateway_id: str) -> BusMessage:

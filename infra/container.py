@@ -1,0 +1,117 @@
+"""The composition root: the only place that picks adapters and wires them together."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from adapters.clock import SystemClock
+from adapters.eventstore import open_applications, postgres_env, sqlite_env
+from adapters.upstream_httpx import HttpxUpstream
+from domain.clock import Clock
+from domain.ledger import Ledger
+from domain.ports import AnalyticsStore, EventBus, Upstream
+from domain.registry import Registry
+from gateway.context import GatewayContext, GatewayOptions, ModelRoute
+from gateway.event_feed import EventFeed
+from infra.config import MeterlineConfig
+from infra.settings import Settings, resolve_secrets
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Meterline:
+    """The assembled system of one process."""
+
+    settings: Settings
+    config: MeterlineConfig
+    clock: Clock
+    registry: Registry
+    ledger: Ledger
+    bus: EventBus
+    analytics: AnalyticsStore
+    ctx: GatewayContext
+    feed: EventFeed
+
+    def close(self) -> None:
+        for closeable in (self.registry, self.ledger, self.analytics):
+            close = getattr(closeable, "close", None)
+            if close is not None:
+                close()
+
+
+def event_store_env(settings: Settings) -> dict[str, str]:
+    if settings.database_url is not None:
+        return postgres_env(settings.database_url.get_secret_value())
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return sqlite_env(settings.data_dir)
+
+
+def build_bus(settings: Settings) -> EventBus:
+    if settings.bus == "kafka":
+        from adapters.kafka_bus import KafkaBus
+        return KafkaBus(settings.kafka_bootstrap, client_id=f"meterline-{settings.gateway_id}")
+    from adapters.inproc_bus import InProcessBus
+    return InProcessBus(partitions=4, journal_dir=settings.data_dir / "bus")
+
+
+def build_analytics(settings: Settings) -> AnalyticsStore:
+    if settings.analytics_url:
+        from adapters.analytics_clickhouse import ClickHouseAnalytics
+        return ClickHouseAnalytics(settings.analytics_url)
+    from adapters.analytics_chdb import ChdbAnalytics
+    return ChdbAnalytics(settings.analytics_path)
+
+
+def billing_timezone(settings: Settings, config: MeterlineConfig) -> str:
+    return config.billing_timezone or settings.billing_timezone
+
+
+def sync_config(registry: Registry, ledger: Ledger, config: MeterlineConfig) -> None:
+    """Records the configured prices and budgets; unchanged ones record nothing."""
+    for model in config.models:
+        registry.set_price(model.name, input_per_million=model.input_per_million,
+                           output_per_million=model.output_per_million,
+                           cached_input_per_million=model.cached_input_per_million,
+                           gpu_cost_per_hour=model.gpu_cost_per_hour,
+                           bill_failed_requests=model.bill_failed_requests)
+    for budget in config.budgets:
+        ledger.set_budget(budget.scope, budget.scope_id, budget.policy)
+
+
+def routes_of(config: MeterlineConfig) -> dict[str, ModelRoute]:
+    return {m.name: ModelRoute(m.name, m.upstream_url.rstrip("/"), m.upstream_model,
+                               m.max_output_tokens, m.kind, tuple(m.stop))
+            for m in config.models}
+
+
+def build(settings: Settings, config: MeterlineConfig, *, clock: Clock | None = None,
+          bus: EventBus | None = None, upstream: Upstream | None = None,
+          analytics: AnalyticsStore | None = None) -> Meterline:
+    """Builds one process's system; tests pass in-memory twins for any port."""
+    clock = clock or SystemClock()
+    admin_token, key_secret = resolve_secrets(settings)
+    tz = billing_timezone(settings, config)
+    registry, ledger = open_applications(event_store_env(settings), clock, tz)
+    sync_config(registry, ledger, config)
+    bus = bus or build_bus(settings)
+    analytics = analytics or build_analytics(settings)
+    options = GatewayOptions(gateway_id=settings.gateway_id, max_body_bytes=settings.max_body_bytes,
+                             upstream_timeout_s=settings.upstream_timeout_s,
+                             default_max_tokens=settings.reservation_default_max_tokens,
+                             billing_timezone=tz)
+    ctx = GatewayContext(clock=clock, registry=registry, ledger=ledger, bus=bus,
+                         upstream=upstream or HttpxUpstream(), analytics=analytics,
+                         routes=routes_of(config), server_secret=key_secret.get_secret_value().encode(),
+                         admin_token=admin_token.get_secret_value(), options=options)
+    feed = EventFeed(registry, ledger, ctx.directory, ctx.guard)
+    ctx.after_command = feed.pull
+    return Meterline(settings, config, clock, registry, ledger, bus, analytics, ctx, feed)
+
+
+def data_path(settings: Settings, *parts: str) -> Path:
+    path = settings.data_dir.joinpath(*parts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,96 @@
+"""The ledger process: folds meterline.usage into the event store, exactly once per batch.
+
+Each partition's batch is recorded in one transaction with its bus position (a tracking
+record), and the consumer resumes from those positions, not from the broker's group
+offsets. A crash anywhere inside a batch leaves either all of it or none of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+
+import anyio
+
+from domain.ledger import BatchResult, BusPosition, Ledger
+from domain.ports import USAGE_TOPIC, BusConsumer, Delivery
+from domain.usage import EVENT_TYPE as REQUEST_METERED
+from domain.usage import RequestMetered
+
+log = logging.getLogger(__name__)
+
+
+class LedgerWorker:
+    def __init__(self, consumer: BusConsumer, ledger: Ledger,
+                 on_recorded: Callable[[], object] | None = None,
+                 max_batch: int = 5000, max_wait_ms: int = 50) -> None:
+        self.consumer = consumer
+        self.ledger = ledger
+        self.on_recorded = on_recorded
+        self.max_batch = max_batch
+        self.max_wait_ms = max_wait_ms
+        self.recorded = 0
+        self.duplicates = 0
+        self.skipped = 0
+
+    async def start(self) -> None:
+        """Starts consuming where the ledger's tracking records say it stopped."""
+        await self.consumer.start()
+        for partition in await self.consumer.partitions():
+            offset = await anyio.to_thread.run_sync(self.ledger.position, USAGE_TOPIC, partition)
+            self.consumer.seek(partition, offset)
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+    async def run_once(self) -> int:
+        """Records one fetched batch; returns how many deliveries it covered."""
+        deliveries = await self.consumer.fetch(self.max_batch, self.max_wait_ms)
+        by_partition: dict[int, list[Delivery]] = defaultdict(list)
+        for delivery in deliveries:
+            by_partition[delivery.partition].append(delivery)
+        for partition, batch in sorted(by_partition.items()):
+            batch.sort(key=lambda d: d.offset)
+            facts = self._facts(batch)
+            position = BusPosition(USAGE_TOPIC, partition, batch[-1].offset + 1)
+            result: BatchResult = await anyio.to_thread.run_sync(
+                self.ledger.record_usage, facts, position)
+            self.recorded += result.recorded
+            self.duplicates += result.duplicates
+        if deliveries and self.on_recorded is not None:
+            await anyio.to_thread.run_sync(self.on_recorded)
+        return len(deliveries)
+
+    def _facts(self, batch: list[Delivery]) -> list[RequestMetered]:
+        facts = []
+        for delivery in batch:
+            message = delivery.message
+            if message.type != REQUEST_METERED:
+                self.skipped += 1
+                continue
+            try:
+                facts.append(RequestMetered.from_data(message.data))
+            except (KeyError, TypeError, ValueError) as exc:
+                # A malformed fact cannot be billed; it is logged and passed over, never retried
+                # forever (the tracking record still moves past it).
+                self.skipped += 1
+                log.error("ledger: skipping malformed usage event %s at %s/%d: %s", message.id,
+                          USAGE_TOPIC, delivery.offset, exc)
+        return facts
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("ledger: batch failed; it will be retried from the stored position")
+                await asyncio.sleep(1)
+                await self.start_positions()
+
+    async def start_positions(self) -> None:
+        """Re-seeks every partition to the stored positions (after a failed batch)."""
+        for partition in await self.consumer.partitions():
+            offset = await anyio.to_thread.run_sync(self.ledger.position, USAGE_TOPIC, partition)
+            self.consumer.seek(partition, offset)

@@ -1,0 +1,111 @@
+"""Running the processes: gateway, ledger, projector, scheduler, or all four in one (`up`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+
+import anyio
+import uvicorn
+from fastapi import FastAPI
+
+from domain.ports import USAGE_TOPIC
+from gateway.app import create_app
+from infra.container import Meterline
+from infra.ledger_worker import LedgerWorker
+from infra.scheduler import build_scheduler
+
+log = logging.getLogger(__name__)
+ALL_ROLES = frozenset({"gateway", "ledger", "projector", "scheduler"})
+
+
+class Workers:
+    """The background roles of a process, started and stopped together."""
+
+    def __init__(self, system: Meterline, roles: frozenset[str]) -> None:
+        self.system = system
+        self.roles = roles
+        self.stop_event = asyncio.Event()
+        self.tasks: list[asyncio.Task] = []
+        self.ledger: LedgerWorker | None = None
+        self.scheduler = None
+
+    async def start(self) -> None:
+        system = self.system
+        await system.bus.start()
+        await anyio.to_thread.run_sync(system.analytics.ensure_schema)
+        await anyio.to_thread.run_sync(system.feed.bootstrap)
+        if "ledger" in self.roles:
+            self.ledger = LedgerWorker(system.bus.consumer(USAGE_TOPIC, "meterline-ledger"),
+                                       system.ledger, on_recorded=system.feed.pull_ledger)
+            await self.ledger.start()
+            self._spawn(self.ledger.run(self.stop_event), "ledger")
+        if "projector" in self.roles:
+            from projections.usage_projector import UsageProjector
+            projector = UsageProjector(system.bus.consumer(USAGE_TOPIC, "meterline-projector"),
+                                       system.analytics)
+            await projector.start()
+            self._spawn(projector.run(self.stop_event), "projector")
+        self._spawn(system.feed.run(self.stop_event), "event-feed")
+        if "scheduler" in self.roles:
+            self.scheduler = build_scheduler(system.registry, system.ledger, system.ctx.directory,
+                                             after=system.feed.pull)
+            self.scheduler.start()
+
+    def _spawn(self, work: Awaitable[None], name: str) -> None:
+        self.tasks.append(asyncio.ensure_future(work))
+        self.tasks[-1].set_name(name)
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*self.tasks, return_exceptions=True), 10)
+        if self.ledger is not None:
+            await self.ledger.stop()
+        await self.system.ctx.upstream.close()
+        await self.system.bus.stop()
+
+
+def gateway_app(system: Meterline, roles: frozenset[str]) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        workers = Workers(system, roles)
+        await workers.start()
+        try:
+            yield
+        finally:
+            await workers.stop()
+
+    return create_app(system.ctx, lifespan)
+
+
+def serve(system: Meterline, roles: frozenset[str], host: str, port: int) -> None:
+    """Runs the given roles until SIGINT/SIGTERM; with the gateway role, serves HTTP."""
+    try:
+        if "gateway" in roles:
+            app = gateway_app(system, roles)
+            config = uvicorn.Config(app, host=host, port=port, log_level="info",
+                                    access_log=False, lifespan="on", timeout_graceful_shutdown=10)
+            uvicorn.Server(config).run()
+        else:
+            asyncio.run(_headless(system, roles))
+    finally:
+        system.close()
+
+
+async def _headless(system: Meterline, roles: frozenset[str]) -> None:
+    workers = Workers(system, roles)
+    await workers.start()
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, done.set)
+    log.info("meterline %s running; Ctrl-C to stop", "+".join(sorted(roles)))
+    await done.wait()
+    await workers.stop()

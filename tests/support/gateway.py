@@ -1,0 +1,131 @@
+"""A real Meterline gateway (uvicorn on a free port, in a thread) for tests."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from adapters.analytics_memory import InMemoryAnalytics
+from adapters.inproc_bus import InProcessBus
+from infra.config import MeterlineConfig, parse_config
+from infra.container import Meterline, build
+from infra.runner import ALL_ROLES, gateway_app
+from infra.settings import Settings
+
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+KEY_SECRET = "test-key-secret-0123456789abcdef0123456789"
+
+
+def sim_config(base_url: str, **model: Any) -> MeterlineConfig:
+    """One chat model 'sim' and one embedding model 'sim-embed', both on `base_url`."""
+    extra = "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in model.items())
+    return parse_config(f"""
+[[models]]
+name = "sim"
+upstream_url = "{base_url}"
+upstream_model = "sim-model"
+input_price_per_million = "1.00"
+output_price_per_million = "2.00"
+max_output_tokens = 64
+{extra}
+[[models]]
+name = "sim-embed"
+upstream_url = "{base_url}"
+kind = "embedding"
+input_price_per_million = "0.10"
+output_price_per_million = "0"
+""", source="<test config>")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    system: Meterline
+
+    @property
+    def v1(self) -> str:
+        return self.url + "/v1"
+
+    def client(self, token: str = ADMIN_TOKEN) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"authorization": f"Bearer {token}"},
+                            timeout=30)
+
+    def setup_user(self, user_id: str, team_id: str | None = "team-a", role: str = "user") -> str:
+        """Creates the team (if any) and the user; returns a user token."""
+        with self.client() as admin:
+            if team_id:
+                admin.post("/api/admin/teams", json={"team_id": team_id, "name": team_id}
+                           ).raise_for_status()
+            admin.post("/api/admin/users", json={"user_id": user_id, "team_id": team_id,
+                                                 "role": role}).raise_for_status()
+            return admin.post(f"/api/admin/users/{user_id}/tokens").json()["token"]
+
+    def issue_key(self, user_id: str, models: list[str] | None = None, **fields: Any) -> dict:
+        with self.client() as admin:
+            response = admin.post("/api/keys", json={"name": "test", "models": models or ["sim", "sim-embed"],
+                                                     "user_id": user_id, **fields})
+            response.raise_for_status()
+            return response.json()
+
+    def wait_ledger(self, requests: int, timeout_s: float = 10) -> None:
+        """Waits until the ledger has recorded at least `requests` facts."""
+        deadline = time.monotonic() + timeout_s
+        ledger = self.system.ledger
+        while time.monotonic() < deadline:
+            if (ledger.recorder.max_notification_id() or 0) and _recorded(self.system) >= requests:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"ledger recorded {_recorded(self.system)} of {requests} requests")
+
+
+def _recorded(system: Meterline) -> int:
+    return sum(1 for _ in _metered(system))
+
+
+def _metered(system: Meterline) -> Iterator[Any]:
+    start = 1
+    while batch := system.ledger.notification_log.select(start=start, limit=1000,
+                                                        topics=["meterline.RequestMetered"]):
+        yield from batch
+        start = batch[-1].id + 1
+
+
+@contextmanager
+def running_gateway(data_dir: Path, config: MeterlineConfig, *, clock: Any = None,
+                    roles: frozenset[str] = ALL_ROLES, **settings: Any) -> Iterator[RunningGateway]:
+    port = free_port()
+    values: dict[str, Any] = {"data_dir": data_dir, "dev": True, "admin_token": ADMIN_TOKEN,
+                              "key_secret": KEY_SECRET, "port": port, "gateway_id": "gw-test"}
+    values.update(settings)
+    system = build(Settings(**values), config, clock=clock, analytics=InMemoryAnalytics(),
+                   bus=InProcessBus(partitions=4, journal_dir=data_dir / "bus"))
+    server = uvicorn.Server(uvicorn.Config(gateway_app(system, roles), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="gateway", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the gateway did not start")
+        time.sleep(0.02)
+    try:
+        yield RunningGateway(f"http://127.0.0.1:{port}", system)
+    finally:
+        server.should_exit = True
+        thread.join(20)
+        system.close()
