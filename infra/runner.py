@@ -13,10 +13,12 @@ import anyio
 import uvicorn
 from fastapi import FastAPI
 
-from domain.ports import USAGE_TOPIC
+from domain.ports import DOMAIN_TOPIC, USAGE_TOPIC
 from gateway.app import create_app
+from gateway.domain_subscriber import DomainSubscriber
 from infra.container import Meterline
 from infra.ledger_worker import LedgerWorker
+from infra.outbox_relay import OutboxRelay
 from infra.scheduler import build_scheduler
 
 log = logging.getLogger(__name__)
@@ -32,13 +34,26 @@ class Workers:
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task] = []
         self.ledger: LedgerWorker | None = None
+        self.closers: list = []
         self.scheduler = None
 
     async def start(self) -> None:
         system = self.system
+        distributed = system.settings.bus == "kafka"
         await system.bus.start()
         await anyio.to_thread.run_sync(system.analytics.ensure_schema)
+        if distributed and "gateway" in self.roles:
+            # Replicas learn of other processes' changes from meterline.domain.
+            subscriber = DomainSubscriber(
+                system.bus.consumer(DOMAIN_TOPIC, f"meterline-gateway-{system.settings.gateway_id}"),
+                system.registry, system.ledger, system.ctx.directory, system.ctx.guard)
+            await subscriber.start()
+            self.closers.append(subscriber.stop)
+            self._spawn(subscriber.run(self.stop_event), "domain-subscriber")
         await anyio.to_thread.run_sync(system.feed.bootstrap)
+        if distributed and "ledger" in self.roles:
+            self._spawn(OutboxRelay(system.registry, system.ledger, system.bus, system.clock
+                                    ).run(self.stop_event), "outbox-relay")
         if "ledger" in self.roles:
             self.ledger = LedgerWorker(system.bus.consumer(USAGE_TOPIC, "meterline-ledger"),
                                        system.ledger, on_recorded=system.feed.pull_ledger)
@@ -50,7 +65,9 @@ class Workers:
                                        system.analytics)
             await projector.start()
             self._spawn(projector.run(self.stop_event), "projector")
-        self._spawn(system.feed.run(self.stop_event), "event-feed")
+        if not distributed:
+            # One process (or several on one SQLite store): follow the store's logs directly.
+            self._spawn(system.feed.run(self.stop_event), "event-feed")
         if "scheduler" in self.roles:
             self.scheduler = build_scheduler(system.registry, system.ledger, system.ctx.directory,
                                              after=system.feed.pull)
@@ -68,6 +85,8 @@ class Workers:
             await asyncio.wait_for(asyncio.gather(*self.tasks, return_exceptions=True), 10)
         if self.ledger is not None:
             await self.ledger.stop()
+        for close in self.closers:
+            await close()
         await self.system.ctx.upstream.close()
         await self.system.bus.stop()
 

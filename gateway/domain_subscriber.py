@@ -1,0 +1,71 @@
+"""Keeps a gateway replica's views current from meterline.domain (the outbox's topic).
+
+A key revoked or a budget spent on one replica reaches every replica this way. The
+subscriber starts at the topic's end *before* the views are loaded from the store, so
+nothing published in between is missed; events the load already holds are skipped by
+version, and a version gap reloads that aggregate from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import anyio
+
+from domain.budget import Budget
+from domain.domain_messages import to_stored_event
+from domain.ledger import Ledger
+from domain.ports import BusConsumer
+from domain.registry import Registry
+from domain.topics import event_topics
+from gateway.directory import Directory
+from gateway.quota_guard import QuotaGuard
+
+log = logging.getLogger(__name__)
+
+
+class DomainSubscriber:
+    def __init__(self, consumer: BusConsumer, registry: Registry, ledger: Ledger,
+                 directory: Directory, guard: QuotaGuard) -> None:
+        self.consumer = consumer
+        self.targets: dict[str, tuple[Any, Any, frozenset[str] | None]] = {
+            registry.name: (registry, directory, None),
+            ledger.name: (ledger, guard, frozenset(event_topics(Budget))),
+        }
+        self.applied = 0
+
+    async def start(self) -> None:
+        """Call before loading the views from the store."""
+        await self.consumer.start()
+        await self.consumer.seek_to_end()
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+    async def run_once(self, timeout_ms: int = 100) -> int:
+        deliveries = await self.consumer.fetch(1000, timeout_ms)
+        for delivery in deliveries:
+            try:
+                app_name, stored = to_stored_event(delivery.message)
+                app, view, topics = self.targets[app_name]
+            except (KeyError, ValueError) as exc:
+                log.warning("domain subscriber: ignoring message %s: %s", delivery.message.id, exc)
+                continue
+            if topics is not None and stored.topic not in topics:
+                continue
+            event = app.mapper.to_domain_event(stored)
+            if not view.apply(event):
+                aggregate = await anyio.to_thread.run_sync(app.repository.get, event.originator_id)
+                view.put(aggregate)
+            self.applied += 1
+        return len(deliveries)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("domain subscriber: a batch failed; continuing")
+                await asyncio.sleep(0.5)
