@@ -146,10 +146,13 @@ class Budget(Aggregate):
                     grace_hours: int | None, policy_version: int, at: datetime) -> None:
         self.policy = BudgetPolicy(limit, Period(period), Mode(mode), grace_percent, grace_hours,
                                    policy_version)
+        # A longer period (day to month, or none) takes in the days already spent.
+        self.period_start = min(self.period_start, period_bounds(self.policy.period, at, self.tz)[0])
         if self.policy.mode is not Mode.GRACE:
             self.grace_started_at = None
         if self.policy.limit > self.period_spent:
             self.exceeded = False
+            self.grace_started_at = None  # spend is under the limit again: a new grace window later
 
     @event("BudgetRemoved", topic="meterline.BudgetRemoved")
     def _budget_removed(self, at: datetime) -> None:
