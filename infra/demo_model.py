@@ -10,6 +10,7 @@ the server stops at "\\nQuestion:" unless a request sends its own `stop`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import select
 import signal
@@ -99,7 +100,7 @@ def serve(model_path: Path, port: int, threads: int, lifeline: bool) -> None:
     """Run the server in this process until killed (or, with lifeline, stdin closes)."""
     import xllamacpp as xlc
 
-    server = xlc.Server(build_params(model_path, port, threads))
+    server = xlc.Server(build_params(model_path, port, threads))  # serves while referenced
     print(READY_PREFIX + server.listening_address, flush=True)
     if lifeline:
         # The parent holds our stdin; EOF means it is gone, even if it was SIGKILLed.
@@ -107,7 +108,8 @@ def serve(model_path: Path, port: int, threads: int, lifeline: bool) -> None:
         # that start us from a worker thread.)
         sys.stdin.buffer.read()
         os._exit(0)
-    threading.Event().wait()
+    with contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()
 
 
 class DemoModelServer:
