@@ -38,6 +38,10 @@ async def read(consumer: BusConsumer, count: int, within_s: float = 15) -> list[
     return deliveries
 
 
+def in_log_order(deliveries: list[Delivery]) -> list[Delivery]:
+    return sorted(deliveries, key=lambda d: (d.partition, d.offset))
+
+
 def seqs(deliveries: list[Delivery]) -> list[int]:
     return [d.message.data["seq"] for d in deliveries]
 
@@ -200,8 +204,70 @@ class TestInMemoryBus(EventBusContract):
 
 class TestJournalledBus(EventBusContract):
     @pytest.fixture
-    def make_bus(self, tmp_path: Path) -> Callable[[], EventBus]:
+    def make_bus(self, tmp_path: Path) -> Callable[[], InProcessBus]:
         return lambda: InProcessBus(partitions=4, journal_dir=tmp_path / "bus")
+
+    async def test_a_restarted_bus_has_every_message_and_committed_position(
+            self, make_bus: Callable[[], InProcessBus], topic: str) -> None:
+        before = make_bus()
+        await before.start()
+        await asyncio.gather(*(before.publish(topic, [message(f"key-{n % 7}", n)])
+                               for n in range(500)))
+        consumer = before.consumer(topic, "group-a")
+        await consumer.start()
+        first = await read(consumer, 500)
+        await consumer.commit({p: 1 for p in range(4)})
+        await before.stop()
+
+        after = make_bus()
+        await after.start()
+        fresh = after.consumer(topic, "group-b")
+        await fresh.start()
+        assert in_log_order(await read(fresh, 500)) == in_log_order(first)
+        resumed = after.consumer(topic, "group-a")
+        await resumed.start()
+        assert {(d.partition, d.offset) for d in await read(resumed, 496)} == {
+            (d.partition, d.offset) for d in first if d.offset >= 1}
+        await after.stop()
+
+    async def test_a_torn_trailing_record_is_dropped_on_restart(
+            self, make_bus: Callable[[], InProcessBus], tmp_path: Path, topic: str) -> None:
+        bus = make_bus()
+        await bus.start()
+        sent = [message("key-1", s) for s in range(20)]
+        await bus.publish(topic, sent)
+        partition = bus.partition_of("key-1")
+        await bus.stop()
+        journal = tmp_path / "bus" / "topics" / topic / f"{partition}.jsonl"
+        with journal.open("ab") as file:  # what a crash halfway through a write leaves
+            file.write(b'{"specversion":"1.0","id":"torn-rec')
+
+        for restart in range(2):  # the second restart proves the repair was written back
+            bus = make_bus()
+            await bus.start()
+            consumer = bus.consumer(topic, f"group-{restart}")
+            await consumer.start()
+            received = await read(consumer, 20 + restart)
+            assert [d.message.id for d in received[:20]] == [m.id for m in sent]
+            assert await consumer.fetch(max_records=10, timeout_ms=100) == []
+            if restart == 0:
+                await bus.publish(topic, [message("key-1", 20)])
+            await bus.stop()
+        assert journal.read_bytes().count(b"\n") == 21
+
+    async def test_publish_returns_after_the_record_is_in_the_journal(
+            self, bus: InProcessBus, tmp_path: Path, topic: str) -> None:
+        sent = message("key-1")
+        await bus.publish(topic, [sent])
+        journal = tmp_path / "bus" / "topics" / topic / f"{bus.partition_of('key-1')}.jsonl"
+        assert sent.id.encode() in journal.read_bytes()
+
+    async def test_a_journal_refuses_another_partition_count(self, tmp_path: Path) -> None:
+        first = InProcessBus(partitions=4, journal_dir=tmp_path)
+        await first.start()
+        await first.stop()
+        with pytest.raises(ValueError, match="written with 4 partitions"):
+            await InProcessBus(partitions=8, journal_dir=tmp_path).start()
 
 
 @pytest.mark.kafka
