@@ -81,15 +81,18 @@ class InProcessConsumer:
         order = [(self._first + i) % count for i in range(count)]
         self._first = (self._first + 1) % count
         deliveries: list[Delivery] = []
+        moved: dict[int, int] = {}
         for partition in order:
             start = positions[partition]
             chunk = self._bus.records(self._topic, partition)[start:start + max_records
                                                                - len(deliveries)]
             deliveries.extend(Delivery(decode(record), partition, start + i)
                               for i, record in enumerate(chunk))
-            positions[partition] = start + len(chunk)
+            moved[partition] = start + len(chunk)
             if len(deliveries) >= max_records:
                 break
+        # only now: a record that fails to decode stops this consumer instead of being skipped
+        positions.update(moved)
         return deliveries
 
     def _started(self) -> dict[int, int]:

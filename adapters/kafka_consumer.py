@@ -90,9 +90,17 @@ class KafkaBusConsumer:
 
     async def fetch(self, max_records: int, timeout_ms: int) -> list[Delivery]:
         """Up to `max_records` deliveries, in offset order per partition; [] on timeout."""
-        batches = await self._running().getmany(timeout_ms=timeout_ms, max_records=max_records)
-        return [Delivery(decode(record.value, _text(record.key)), tp.partition, record.offset)
-                for tp, records in batches.items() for record in records]
+        consumer = self._running()
+        batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        try:
+            return [Delivery(decode(record.value, _text(record.key)), tp.partition, record.offset)
+                    for tp, records in batches.items() for record in records]
+        except ValueError as error:
+            # aiokafka has moved past these records: rewind, so a bad record stops this
+            # consumer (every time, loudly) instead of being skipped with its neighbours
+            for tp, records in batches.items():
+                consumer.seek(tp, records[0].offset)
+            raise ValueError(f"{self._topic}: a record does not decode: {error}") from error
 
     async def commit(self, positions: dict[int, int]) -> None:
         """Stores the group's next offset per partition (the offset-commit API, no join)."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from uuid import uuid4
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from adapters.inproc_bus import InProcessBus
 from adapters.kafka_bus import KafkaBus
@@ -59,6 +60,11 @@ class EventBusContract:
         await bus.start()
         yield bus
         await bus.stop()
+
+    @pytest.fixture
+    def inject_raw(self, bus: EventBus) -> Callable[[str, str, bytes], Awaitable[None]]:
+        """Puts raw bytes on a topic, under a key, bypassing the encoder."""
+        raise NotImplementedError
 
     @pytest.fixture
     def topic(self) -> str:
@@ -190,10 +196,33 @@ class EventBusContract:
         received = await read(await open_consumer(), len(sent))
         assert sorted(d.message.id for d in received) == sorted(m.id for m in sent)
 
+    async def test_a_record_that_does_not_decode_stops_the_consumer_instead_of_being_skipped(
+            self, bus: EventBus, topic: str, open_consumer: OpenConsumer,
+            inject_raw: Callable[[str, str, bytes], Awaitable[None]]) -> None:
+        await bus.publish(topic, [message("key-1", 0)])
+        await inject_raw(topic, "key-1", b'{"specversion": "1.0", "id": "half')
+        await bus.publish(topic, [message("key-1", 2)])
+        consumer = await open_consumer()
+        delivered: list[Delivery] = []
+        with pytest.raises(ValueError, match="invalid JSON"):
+            for _ in range(20):
+                delivered += await consumer.fetch(max_records=100, timeout_ms=200)
+        assert seqs(delivered) in ([], [0])
+        with pytest.raises(ValueError, match="invalid JSON"):  # again: nothing was skipped
+            for _ in range(20):
+                await consumer.fetch(max_records=100, timeout_ms=200)
+
     async def test_data_that_is_not_json_is_refused_at_publish(
             self, bus: EventBus, topic: str) -> None:
         with pytest.raises(ValueError, match="not JSON-serialisable"):
             await bus.publish(topic, [message(data={"tags": {"a", "b"}})])
+
+
+def append_raw(bus: InProcessBus) -> Callable[[str, str, bytes], Awaitable[None]]:
+    async def inject(topic: str, key: str, raw: bytes) -> None:
+        bus.records(topic, bus.partition_of(key)).append(raw)
+
+    return inject
 
 
 class TestInMemoryBus(EventBusContract):
@@ -201,11 +230,19 @@ class TestInMemoryBus(EventBusContract):
     def make_bus(self) -> Callable[[], EventBus]:
         return lambda: InProcessBus(partitions=4)
 
+    @pytest.fixture
+    def inject_raw(self, bus: InProcessBus) -> Callable[[str, str, bytes], Awaitable[None]]:
+        return append_raw(bus)
+
 
 class TestJournalledBus(EventBusContract):
     @pytest.fixture
     def make_bus(self, tmp_path: Path) -> Callable[[], InProcessBus]:
         return lambda: InProcessBus(partitions=4, journal_dir=tmp_path / "bus")
+
+    @pytest.fixture
+    def inject_raw(self, bus: InProcessBus) -> Callable[[str, str, bytes], Awaitable[None]]:
+        return append_raw(bus)
 
     async def test_a_restarted_bus_has_every_message_and_committed_position(
             self, make_bus: Callable[[], InProcessBus], topic: str) -> None:
@@ -275,3 +312,16 @@ class TestKafkaBus(EventBusContract):
     @pytest.fixture
     def make_bus(self, tansu_bootstrap: str) -> Callable[[], EventBus]:
         return lambda: KafkaBus(tansu_bootstrap, client_id="contract")
+
+    @pytest.fixture
+    async def inject_raw(self, tansu_bootstrap: str
+                         ) -> AsyncIterator[Callable[[str, str, bytes], Awaitable[None]]]:
+        producer = AIOKafkaProducer(bootstrap_servers=tansu_bootstrap, acks="all",
+                                    enable_idempotence=False)
+        await producer.start()
+
+        async def inject(topic: str, key: str, raw: bytes) -> None:
+            await producer.send_and_wait(topic, value=raw, key=key.encode())
+
+        yield inject
+        await producer.stop()
