@@ -24,6 +24,9 @@ from pathlib import Path
 
 MODEL_NAME = "gemma-3-270m"
 DEFAULT_STOP = ("\nQuestion:",)
+# A base model rarely emits EOS; without a cap a request lacking max_tokens would run to
+# the context end (~50 s here). The gateway can reserve against this per-model cap.
+DEFAULT_MAX_TOKENS = 256
 # Jinja, rendered by llama.cpp for every chat request (the GGUF carries no template).
 CHAT_TEMPLATE = (
     "{% for m in messages %}"
@@ -81,6 +84,7 @@ def build_params(model_path: Path, port: int, threads: int = 2, ctx: int = 2048)
     p.hostnames = ["127.0.0.1"]
     p.port = port
     p.n_ctx = ctx
+    p.n_predict = DEFAULT_MAX_TOKENS  # only when a request sends no max_tokens
     p.n_parallel = 1
     p.cpuparams.n_threads = threads
     p.cpuparams_batch.n_threads = threads
