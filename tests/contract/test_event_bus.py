@@ -48,7 +48,7 @@ def seqs(deliveries: list[Delivery]) -> list[int]:
 
 
 class EventBusContract:
-    """What every EventBus adapter promises; a subclass provides `make_bus`."""
+    """What every EventBus adapter promises; a subclass provides `make_bus` and `inject_raw`."""
 
     @pytest.fixture
     def make_bus(self) -> Callable[[], EventBus]:
