@@ -1,0 +1,62 @@
+"""Bus messages to RequestMetered facts the analytics store can hold, or a reason they are not.
+
+The store inserts a batch as one unit, so one impossible fact would fail the whole batch
+forever; the projector checks each fact here first and sets the bad ones aside.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from domain.ports import BusMessage
+from domain.usage import RequestMetered
+
+_COUNTS = ("prompt_tokens", "completion_tokens", "cached_tokens", "latency_ms", "price_version")
+_SMALL = ("status", "schema_version")  # UInt16 columns
+_TEXTS = ("event_id", "key_id", "user_id", "model", "endpoint", "gateway_id")
+_OPTIONAL_TEXTS = ("team_id", "job_id")
+_FLAGS = ("stream", "client_disconnected")
+_INT64 = 2**63
+
+
+def fact_of(message: BusMessage) -> RequestMetered:
+    """The fact a RequestMetered message carries; ValueError says what is wrong with it."""
+    try:
+        fact = RequestMetered.from_data(message.data)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ValueError(f"not a RequestMetered: {error!r}") from None
+    problem = _problem(fact)
+    if problem:
+        raise ValueError(problem)
+    return fact
+
+
+def _problem(fact: RequestMetered) -> str | None:
+    at = fact.occurred_at
+    if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
+        return f"occurred_at {at!r} is not a timezone-aware time"
+    if not 1900 <= at.year <= 9999:  # DateTime64's range; outside it ClickHouse would clamp
+        return f"occurred_at {at.isoformat()} is outside 1900-9999"
+    for name in _COUNTS + _SMALL:
+        value = getattr(fact, name)
+        top = 2**16 if name in _SMALL else _INT64
+        if not _is_int(value) or not 0 <= value < top:
+            return f"{name} {value!r} is not an integer in [0, {top})"
+    if not _is_int(fact.cost) or not -_INT64 <= fact.cost < _INT64:
+        return f"cost {fact.cost!r} is not a 64-bit integer of nano-units"
+    for name in _TEXTS + _OPTIONAL_TEXTS:
+        value = getattr(fact, name)
+        if not isinstance(value, str) and not (value is None and name in _OPTIONAL_TEXTS):
+            return f"{name} {value!r} is not a string"
+    for name in _FLAGS:
+        if not isinstance(getattr(fact, name), bool):
+            return f"{name} {getattr(fact, name)!r} is not a boolean"
+    labels = fact.labels
+    if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                               for k, v in labels.items()):
+        return f"labels {labels!r} is not a mapping of strings to strings"
+    return None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
