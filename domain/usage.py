@@ -6,7 +6,7 @@ rated it. It never carries prompt or completion text.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -54,9 +54,11 @@ class RequestMetered:
         return 200 <= self.status < 300
 
     def to_data(self) -> dict[str, Any]:
-        data = asdict(self)
+        """The fact as JSON-ready data (built field by field: asdict's deep copy is slow)."""
+        data = {name: getattr(self, name) for name in _FIELDS}
         data["occurred_at"] = self.occurred_at.isoformat()
         data["usage_source"] = str(self.usage_source)
+        data["labels"] = dict(self.labels)
         return data
 
     @classmethod
@@ -66,6 +68,9 @@ class RequestMetered:
         fields["usage_source"] = UsageSource(fields["usage_source"])
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in fields.items() if k in known})
+
+
+_FIELDS = tuple(f.name for f in fields(RequestMetered))
 
 
 def billed_cost(price: Price, usage: Usage, status: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
@@ -30,21 +31,20 @@ OPENAPI_BODY = {"requestBody": {"required": True, "content": {"application/json"
                "properties": {"model": {"type": "string"}}}}}}}
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+async def read_body(chunks: AsyncIterator[bytes], declared: str | None, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes `limit` bytes."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise errors.too_large(limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    parts, size = [], 0
+    async for chunk in chunks:
         size += len(chunk)
         if size > limit:
             raise errors.too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
-def job_of(request: Request) -> str | None:
-    raw = request.headers.get("x-meterline-job")
+def job_of(raw: str | None) -> str | None:
     if not raw:
         return None
     try:
@@ -55,22 +55,31 @@ def job_of(request: Request) -> str | None:
 
 
 async def handle(request: Request, endpoint: str) -> Response:
-    ctx: GatewayContext = request.app.state.ctx
+    """The FastAPI route's entry (documented in /docs); the ASGI fast path calls `serve`."""
+    headers = request.headers
+    return await serve(request.app.state.ctx, endpoint, headers.get("authorization"),
+                       headers.get("x-meterline-job"), headers.get("content-length"),
+                       request.stream())
+
+
+async def serve(ctx: GatewayContext, endpoint: str, authorization: str | None, job: str | None,
+                content_length: str | None, body: AsyncIterator[bytes]) -> Response:
+    """One /v1 request: admit, forward, meter, answer. Errors come back as responses."""
     started = time.perf_counter()
     try:
-        key = authenticate(ctx, request.headers.get("authorization"))
-        payload = parse_json(await read_body(request, ctx.options.max_body_bytes))
+        key = authenticate(ctx, authorization)
+        payload = parse_json(await read_body(body, content_length, ctx.options.max_body_bytes))
         stream = payload.get("stream", False)
         if not isinstance(stream, bool):
             raise errors.bad_request("'stream' must be true or false", "stream")
         if endpoint == "embeddings" and stream:
             raise errors.bad_request("embeddings cannot be streamed", "stream")
-        adm = admit(ctx, endpoint, payload, key, job_of(request))
+        adm = admit(ctx, endpoint, payload, key, job_of(job))
     except errors.GatewayError as exc:
         return exc.response()
     url = adm.route.upstream_url + UPSTREAM_PATH[endpoint]
-    body = upstream_body(adm)
     try:
+        body = upstream_body(adm)
         if stream:
             return await _stream(ctx, adm, url, body, started)
         return await _once(ctx, adm, url, body, started)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from eventsourcing.persistence import DatabaseError
+
 from adapters.clock import SystemClock
 from adapters.eventstore import open_applications, postgres_env, sqlite_env
-from adapters.upstream_httpx import HttpxUpstream
+from adapters.upstream_pool import UpstreamPool
 from domain.clock import Clock
 from domain.ledger import Ledger
 from domain.ports import AnalyticsStore, EventBus, Upstream
@@ -47,6 +51,36 @@ def event_store_env(settings: Settings) -> dict[str, str]:
         return postgres_env(settings.database_url.get_secret_value())
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return sqlite_env(settings.data_dir)
+
+
+def open_stores(settings: Settings, config: MeterlineConfig, clock: Clock, tz: str,
+                attempts: int = 5) -> tuple[Registry, Ledger]:
+    """The registry and the ledger with the configuration recorded; retried on a race.
+
+    Processes starting together on a fresh PostgreSQL database race in CREATE TABLE IF
+    NOT EXISTS ("tuple concurrently updated", a duplicate pg_type row) and in recording
+    the same configured price or budget (a version conflict); the loser's next attempt
+    finds the tables made and the configuration already recorded.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            registry, ledger = open_applications(event_store_env(settings), clock, tz)
+        except DatabaseError as exc:
+            if attempt == attempts or settings.database_url is None:
+                raise
+            log.warning("opening the event store failed (%s); retrying", exc)
+        else:
+            try:
+                sync_config(registry, ledger, config)
+                return registry, ledger
+            except DatabaseError as exc:
+                registry.close()
+                ledger.close()
+                if attempt == attempts:
+                    raise
+                log.warning("recording the configuration conflicted (%s); retrying", exc)
+        time.sleep(0.2 + random.random() * 0.5)  # noqa: S311 - jitter, not a secret
+    raise AssertionError("unreachable")
 
 
 def build_bus(settings: Settings) -> EventBus:
@@ -94,8 +128,7 @@ def build(settings: Settings, config: MeterlineConfig, *, clock: Clock | None = 
     clock = clock or SystemClock()
     admin_token, key_secret = resolve_secrets(settings)
     tz = billing_timezone(settings, config)
-    registry, ledger = open_applications(event_store_env(settings), clock, tz)
-    sync_config(registry, ledger, config)
+    registry, ledger = open_stores(settings, config, clock, tz)
     bus = bus or build_bus(settings)
     analytics = analytics or build_analytics(settings)
     options = GatewayOptions(gateway_id=settings.gateway_id, max_body_bytes=settings.max_body_bytes,
@@ -103,7 +136,7 @@ def build(settings: Settings, config: MeterlineConfig, *, clock: Clock | None = 
                              default_max_tokens=settings.reservation_default_max_tokens,
                              billing_timezone=tz)
     ctx = GatewayContext(clock=clock, registry=registry, ledger=ledger, bus=bus,
-                         upstream=upstream or HttpxUpstream(), analytics=analytics,
+                         upstream=upstream or UpstreamPool(), analytics=analytics,
                          routes=routes_of(config), server_secret=key_secret.get_secret_value().encode(),
                          admin_token=admin_token.get_secret_value(), options=options)
     feed = EventFeed(registry, ledger, ctx.directory, ctx.guard)

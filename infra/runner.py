@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from domain.ports import DOMAIN_TOPIC, USAGE_TOPIC
 from gateway.app import create_app
 from gateway.domain_subscriber import DomainSubscriber
+from gateway.fast_path import V1FastPath
 from infra.container import Meterline
 from infra.ledger_worker import LedgerWorker
 from infra.outbox_relay import OutboxRelay
@@ -56,7 +57,8 @@ class Workers:
                                     ).run(self.stop_event), "outbox-relay")
         if "ledger" in self.roles:
             self.ledger = LedgerWorker(system.bus.consumer(USAGE_TOPIC, "meterline-ledger"),
-                                       system.ledger, on_recorded=system.feed.pull_ledger)
+                                       system.ledger, on_recorded=system.feed.pull_ledger,
+                                       max_batch=system.settings.ledger_max_batch)
             await self.ledger.start()
             self._spawn(self.ledger.run(self.stop_event), "ledger")
         if "projector" in self.roles:
@@ -108,9 +110,10 @@ def serve(system: Meterline, roles: frozenset[str], host: str, port: int) -> Non
     """Runs the given roles until SIGINT/SIGTERM; with the gateway role, serves HTTP."""
     try:
         if "gateway" in roles:
-            app = gateway_app(system, roles)
+            app = V1FastPath(gateway_app(system, roles), system.ctx)
             config = uvicorn.Config(app, host=host, port=port, log_level="info",
-                                    access_log=False, lifespan="on", timeout_graceful_shutdown=10)
+                                    access_log=False, lifespan="on", timeout_graceful_shutdown=10,
+                                    loop="auto", http="auto")
             uvicorn.Server(config).run()
         else:
             asyncio.run(_headless(system, roles))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import threading
 import time
@@ -16,6 +17,8 @@ import uvicorn
 
 from adapters.analytics_memory import InMemoryAnalytics
 from adapters.inproc_bus import InProcessBus
+from domain.usage import RequestMetered
+from gateway.fast_path import V1FastPath
 from infra.config import MeterlineConfig, parse_config
 from infra.container import Meterline, build
 from infra.runner import ALL_ROLES, gateway_app
@@ -44,6 +47,21 @@ kind = "embedding"
 input_price_per_million = "0.10"
 output_price_per_million = "0"
 """, source="<test config>")
+
+
+def add_models(config: MeterlineConfig, models: dict[str, str | tuple[str, str]],
+               like: str = "sim") -> MeterlineConfig:
+    """A copy of `config` with more models priced like `like`.
+
+    `models` maps a name to the upstream model it calls on the same server (e.g. a simulator
+    knob: {"sim-slow": "sim-slow"}), or to (base URL, upstream model) for another server.
+    """
+    template = next(m for m in config.models if m.name == like)
+    added = []
+    for name, target in models.items():
+        url, upstream = target if isinstance(target, tuple) else (template.upstream_url, target)
+        added.append(dataclasses.replace(template, name=name, upstream_url=url, upstream_model=upstream))
+    return dataclasses.replace(config, models=[*config.models, *added])
 
 
 def free_port() -> int:
@@ -92,6 +110,36 @@ class RunningGateway:
             time.sleep(0.02)
         raise AssertionError(f"ledger recorded {_recorded(self.system)} of {requests} requests")
 
+    def metered(self, key_id: str | None = None) -> list[RequestMetered]:
+        """The RequestMetered facts the ledger has recorded (of one key), in recording order."""
+        mapper = self.system.ledger.mapper
+        facts = [RequestMetered.from_data(mapper.to_domain_event(n).data) for n in _metered(self.system)]
+        return [f for f in facts if key_id is None or f.key_id == key_id]
+
+    def wait_metered(self, key_id: str, requests: int, timeout_s: float = 10) -> list[RequestMetered]:
+        """Waits until the ledger holds at least `requests` facts of a key; returns them all."""
+        deadline = time.monotonic() + timeout_s
+        while len(facts := self.metered(key_id)) < requests:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"ledger recorded {len(facts)} of {requests} requests of key {key_id}")
+            time.sleep(0.05)
+        return facts
+
+
+def openai_error(response: httpx.Response, status: int, code: str | None = None) -> dict:
+    """Asserts an error response in OpenAI's shape with this status (and code); returns its error."""
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert {"message", "type", "code"} <= set(error), error
+    assert isinstance(error["message"], str) and error["message"], error
+    assert isinstance(error["type"], str) and error["type"], error
+    if code is not None:
+        assert error["code"] == code, error
+    return error
+
 
 def _recorded(system: Meterline) -> int:
     return sum(1 for _ in _metered(system))
@@ -114,7 +162,8 @@ def running_gateway(data_dir: Path, config: MeterlineConfig, *, clock: Any = Non
     values.update(settings)
     system = build(Settings(**values), config, clock=clock, analytics=InMemoryAnalytics(),
                    bus=InProcessBus(partitions=4, journal_dir=data_dir / "bus"))
-    server = uvicorn.Server(uvicorn.Config(gateway_app(system, roles), host="127.0.0.1", port=port,
+    server = uvicorn.Server(uvicorn.Config(V1FastPath(gateway_app(system, roles), system.ctx),
+                                           host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="gateway", daemon=True)
     thread.start()

@@ -1,0 +1,49 @@
+"""An ASGI fast path for the /v1 POST endpoints, in front of the FastAPI app.
+
+FastAPI's routing and middleware stack cost more CPU per request than the whole metered
+proxy step (docs/benchmarks.md). The same handler (`routes_v1.serve`) answers both ways;
+the FastAPI routes remain for the OpenAPI documentation and any other method or path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gateway.context import GatewayContext
+from gateway.routes_v1 import serve
+
+ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions",
+             "/v1/embeddings": "embeddings"}
+WANTED = {b"authorization": "authorization", b"x-meterline-job": "job",
+          b"content-length": "content_length"}
+
+
+class V1FastPath:
+    def __init__(self, app: Any, ctx: GatewayContext) -> None:
+        self.app = app
+        self.ctx = ctx
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        endpoint = ENDPOINTS.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if endpoint is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        found: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            field = WANTED.get(name)
+            if field is not None:
+                found[field] = value.decode("latin-1")
+        response = await serve(self.ctx, endpoint, found.get("authorization"), found.get("job"),
+                               found.get("content_length"), _body(receive))
+        await response(scope, receive, send)
+
+
+async def _body(receive: Any) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
