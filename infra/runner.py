@@ -42,7 +42,10 @@ class Workers:
         system = self.system
         distributed = system.settings.bus == "kafka"
         await system.bus.start()
-        await anyio.to_thread.run_sync(system.analytics.ensure_schema)
+        if self.roles & {"gateway", "projector"}:
+            # Only these use analytics: an embedded chDB directory admits one process, so a
+            # ledger or scheduler that opened it would lock a gateway out of its data dir.
+            await anyio.to_thread.run_sync(system.analytics.ensure_schema)
         if distributed and "gateway" in self.roles:
             # Replicas learn of other processes' changes from meterline.domain.
             subscriber = DomainSubscriber(

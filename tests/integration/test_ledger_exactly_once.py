@@ -1,0 +1,241 @@
+"""The ledger counts every RequestMetered exactly once: across SIGKILLs and redelivered copies.
+
+Real `meterline ledger` processes on a tansu broker and a fresh PostgreSQL database. The
+facts are published straight to `meterline.usage` (as gateways would), so their costs
+and their number are known, and the ledger's store is compared with them to the
+nano-unit: one MeteredRequest per fact, the spend of every key, user and team, and a
+stored bus position equal to the end of every partition.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from adapters.clock import SystemClock
+from adapters.eventstore import open_applications, postgres_env
+from domain.ledger import Ledger
+from domain.ports import USAGE_TOPIC, Delivery, UsageQuery
+from domain.quota_policy import Scope
+from domain.usage import RequestMetered, UsageSource
+from gateway.metering import to_message
+from tests.support.processes import BusThread, Processes, fresh_database, meterline_env, write_config
+from tests.support.tansu import running_tansu
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
+
+PARTITIONS = 8
+KILL_TRIALS = 20
+KILL_FACTS = 6000      # enough that the ledger is mid-stream at most kills (~300-1000 facts/s)
+KILL_BATCH = "10"      # facts per fetch: many small transactions, so kills land inside them
+METERED_TOPIC = "meterline.RequestMetered"
+RUNNING = "meterline ledger running"
+
+
+@pytest.fixture
+def bootstrap() -> Iterator[str]:
+    with running_tansu() as address:
+        yield address
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    with fresh_database("meterline_ledger") as dsn:
+        yield dsn
+
+
+@contextmanager
+def ledger_store(dsn: str) -> Iterator[Ledger]:
+    """The ledger application on `dsn`, read from this process; opening it creates the tables."""
+    registry, ledger = open_applications(postgres_env(dsn), SystemClock())
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+        registry.close()
+
+
+def make_facts(count: int, rng: random.Random) -> list[RequestMetered]:
+    """Facts over 12 keys, 5 users and 3 teams (some without one), costs 1..2,000,000 nano-USD."""
+    keys = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(12)]
+    now = datetime.now(UTC) - timedelta(seconds=1)
+    facts = []
+    for i in range(count):
+        key = keys[i % len(keys)]
+        user = f"user-{keys.index(key) % 5}"
+        team = None if user == "user-4" else f"team-{keys.index(key) % 3}"
+        prompt, completion = rng.randint(1, 400), rng.randint(0, 200)
+        facts.append(RequestMetered(
+            event_id=str(uuid.UUID(int=rng.getrandbits(128))),
+            occurred_at=now + timedelta(microseconds=i), key_id=key, user_id=user, team_id=team,
+            model="sim", endpoint="/v1/chat/completions", prompt_tokens=prompt,
+            completion_tokens=completion, cached_tokens=0, latency_ms=rng.randint(1, 50),
+            status=200, usage_source=UsageSource.UPSTREAM, price_version=1,
+            cost=rng.randint(1, 2_000_000), gateway_id="test"))
+    return facts
+
+
+def expected_spend(facts: Sequence[RequestMetered]) -> dict[tuple[Scope, str], int]:
+    spend: dict[tuple[Scope, str], int] = defaultdict(int)
+    for fact in facts:
+        spend[(Scope.KEY, fact.key_id)] += fact.cost
+        spend[(Scope.USER, fact.user_id)] += fact.cost
+        if fact.team_id:
+            spend[(Scope.TEAM, fact.team_id)] += fact.cost
+    return dict(spend)
+
+
+def end_offsets(deliveries: Sequence[Delivery]) -> dict[int, int]:
+    """The next offset after the last record of every partition that holds any."""
+    ends: dict[int, int] = {}
+    for delivery in deliveries:
+        ends[delivery.partition] = max(ends.get(delivery.partition, 0), delivery.offset + 1)
+    return ends
+
+
+def positions(ledger: Ledger) -> dict[int, int]:
+    return {p: ledger.position(USAGE_TOPIC, p) for p in range(PARTITIONS)}
+
+
+def stored_fact_ids(ledger: Ledger) -> list[str]:
+    """The originator id of every RequestMetered event in the ledger's log, repeats included."""
+    ids, start = [], 1
+    while batch := ledger.notification_log.select(start=start, limit=5000, topics=[METERED_TOPIC]):
+        ids += [str(n.originator_id) for n in batch]
+        start = batch[-1].id + 1
+    return ids
+
+
+def wait_caught_up(ledger: Ledger, ends: dict[int, int], timeout_s: float = 90) -> float:
+    started = time.monotonic()
+    wanted = {p: ends.get(p, 0) for p in range(PARTITIONS)}
+    while positions(ledger) != wanted:
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"ledger at {positions(ledger)}, the topic ends at {wanted}")
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def assert_counted_once(ledger: Ledger, facts: Sequence[RequestMetered], ends: dict[int, int]) -> None:
+    ids = stored_fact_ids(ledger)
+    repeated = [i for i, n in Counter(ids).items() if n > 1]
+    assert not repeated, f"{len(repeated)} facts stored more than once, e.g. {repeated[:3]}"
+    assert len(ids) == len(facts)
+    assert set(ids) == {f.event_id for f in facts}
+    for (scope, scope_id), amount in expected_spend(facts).items():
+        budget = ledger.budget(scope, scope_id)
+        assert budget is not None, f"no spend account for {scope}/{scope_id}"
+        assert budget.period_spent == amount, f"{scope}/{scope_id}"
+    assert positions(ledger) == {p: ends.get(p, 0) for p in range(PARTITIONS)}
+
+
+def test_ledger_counts_every_fact_once_across_sigkills(tmp_path: Path, bootstrap: str,
+                                                       database: str) -> None:
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    facts = make_facts(KILL_FACTS, rng)
+    head, tail = facts[:4000], facts[4000:]
+    waves = [tail[i::KILL_TRIALS] for i in range(KILL_TRIALS)]  # published while it runs
+    config = write_config(tmp_path / "meterline.toml", "http://127.0.0.1:9/v1")
+    env = meterline_env(bootstrap, database, config, METERLINE_LEDGER_MAX_BATCH=KILL_BATCH)
+    busy_kills, startup_kills, uptimes = 0, 0, []
+    with (ledger_store(database) as ledger, BusThread(bootstrap, {USAGE_TOPIC: PARTITIONS}) as bus,
+          Processes(tmp_path, env) as processes):
+        bus.publish(USAGE_TOPIC, [to_message(f, "test") for f in head])
+        published = len(head)
+        process = processes.spawn("ledger", "ledger", start=False)
+        for trial in range(KILL_TRIALS):
+            process.start()
+            during_startup = trial % 5 == 4  # every fifth kill lands while it starts up
+            if not during_startup:
+                process.wait_log(RUNNING, timeout_s=60)
+            before = sum(positions(ledger).values())
+            bus.publish(USAGE_TOPIC, [to_message(f, "test") for f in waves[trial]])
+            published += len(waves[trial])
+            uptime = rng.uniform(0.05, 1.5)
+            time.sleep(uptime)
+            at_kill = sum(positions(ledger).values())
+            process.kill()
+            uptimes.append(uptime)
+            startup_kills += during_startup
+            busy_kills += before < at_kill < published  # it had made progress and had more to do
+        assert process.starts == KILL_TRIALS
+        everything = bus.read_all(USAGE_TOPIC, len(facts))
+        assert {d.message.id for d in everything} == {f.event_id for f in facts}
+        ends = end_offsets(everything)
+        process.start()
+        catch_up = wait_caught_up(ledger, ends)
+        process.terminate()
+        assert "Traceback" not in process.current_log(), process.log_tail()
+        print(f"\nledger kill -9: seed {seed}, {KILL_TRIALS} kills ({startup_kills} during start-up, "
+              f"{busy_kills} while mid-stream), up {min(uptimes):.2f}-{max(uptimes):.2f} s after "
+              f"start; {len(facts)} facts ({len(everything)} records), caught up {catch_up:.1f} s "
+              "after the last restart")
+        assert busy_kills >= KILL_TRIALS // 4, "too few kills landed while the ledger was working"
+        assert_counted_once(ledger, facts, ends)
+
+
+def test_redelivered_facts_are_counted_once_by_ledger_and_analytics(
+        tmp_path: Path, bootstrap: str, database: str) -> None:
+    """Every fact is published twice: next to itself (one batch) and far apart (a later batch)."""
+    rng = random.Random(7)
+    facts = make_facts(1500, rng)
+    first, late = facts[:1000], facts[1000:]
+    # wave 1: facts 0-499 each twice in a row, 500-999 once
+    wave1 = [f for fact in first[:500] for f in (fact, fact)] + first[500:]
+    # wave 2, after the ledger recorded wave 1: 500-999 again, and 1000-1499 twice, far apart
+    wave2 = first[500:] + late + list(reversed(late))
+    config = write_config(tmp_path / "meterline.toml", "http://127.0.0.1:9/v1")
+    with (ledger_store(database) as ledger, BusThread(bootstrap, {USAGE_TOPIC: PARTITIONS}) as bus,
+          Processes(tmp_path, meterline_env(bootstrap, database, config)) as processes):
+        bus.publish(USAGE_TOPIC, [to_message(f, "gw-a") for f in wave1], chunk=5000)
+        process = processes.spawn("ledger", "ledger")
+        wait_caught_up(ledger, end_offsets(bus.read_all(USAGE_TOPIC, len(wave1))))
+        assert len(stored_fact_ids(ledger)) == len(first)
+        bus.publish(USAGE_TOPIC, [to_message(f, "gw-b") for f in wave2], chunk=5000)
+        everything = bus.read_all(USAGE_TOPIC, len(wave1) + len(wave2))
+        assert len(everything) >= 2 * len(facts)
+        ends = end_offsets(everything)
+        wait_caught_up(ledger, ends)
+        process.terminate()
+        assert_counted_once(ledger, facts, ends)
+        totals = project_into_memory(bus, len(everything))
+    spend = expected_spend(facts)
+    per_key = Counter(f.key_id for f in facts)
+    assert {t.group: (t.requests, t.cost) for t in totals} == {
+        key: (per_key[key], spend[(Scope.KEY, key)]) for key in per_key}
+
+
+def project_into_memory(bus: BusThread, records: int) -> list:
+    """Runs the usage projector over the whole topic into InMemoryAnalytics; totals per key."""
+    from adapters.analytics_memory import InMemoryAnalytics
+    from projections.usage_projector import UsageProjector
+
+    store = InMemoryAnalytics()
+
+    async def project() -> None:
+        projector = UsageProjector(bus.bus.consumer(USAGE_TOPIC, "test-projector"), store,
+                                   max_batch=700)
+        await projector.start()
+        try:
+            for partition in range(PARTITIONS):
+                projector.consumer.seek(partition, 0)
+            seen, deadline = 0, time.monotonic() + 30
+            while seen < records and time.monotonic() < deadline:
+                seen += (await projector.run_once()).deliveries
+            assert seen == records
+        finally:
+            await projector.stop()
+
+    bus.run(project(), 60)
+    now = datetime.now(UTC)
+    return store.usage(UsageQuery(start=now - timedelta(days=2), end=now + timedelta(days=2),
+                                  group_by="key"))
