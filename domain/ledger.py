@@ -87,7 +87,7 @@ class Ledger(Application):
             return BatchResult(0, len(facts), already_applied=True)
         unique = list({f.event_id: f for f in facts}.values())
         stored: set[str] = set()
-        for _attempt in range(3):
+        for attempt in range(4):
             fresh = [f for f in unique if f.event_id not in stored]
             try:
                 self._commit(self._aggregates_for(fresh), position)
@@ -96,9 +96,17 @@ class Ledger(Application):
                 if position is not None and self.recorder.has_tracking_id(
                         position.tracking.application_name, position.next_offset):
                     return BatchResult(0, len(facts), already_applied=True)
-                # Slow path, only on redelivery: find which facts are already stored.
-                stored = {f.event_id for f in unique if UUID(f.event_id) in self.repository}
+                # Another writer may have moved a cached budget on: reload and retry first.
+                self._evict_cache()
+                if attempt >= 1:
+                    # Still refused: some facts are stored already (redelivery). Slow path.
+                    stored = {f.event_id for f in unique if UUID(f.event_id) in self.repository}
         raise IntegrityError("usage batch kept conflicting with concurrent writers; retry it")
+
+    def _evict_cache(self) -> None:
+        cache = self.repository.cache
+        if cache is not None and hasattr(cache, "clear"):
+            cache.clear()
 
     def position(self, topic: str, partition: int) -> int:
         """The next offset to consume from a topic partition (0 when nothing was recorded)."""
