@@ -44,6 +44,7 @@ class SimApp:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.requests = 0
+        self.last_body: dict | None = None  # the last inference request, as parsed (for tests)
         self._inference = 0
         self._routes = {
             ("POST", "/v1/chat/completions"): self._chat,
@@ -67,6 +68,7 @@ class SimApp:
                           "invalid_request_error")
         try:
             body = orjson.loads(req.body)
+            self.last_body = body
             model = body.get("model") or self.config.model
             if model == "sim-error" or self._should_fail():
                 return _error(500, "simulated upstream failure", "server_error")

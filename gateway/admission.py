@@ -68,6 +68,25 @@ def _requested_max_tokens(payload: dict[str, Any]) -> int | None:
     return None
 
 
+PROMPT_FIELD = {"chat": "messages", "completions": "prompt", "embeddings": "input"}
+
+
+def _check_shape(payload: dict[str, Any], endpoint: str) -> None:
+    """Refuses bodies the worst-case estimate cannot bound, before anything is reserved."""
+    field = PROMPT_FIELD[endpoint]
+    value = payload.get(field)
+    if endpoint == "chat":
+        if not isinstance(value, list) or not all(isinstance(m, dict) for m in value):
+            raise errors.bad_request("'messages' is required and must be a list of message objects "
+                                     "like {\"role\": \"user\", \"content\": \"…\"}", field)
+    elif not isinstance(value, str | list):
+        raise errors.bad_request(f"'{field}' is required and must be a string or a list", field)
+    options = payload.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise errors.bad_request("'stream_options' must be an object, e.g. {\"include_usage\": true}",
+                                 "stream_options")
+
+
 def resolve_model(ctx: GatewayContext, key: ApiKey, payload: dict[str, Any], endpoint: str
                   ) -> tuple[ModelRoute, Price]:
     model = payload.get("model")
@@ -99,6 +118,7 @@ def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiK
           job_id: str | None) -> Admitted:
     """Decides whether a request may go upstream, holding its worst-case cost if so."""
     route, price = resolve_model(ctx, key, payload, endpoint)
+    _check_shape(payload, endpoint)
     if endpoint == "embeddings":
         max_out = 0
     else:
