@@ -70,17 +70,17 @@ def chat_body(rid: str, model: str, created: int, pieces: list[str], finish: str
 def chat_events(rid: str, model: str, created: int, pieces: list[str], finish: str,
                 use: dict | None) -> list[bytes]:
     """SSE events of a chat stream: role, one per piece, finish, [usage], [DONE]."""
-    head = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model}
+    head = _head(rid, "chat.completion.chunk", model, created)
 
     def chunk(delta: dict, reason: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}
-        return _event({**head, "choices": [choice]})
+        return b'%s,"choices":[{"index":0,"delta":%s,"finish_reason":%s,"logprobs":null}]}\n\n' % (
+            head, orjson.dumps(delta), orjson.dumps(reason))
 
     events = [chunk({"role": "assistant", "content": ""})]
     events.extend(chunk({"content": p}) for p in pieces)
     events.append(chunk({}, finish))
     if use is not None:
-        events.append(_event({**head, "choices": [], "usage": use}))
+        events.append(b'%s,"choices":[],"usage":%s}\n\n' % (head, orjson.dumps(use)))
     events.append(b"data: [DONE]\n\n")
     return events
 
@@ -99,16 +99,16 @@ def completion_body(rid: str, model: str, created: int, pieces: list[str], finis
 def completion_events(rid: str, model: str, created: int, pieces: list[str], finish: str,
                       use: dict | None) -> list[bytes]:
     """SSE events of a completions stream: one per piece (last carries finish), [usage]."""
-    head = {"id": rid, "object": "text_completion", "created": created, "model": model}
+    head = _head(rid, "text_completion", model, created)
     items = pieces or [""]
     last = len(items) - 1
     events = [
-        _event({**head, "choices": [{"index": 0, "text": p, "logprobs": None,
-                                     "finish_reason": finish if i == last else None}]})
+        b'%s,"choices":[{"index":0,"text":%s,"logprobs":null,"finish_reason":%s}]}\n\n' % (
+            head, orjson.dumps(p), orjson.dumps(finish if i == last else None))
         for i, p in enumerate(items)
     ]
     if use is not None:
-        events.append(_event({**head, "choices": [], "usage": use}))
+        events.append(b'%s,"choices":[],"usage":%s}\n\n' % (head, orjson.dumps(use)))
     events.append(b"data: [DONE]\n\n")
     return events
 
@@ -131,5 +131,8 @@ def error_body(message: str, kind: str, code: str | None = None) -> bytes:
                                    "code": code}})
 
 
-def _event(obj: dict) -> bytes:
-    return b"data: " + orjson.dumps(obj) + b"\n\n"
+def _head(rid: str, kind: str, model: str, created: int) -> bytes:
+    # "data: {...common fields" without the closing brace: each event only appends its
+    # own fields, so a 20-event stream costs one dumps per event, not a dict copy each.
+    common = {"id": rid, "object": kind, "created": created, "model": model}
+    return b"data: " + orjson.dumps(common)[:-1]
