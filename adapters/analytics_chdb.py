@@ -17,12 +17,10 @@ import orjson
 from chdb.session import Session
 
 from adapters.analytics_arrow import arrow_stream_bytes, facts_to_arrow
-from adapters.analytics_sql import COUNT_SQL, escape_param, totals_from_rows, usage_statement
+from adapters.analytics_sql import COUNT_SQL, INSERT_SQL, escape_param, totals_from_rows, usage_statement
 from domain.ports import UsageQuery, UsageTotals
 from domain.usage import RequestMetered
-from projections.schema import SCHEMA, USAGE_COLUMNS, USAGE_TABLE
-
-INSERT_SQL = f"INSERT INTO {USAGE_TABLE} ({', '.join(USAGE_COLUMNS)})"
+from projections.schema import SCHEMA
 
 
 class ChdbAnalytics:

@@ -14,7 +14,7 @@ from typing import Any
 import clickhouse_connect
 
 from adapters.analytics_arrow import facts_to_arrow
-from adapters.analytics_sql import COUNT_SQL, totals_from_rows, usage_statement
+from adapters.analytics_sql import COUNT_SQL, INSERT_SETTINGS, totals_from_rows, usage_statement
 from domain.ports import UsageQuery, UsageTotals
 from domain.usage import RequestMetered
 from projections.schema import SCHEMA, USAGE_TABLE
@@ -43,7 +43,7 @@ class ClickHouseAnalytics:
     def insert_usage(self, facts: Sequence[RequestMetered]) -> None:
         """Inserts the facts as one Arrow table: one part on the server per batch."""
         if facts:
-            self._get_client().insert_arrow(USAGE_TABLE, facts_to_arrow(facts))
+            self._get_client().insert_arrow(USAGE_TABLE, facts_to_arrow(facts), settings=INSERT_SETTINGS)
 
     def usage(self, query: UsageQuery) -> list[UsageTotals]:
         """Totals per group, ordered by group."""

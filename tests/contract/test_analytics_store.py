@@ -28,10 +28,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.analytics_arrow import ARROW_SCHEMA, arrow_stream_bytes, facts_to_arrow
-from adapters.analytics_chdb import INSERT_SQL, ChdbAnalytics
+from adapters.analytics_chdb import ChdbAnalytics
 from adapters.analytics_clickhouse import ClickHouseAnalytics
 from adapters.analytics_memory import InMemoryAnalytics
-from adapters.analytics_sql import escape_param, usage_statement
+from adapters.analytics_sql import INSERT_SETTINGS, INSERT_SQL, escape_param, usage_statement
 from domain.ports import AnalyticsStore, UsageQuery, UsageTotals
 from domain.usage import RequestMetered, UsageSource
 from projections.schema import SCHEMA, USAGE_COLUMNS, USAGE_TABLE
@@ -266,8 +266,8 @@ class ChdbBackedClient:
     def command(self, sql: str) -> None:
         self.session.query(sql)
 
-    def insert_arrow(self, table: str, arrow_table: Any) -> None:
-        assert table == USAGE_TABLE
+    def insert_arrow(self, table: str, arrow_table: Any, settings: dict[str, str]) -> None:
+        assert (table, settings) == (USAGE_TABLE, INSERT_SETTINGS)  # INSERT_SQL carries the settings
         with self.lock, self.session._conn.send_insert(INSERT_SQL, "ArrowStream") as insert:
             insert.append(arrow_stream_bytes(arrow_table))
             insert.finish()
@@ -303,8 +303,8 @@ class RecordingClient:
     def command(self, sql: str) -> None:
         self.sent.append(("command", sql))
 
-    def insert_arrow(self, table: str, arrow_table: Any) -> None:
-        self.sent.append(("insert_arrow", (table, arrow_table)))
+    def insert_arrow(self, table: str, arrow_table: Any, settings: dict[str, str]) -> None:
+        self.sent.append(("insert_arrow", (table, arrow_table, settings)))
 
     def query(self, sql: str, parameters: dict[str, str] | None = None) -> SimpleNamespace:
         self.sent.append(("query", (sql, parameters)))
@@ -327,8 +327,8 @@ def test_the_clickhouse_adapter_sends_the_shared_statements_and_connects_lazily(
     statement = usage_statement(query)
     assert [kind for kind, _ in client.sent] == ["command"] * len(SCHEMA) + ["insert_arrow", "query"]
     assert [sql for _, sql in client.sent[:len(SCHEMA)]] == list(SCHEMA)
-    table, arrow = client.sent[-2][1]
-    assert table == USAGE_TABLE and arrow.equals(facts_to_arrow(facts))
+    table, arrow, insert_settings = client.sent[-2][1]
+    assert (table, insert_settings) == (USAGE_TABLE, INSERT_SETTINGS) and arrow.equals(facts_to_arrow(facts))
     assert client.sent[-1][1] == (statement.sql, statement.params)
     assert settings_seen == [{"host": "ch.internal", "port": 8123, "username": "default", "password": "pw",
                               "database": "default", "autogenerate_session_id": False}]
