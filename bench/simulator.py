@@ -32,6 +32,7 @@ from bench.sim_http import HttpProtocol
 
 __all__ = ["KNOBS", "Running", "SimConfig", "Simulator", "serve"]
 
+
 class Running(NamedTuple):
     """A listening simulator: its asyncio server, its handler, its open connections."""
 
