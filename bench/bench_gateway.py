@@ -1,0 +1,143 @@
+"""Gateway hot-path benchmark: Meterline (one worker, full metering) vs LiteLLM's proxy.
+
+python -m bench.bench_gateway [--duration 10] [--requests-for-rss 100000] [--no-litellm]
+
+Starts the OpenAI-compatible simulator (bench/simulator.py, a separate process), then:
+  1. the simulator alone (direct),
+  2. `meterline up` (embedded default: journal bus with fsync, SQLite ledger, chDB
+     projector, one uvicorn worker) with a key, and
+  3. LiteLLM's proxy (own venv in .bench/litellm-venv, master key, 1 worker),
+each measured with bench/loadgen.py: req/s at 64 connections, latency p50/p99 at one
+connection; the gateway's RSS after `--requests-for-rss` requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.loadgen import run_load
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN = "bench-admin-token-0123456789"
+BODY = {"model": "sim", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
+LITELLM_VENV = ROOT / ".bench" / "litellm-venv"
+
+
+def spawn(args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT,
+                            env={**os.environ, **(env or {})}, start_new_session=True)
+
+
+def wait_http(url: str, timeout_s: float = 60, headers: dict | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, headers=headers, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure(name: str, url: str, headers: dict, duration: float) -> dict:
+    run_load(url, BODY, connections=8, duration_s=2, headers=headers)  # warm-up
+    wide = run_load(url, BODY, connections=64, duration_s=duration, headers=headers)
+    narrow = run_load(url, BODY, connections=1, duration_s=duration / 2, headers=headers)
+    result = {"name": name, "rps_64": wide.rps, "errors_64": wide.errors,
+              "p50_1_ms": narrow.percentile(50), "p99_1_ms": narrow.percentile(99), "rps_1": narrow.rps}
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def meterline(work: Path, sim_url: str) -> tuple[subprocess.Popen, str]:
+    config = work / "meterline.toml"
+    config.write_text(f'[[models]]\nname = "sim"\nupstream_url = "{sim_url}"\n'
+                      'input_price_per_million = "1"\noutput_price_per_million = "2"\n'
+                      'max_output_tokens = 64\n')
+    proc = spawn([str(ROOT / ".venv/bin/meterline"), "up", "--data-dir", str(work / "data"),
+                  "--port", "19201", "--config", str(config)], work / "meterline.log",
+                 {"METERLINE_ADMIN_TOKEN": ADMIN, "METERLINE_KEY_SECRET": "b" * 40})
+    wait_http("http://127.0.0.1:19201/healthz")
+    admin = httpx.Client(base_url="http://127.0.0.1:19201", headers={"authorization": f"Bearer {ADMIN}"})
+    admin.post("/api/admin/users", json={"user_id": "bench"}).raise_for_status()
+    key = admin.post("/api/keys", json={"name": "bench", "models": ["sim"], "user_id": "bench"}).json()
+    return proc, key["key"]
+
+
+def litellm(work: Path, sim_url: str) -> subprocess.Popen | None:
+    binary = LITELLM_VENV / "bin" / "litellm"
+    if not binary.exists():
+        print(f"LiteLLM not installed: python3 -m venv {LITELLM_VENV} && "
+              f"{LITELLM_VENV}/bin/pip install 'litellm[proxy]'", file=sys.stderr)
+        return None
+    config = work / "litellm.yaml"
+    config.write_text("model_list:\n  - model_name: sim\n    litellm_params:\n"
+                      f"      model: openai/sim-model\n      api_base: {sim_url}\n      api_key: none\n"
+                      "general_settings:\n  master_key: sk-bench-master\n")
+    proc = spawn([str(binary), "--config", str(config), "--port", "19202", "--num_workers", "1"],
+                 work / "litellm.log", {"LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                                        "LITELLM_LOG": "ERROR"})
+    wait_http("http://127.0.0.1:19202/health/liveliness", timeout_s=180)
+    return proc
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=float, default=10)
+    ap.add_argument("--requests-for-rss", type=int, default=100_000)
+    ap.add_argument("--no-litellm", action="store_true")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="meterline-bench-"))
+    sim = spawn([sys.executable, "-m", "bench.simulator", "--port", "19200"], work / "sim.log")
+    procs = [sim]
+    try:
+        wait_http("http://127.0.0.1:19200/health")
+        sim_url = "http://127.0.0.1:19200/v1"
+        results = [measure("direct (simulator)", sim_url + "/chat/completions", {}, args.duration)]
+        gw, key = meterline(work, sim_url)
+        procs.append(gw)
+        auth = {"authorization": f"Bearer {key}"}
+        results.append(measure("meterline up", "http://127.0.0.1:19201/v1/chat/completions", auth,
+                               args.duration))
+        sent = run_load("http://127.0.0.1:19201/v1/chat/completions", BODY, connections=64,
+                        total_requests=args.requests_for_rss, headers=auth)
+        print(json.dumps({"name": "meterline rss", "requests": sent.requests,
+                          "rss_mb": round(rss_mb(gw.pid), 1)}), flush=True)
+        if not args.no_litellm and (lite := litellm(work, sim_url)) is not None:
+            procs.append(lite)
+            results.append(measure("litellm proxy", "http://127.0.0.1:19202/v1/chat/completions",
+                                   {"authorization": "Bearer sk-bench-master"}, args.duration))
+        direct = results[0]
+        for r in results[1:]:
+            print(f"{r['name']}: {r['rps_64']:,.0f} req/s at 64 conns; added p50 "
+                  f"{r['p50_1_ms'] - direct['p50_1_ms']:.2f} ms, p99 {r['p99_1_ms'] - direct['p99_1_ms']:.2f} ms "
+                  "at 1 conn")
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+if __name__ == "__main__":
+    main()
