@@ -126,9 +126,10 @@ def main() -> None:
                                    {"authorization": "Bearer sk-bench-master"}, args.duration))
         direct = results[0]
         for r in results[1:]:
-            print(f"{r['name']}: {r['rps_64']:,.0f} req/s at 64 conns; added p50 "
-                  f"{r['p50_1_ms'] - direct['p50_1_ms']:.2f} ms, p99 {r['p99_1_ms'] - direct['p99_1_ms']:.2f} ms "
-                  "at 1 conn")
+            added_p50 = r["p50_1_ms"] - direct["p50_1_ms"]
+            added_p99 = r["p99_1_ms"] - direct["p99_1_ms"]
+            print(f"{r['name']}: {r['rps_64']:,.0f} req/s at 64 conns; added p50 {added_p50:.2f} ms, "
+                  f"p99 {added_p99:.2f} ms at 1 conn")
     finally:
         for proc in reversed(procs):
             proc.terminate()
