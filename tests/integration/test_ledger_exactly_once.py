@@ -14,20 +14,25 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from adapters.clock import SystemClock
-from adapters.eventstore import open_applications, postgres_env
 from domain.ledger import Ledger
 from domain.ports import USAGE_TOPIC, Delivery, UsageQuery
 from domain.quota_policy import Scope
 from domain.usage import RequestMetered, UsageSource
 from gateway.metering import to_message
-from tests.support.processes import BusThread, Processes, fresh_database, meterline_env, write_config
+from tests.support.processes import (
+    BusThread,
+    Processes,
+    fresh_database,
+    ledger_store,
+    meterline_env,
+    stored_facts,
+    write_config,
+)
 from tests.support.tansu import running_tansu
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
@@ -36,7 +41,6 @@ PARTITIONS = 8
 KILL_TRIALS = 20
 KILL_FACTS = 6000      # enough that the ledger is mid-stream at most kills (~300-1000 facts/s)
 KILL_BATCH = "10"      # facts per fetch: many small transactions, so kills land inside them
-METERED_TOPIC = "meterline.RequestMetered"
 RUNNING = "meterline ledger running"
 
 
@@ -50,17 +54,6 @@ def bootstrap() -> Iterator[str]:
 def database() -> Iterator[str]:
     with fresh_database("meterline_ledger") as dsn:
         yield dsn
-
-
-@contextmanager
-def ledger_store(dsn: str) -> Iterator[Ledger]:
-    """The ledger application on `dsn`, read from this process; opening it creates the tables."""
-    registry, ledger = open_applications(postgres_env(dsn), SystemClock())
-    try:
-        yield ledger
-    finally:
-        ledger.close()
-        registry.close()
 
 
 def make_facts(count: int, rng: random.Random) -> list[RequestMetered]:
@@ -106,12 +99,7 @@ def positions(ledger: Ledger) -> dict[int, int]:
 
 
 def stored_fact_ids(ledger: Ledger) -> list[str]:
-    """The originator id of every RequestMetered event in the ledger's log, repeats included."""
-    ids, start = [], 1
-    while batch := ledger.notification_log.select(start=start, limit=5000, topics=[METERED_TOPIC]):
-        ids += [str(n.originator_id) for n in batch]
-        start = batch[-1].id + 1
-    return ids
+    return [data["event_id"] for data in stored_facts(ledger)]
 
 
 def wait_caught_up(ledger: Ledger, ends: dict[int, int], timeout_s: float = 90) -> float:

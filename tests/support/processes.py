@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import psycopg
@@ -30,6 +30,9 @@ import pytest
 from psycopg import sql
 
 from domain.ports import BusMessage
+
+if TYPE_CHECKING:
+    from domain.ledger import Ledger
 
 POSTGRES_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 ADMIN_TOKEN = "proc-admin-token-0123456789abcdef"
@@ -57,6 +60,34 @@ def fresh_database(prefix: str = "meterline_proc") -> Iterator[str]:
         finally:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                 sql.Identifier(name)))
+
+
+@contextmanager
+def ledger_store(database_url: str) -> Iterator[Ledger]:
+    """The ledger application on `database_url`, read from the test process.
+
+    Opening it creates the tables, so open it before starting processes on a fresh
+    database, or after they are up.
+    """
+    from adapters.clock import SystemClock
+    from adapters.eventstore import open_applications, postgres_env
+
+    registry, ledger = open_applications(postgres_env(database_url), SystemClock())
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+        registry.close()
+
+
+def stored_facts(ledger: Ledger) -> list[dict[str, Any]]:
+    """The data of every RequestMetered event in the ledger's log, in log order, repeats kept."""
+    facts, start = [], 1
+    while batch := ledger.notification_log.select(start=start, limit=5000,
+                                                  topics=["meterline.RequestMetered"]):
+        facts += [ledger.mapper.to_domain_event(n).data for n in batch]
+        start = batch[-1].id + 1
+    return facts
 
 
 # ----- configuration ---------------------------------------------------------------------
@@ -287,11 +318,10 @@ class BusThread:
             deliveries: list[Any] = []
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
-                deliveries += await consumer.fetch(10_000, 200)
-                if len(deliveries) >= expected:
-                    # one more short fetch catches any surplus (a duplicated send)
-                    deliveries += await consumer.fetch(10_000, 300)
-                    return deliveries
+                fetched = await consumer.fetch(10_000, 300)
+                deliveries += fetched
+                if len(deliveries) >= expected and not fetched:
+                    break  # all that was expected, and then a quiet fetch: no surplus pending
             return deliveries
         finally:
             await consumer.stop()
