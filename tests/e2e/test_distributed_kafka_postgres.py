@@ -118,7 +118,8 @@ def test_up_killed_mid_traffic_loses_and_duplicates_nothing(tmp_path: Path, stac
     in flight (sent, then the connection broke) or were answered with another status, and
     the same for tokens (each key's requests all use the same number of tokens); at most
     one request per client worker can be in flight at the kill. The store holds every
-    fact published to meterline.usage once (no event id twice, none missing).
+    fact published to meterline.usage once (no event id twice, none missing), and the
+    analytics store (`/api/usage`) has the same requests and tokens per key.
     """
     bootstrap, dsn, _simulator, config = stack
     port = free_port()
@@ -154,6 +155,11 @@ def test_up_killed_mid_traffic_loses_and_duplicates_nothing(tmp_path: Path, stac
             while len(facts := stored_facts(ledger)) < len(published) and time.monotonic() < deadline:
                 time.sleep(0.2)
             caught_up = time.monotonic() - killed_at
+        with up.client() as admin:  # analytics (chDB, fed by the projector in `up`) agrees
+            deadline = time.monotonic() + 30
+            while (usage := admin.get("/api/usage", params={"group_by": "key"}).json())[
+                    "totals"]["requests"] < len(published) and time.monotonic() < deadline:
+                time.sleep(0.2)
         up.terminate()
 
     ids = [f["event_id"] for f in facts]
@@ -181,6 +187,8 @@ def test_up_killed_mid_traffic_loses_and_duplicates_nothing(tmp_path: Path, stac
         assert ledger_tokens[kid] - tally.tokens[kid] == excess * per_request
         excess_total += excess
     assert excess_total <= CLIENT_WORKERS
+    assert {row["group"]: (row["requests"], row["total_tokens"]) for row in usage["data"]} == {
+        k: (ledger_count[k], ledger_tokens[k]) for k in ledger_count}
     assert set(ledger_count) == {k["id"] for k in keys}
 
 
