@@ -7,12 +7,15 @@ the FastAPI routes remain for the OpenAPI documentation and any other method or 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from gateway import errors
 from gateway.context import GatewayContext
 from gateway.routes_v1 import serve
 
+log = logging.getLogger(__name__)
 ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions",
              "/v1/embeddings": "embeddings"}
 WANTED = {b"authorization": "authorization", b"x-meterline-job": "job",
@@ -34,8 +37,13 @@ class V1FastPath:
             field = WANTED.get(name)
             if field is not None:
                 found[field] = value.decode("latin-1")
-        response = await serve(self.ctx, endpoint, found.get("authorization"), found.get("job"),
-                               found.get("content_length"), _body(receive))
+        try:
+            response = await serve(self.ctx, endpoint, found.get("authorization"), found.get("job"),
+                                   found.get("content_length"), _body(receive))
+        except Exception:  # what the FastAPI app's catch-all handler does for every other route
+            log.exception("unhandled error on %s", scope["path"])
+            response = errors.GatewayError(500, "internal error; it was logged, please retry or "
+                                           "report it", "api_error", "internal_error").response()
         await response(scope, receive, send)
 
 

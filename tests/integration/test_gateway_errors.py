@@ -320,3 +320,33 @@ def test_rotating_twice_kills_the_first_secret_even_inside_its_grace(gw, key):
     openai_error(chat(gw, key["key"]), 401)
     openai_error(chat(gw, first["key"]), 401)
     assert chat(gw, second["key"]).status_code == 200
+
+
+# ----- the unexpected -------------------------------------------------------------------------
+
+
+class BrokenUpstream:
+    """An upstream adapter with a bug: every call raises something no handler expects."""
+
+    async def post(self, url: str, body: bytes, timeout_s: float):
+        raise RuntimeError("a bug in the upstream adapter")
+
+    async def stream(self, url: str, body: bytes, timeout_s: float):
+        raise RuntimeError("a bug in the upstream adapter")
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_unexpected_failure_is_a_500_in_openai_shape_and_frees_its_reservation(gw, stream):
+    key = gw.issue_key("alice", budget_usd="1", budget_mode="hard")
+    working, gw.system.ctx.upstream = gw.system.ctx.upstream, BrokenUpstream()
+    try:
+        response = chat(gw, key["key"], stream=stream)
+    finally:
+        gw.system.ctx.upstream = working
+    error = openai_error(response, 500, "internal_error")
+    assert "a bug" not in error["message"]  # no internals leak to the client
+    assert gw.system.ctx.guard.snapshot((Scope.KEY, key["id"]))["reserved"] == 0
+    assert chat(gw, key["key"], stream=stream).status_code == 200
