@@ -23,13 +23,13 @@ GROUPS = {
     "user": "user_id",
     "team": "team_id",
 }
-_FILTERS = (("user_id", "user_id"), ("team_id", "team_id"), ("key_id", "key_id"), ("model", "model"))
+_FILTERS = ("user_id", "team_id", "key_id", "model")  # UsageQuery fields, named as the columns
 _TIME = "DateTime64(6, 'UTC')"
 
 COUNT_SQL = f"SELECT count() FROM {USAGE_TABLE} FINAL"
 
 # Copies are merged away later and skipped by FINAL meanwhile, so merging them on insert too
-# only costs: it halves chDB's insert rate (measured in bench/bench_analytics.py).
+# only costs: a quarter to a half of chDB's insert rate (bench/bench_analytics.py --paths).
 INSERT_SETTINGS = {"optimize_on_insert": "0"}
 INSERT_SQL = (f"INSERT INTO {USAGE_TABLE} ({', '.join(USAGE_COLUMNS)}) SETTINGS "
               + ", ".join(f"{name} = {value}" for name, value in INSERT_SETTINGS.items()))
@@ -67,10 +67,10 @@ def usage_statement(query: UsageQuery) -> Statement:
     check_query(query)
     params = {"start": format_time(query.start), "end": format_time(query.end)}
     where = [f"occurred_at >= {{start:{_TIME}}}", f"occurred_at < {{end:{_TIME}}}"]
-    for field, column in _FILTERS:
+    for field in _FILTERS:
         value = getattr(query, field)
         if value is not None:
-            where.append(f"{column} = {{{field}:String}}")
+            where.append(f"{field} = {{{field}:String}}")
             params[field] = value
     if query.group_by == "day":
         params["timezone"] = query.timezone
