@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -92,7 +93,8 @@ def main() -> None:
     sizes = [int(size) for size in args.batches.split(",")]
     size = len(encode(metered(0)))
     print(f"{args.messages} RequestMetered ({size}-byte CloudEvents), "
-          f"{args.publishers} concurrent publishers")
+          f"{args.publishers} concurrent publishers, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f} before the run")
     for batch in sizes:
         report("in-process bus, journal + fsync", batch, asyncio.run(bench_journal(args, batch)))
 
