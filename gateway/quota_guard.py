@@ -43,6 +43,7 @@ class Reservation:
     id: int
     scopes: tuple[ScopeKey, ...]
     amount: int
+    held: tuple[ScopeKey, ...] = ()  # the scopes that had a budget, so hold `amount`
 
 
 class QuotaGuard:
@@ -63,11 +64,10 @@ class QuotaGuard:
             verdict = strictest([d for d in decisions if d is not None])
             if verdict.verdict is Verdict.REFUSE:
                 return None, verdict
-            for key in scopes:
-                account = self._accounts.get(key)
-                if account is not None:
-                    account.reserved += amount
-            return Reservation(next(self._ids), tuple(scopes), amount), verdict
+            held = tuple(key for key in scopes if key in self._accounts)
+            for key in held:
+                self._accounts[key].reserved += amount
+            return Reservation(next(self._ids), tuple(scopes), amount, held), verdict
 
     def settle(self, reservation: Reservation, event_id: str, cost: int) -> None:
         """Replaces a reservation with the metered cost, until the ledger acknowledges it."""
@@ -76,14 +76,15 @@ class QuotaGuard:
                 account = self._accounts.get(key)
                 if account is None:
                     continue
-                account.reserved = max(0, account.reserved - reservation.amount)
+                if key in reservation.held:  # a budget set since holds nothing of this request
+                    account.reserved = max(0, account.reserved - reservation.amount)
                 if event_id not in account.unacked:
                     account.unacked[event_id] = cost
                     account.unacked_total += cost
 
     def release(self, reservation: Reservation) -> None:
         with self._lock:
-            for key in reservation.scopes:
+            for key in reservation.held:
                 account = self._accounts.get(key)
                 if account is not None:
                     account.reserved = max(0, account.reserved - reservation.amount)

@@ -13,13 +13,16 @@ import asyncio
 import random
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from decimal import Decimal
 
 import httpx
 import pytest
 
 from domain.quota_policy import Scope
-from tests.support.gateway import ADMIN_TOKEN, RunningGateway, running_gateway, sim_config
+from gateway.estimate import prompt_upper_bound
+from tests.support.gateway import ADMIN_TOKEN, RunningGateway, add_models, running_gateway, sim_config
 
 pytest_plugins = ["tests.support.upstreams"]  # fixtures: simulator_factory
 
@@ -27,6 +30,7 @@ ROLES = frozenset({"gateway", "ledger", "scheduler"})
 REQUESTS = 200
 LIMIT_USD = "0.003"  # 3 000 000 nano-USD: ~25 of the requests below, at their real cost
 LIMIT = 3_000_000
+NANOS_PER_USD = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -188,3 +192,51 @@ async def test_a_soft_budget_never_refuses(gw):
     spent = gw.system.ledger.budget(Scope.KEY, key["id"]).period_spent
     assert spent == sum(f.cost for f in facts)
     assert spent > LIMIT  # the budget was passed, and still nothing was refused
+
+
+# ----- a budget set while requests are in flight ------------------------------------------------
+
+
+def test_a_request_admitted_before_a_budget_existed_does_not_free_a_later_ones_hold(
+        simulator_factory, tmp_path):
+    """A's reservation was held against no budget; when A ends it must not release B's hold.
+
+    A and B go to sim-slow, which answers after 3 s, past the 1 s upstream timeout (504, free).
+    The budget fits exactly two worst-case requests minus one nano-USD. While B is in flight
+    after A ended, C (the same size) must be refused: B still holds its worst case.
+    """
+    sim = simulator_factory(slow_s=3.0)
+    config = add_models(sim_config(sim.base_url), {"sim-slow": "sim-slow"})
+    body = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 64}
+    with running_gateway(tmp_path / "data", config, roles=ROLES, upstream_timeout_s=1.0) as gw:
+        gw.setup_user("fay")
+        key = gw.issue_key("fay", models=["*"])
+        price = gw.system.ctx.directory.model("sim").price_at(gw.system.clock.now())
+        worst = price.worst_case_cost(prompt_upper_bound(body, "chat"), 64)
+        auth = {"authorization": f"Bearer {key['key']}"}
+
+        def call(model: str) -> httpx.Response:
+            return httpx.post(gw.v1 + "/chat/completions", json={"model": model, **body}, headers=auth,
+                              timeout=30)
+
+        def reached_upstream(count: int) -> None:
+            deadline = time.monotonic() + 5
+            while sim.app.requests < count:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+
+        with ThreadPoolExecutor(2) as pool:
+            a = pool.submit(call, "sim-slow")
+            reached_upstream(1)  # A is admitted: no budget, so it holds nothing
+            limit_usd = format(Decimal(2 * worst - 1) / NANOS_PER_USD, "f")
+            set_budget(gw, "key", key["id"], limit_usd=limit_usd, mode="hard")
+            time.sleep(0.4)
+            b = pool.submit(call, "sim-slow")
+            reached_upstream(2)  # B holds its worst case against the budget
+            assert a.result().status_code == 504  # A ends (free); B has ~0.4 s to go
+            assert gw.system.ctx.guard.snapshot((Scope.KEY, key["id"]))["reserved"] == worst
+            c = call("sim")
+            assert not b.done(), "B ended before C was decided: the machine is too slow for this test"
+            assert c.status_code == 429, c.text
+            assert b.result().status_code == 504
+        assert_nothing_left_reserved(gw, Scope.KEY, key["id"])
