@@ -12,7 +12,7 @@ import json
 from datetime import datetime
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import Compressor, StoredEvent
 
 from domain.ids import event_id_of
 from domain.ports import BusMessage
@@ -20,23 +20,33 @@ from domain.ports import BusMessage
 SOURCE_PREFIX = "/meterline/"
 
 
-def to_message(app_name: str, stored: StoredEvent, at: datetime) -> BusMessage:
-    """A stored event as a CloudEvent for meterline.domain; `at` is when it was relayed."""
+def to_message(app_name: str, stored: StoredEvent, at: datetime,
+               compressor: Compressor | None = None) -> BusMessage:
+    """A stored event as a CloudEvent for meterline.domain; `at` is when it was relayed.
+
+    `compressor` is the store's (if it compresses event state): the message carries plain JSON.
+    """
     originator = UUID(str(stored.originator_id))
+    state = compressor.decompress(stored.state) if compressor else stored.state
     return BusMessage(
         id=str(event_id_of(originator, stored.originator_version)),
         type=stored.topic, source=SOURCE_PREFIX + app_name,
         subject=f"aggregate/{originator}", time=at,
-        data=json.loads(stored.state), key=str(originator),
+        data=json.loads(state), key=str(originator),
         extensions={"originatorversion": str(stored.originator_version)})
 
 
-def to_stored_event(message: BusMessage) -> tuple[str, StoredEvent]:
-    """The application a domain message came from, and the stored event it carries."""
+def to_stored_event(message: BusMessage, compressors: dict[str, Compressor | None] | None = None
+                    ) -> tuple[str, StoredEvent]:
+    """The application a domain message came from, and the stored event it carries (in the
+    form that application's store keeps: compressed again if it compresses)."""
     if not message.source.startswith(SOURCE_PREFIX):
         raise ValueError(f"message {message.id} is not from a Meterline store: {message.source}")
     app_name = message.source[len(SOURCE_PREFIX):]
     originator = UUID(message.subject.removeprefix("aggregate/"))
     version = int(message.extensions["originatorversion"])
     state = json.dumps(message.data, separators=(",", ":")).encode()
+    compressor = (compressors or {}).get(app_name)
+    if compressor is not None:
+        state = compressor.compress(state)
     return app_name, StoredEvent(originator, version, message.type, state)

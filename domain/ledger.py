@@ -8,15 +8,16 @@ already stored (same event id) cannot be stored again, so redelivered copies are
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError, Application, LRUCache, ProcessingEvent
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Tracking, Transcoding
+from eventsourcing.utils import resolve_topic
 
 from domain.budget import Budget, local_day
 from domain.clock import Clock
@@ -24,7 +25,10 @@ from domain.errors import DomainError
 from domain.jobs import Job, JobStatus
 from domain.periods import Period
 from domain.quota_policy import BudgetPolicy, Mode, Scope
-from domain.usage import MeteredRequest, RequestMetered
+from domain.usage import RequestMetered, UsageBatch, facts_of
+
+USAGE_BATCH_TOPIC = "meterline.UsageBatchRecorded"
+LATEST = 2**62  # a version past any real one: "read it from the store, not the cache"
 
 
 @dataclass(frozen=True)
@@ -74,8 +78,33 @@ class Ledger(Application):
         transcoder.register(_SetAsList())
 
     def construct_recorder(self):  # type: ignore[no-untyped-def]
-        """A process recorder, so events and bus positions commit together."""
-        return self.factory.process_recorder()
+        """A process recorder that also indexes fact ids, so events, bus positions and the
+        facts' ids commit together. Which class is the store adapter's choice
+        (LEDGER_PROCESS_RECORDER_TOPIC); the in-memory factory ignores that setting."""
+        recorder = self.factory.process_recorder()
+        topic = self.env.get("PROCESS_RECORDER_TOPIC")
+        if topic and not isinstance(recorder, resolve_topic(topic)):
+            recorder = resolve_topic(topic)()
+        if not hasattr(recorder, "existing_fact_ids"):
+            raise TypeError("the ledger needs a recorder that indexes fact ids; set "
+                            "LEDGER_PROCESS_RECORDER_TOPIC (adapters/eventstore.py does)")
+        return recorder
+
+    # ----- reading the facts back ----------------------------------------------------------
+
+    def metered_facts(self, page: int = 100) -> Iterator[RequestMetered]:
+        """Every fact recorded, in recording order: the ledger's side of every reconciliation."""
+        start = 1
+        while batch := self.notification_log.select(start=start, limit=page,
+                                                    topics=[USAGE_BATCH_TOPIC]):
+            for notification in batch:
+                recorded = self.mapper.to_domain_event(notification)
+                yield from facts_of(recorded.columns, recorded.rows)
+            start = batch[-1].id + 1
+
+    def count_metered(self) -> int:
+        """How many distinct facts the ledger holds."""
+        return self.recorder.count_facts()
 
     # ----- usage ---------------------------------------------------------------------------
 
@@ -87,34 +116,42 @@ class Ledger(Application):
             return BatchResult(0, len(facts), already_applied=True)
         unique = list({f.event_id: f for f in facts}.values())
         stored: set[str] = set()
-        for attempt in range(4):
+        for _attempt in range(4):
             fresh = [f for f in unique if f.event_id not in stored]
             try:
-                self._commit(self._aggregates_for(fresh), position)
+                self._commit(self._aggregates_for(fresh, position), position,
+                             fact_ids=[f.event_id for f in fresh])
                 return BatchResult(len(fresh), len(facts) - len(fresh))
             except IntegrityError:
                 if position is not None and self.recorder.has_tracking_id(
                         position.tracking.application_name, position.next_offset):
                     return BatchResult(0, len(facts), already_applied=True)
-                # Another writer may have moved a cached budget on: reload and retry first.
+                # Either facts of this batch are stored already (redelivery), or another
+                # writer moved a cached budget on: drop the former, reload the latter, retry.
+                stored = self.recorder.existing_fact_ids([f.event_id for f in unique])
                 self._evict_cache()
-                if attempt >= 1:
-                    # Still refused: some facts are stored already (redelivery). Slow path.
-                    stored = {f.event_id for f in unique if UUID(f.event_id) in self.repository}
         raise IntegrityError("usage batch kept conflicting with concurrent writers; retry it")
 
     def _evict_cache(self) -> None:
+        # A fresh cache: LRUCache.clear() in eventsourcing 9.5 resets its recency list but
+        # keeps the entries, so stale copies would survive it.
         cache = self.repository.cache
-        if cache is not None and hasattr(cache, "clear"):
-            cache.clear()
+        if isinstance(cache, LRUCache):
+            self.repository.cache = LRUCache(cache.maxsize)
+        elif cache is not None:
+            self.repository.cache = type(cache)()
 
     def position(self, topic: str, partition: int) -> int:
         """The next offset to consume from a topic partition (0 when nothing was recorded)."""
         return self.recorder.max_tracking_id(f"{topic}:{partition}") or 0
 
-    def _aggregates_for(self, facts: Sequence[RequestMetered]) -> list[Aggregate]:
+    def _aggregates_for(self, facts: Sequence[RequestMetered],
+                        position: BusPosition | None) -> list[Aggregate]:
         now = self.clock.now()
-        aggregates: list[Aggregate] = [MeteredRequest(data=f.to_data()) for f in facts]
+        if not facts:
+            return []
+        where = f"{position.topic}:{position.partition}@{position.next_offset}" if position else None
+        aggregates: list[Aggregate] = [UsageBatch.of(facts, where)]
         spend: dict[tuple[Scope, str], dict[str, list[RequestMetered]]] = defaultdict(
             lambda: defaultdict(list))
         for fact in facts:
@@ -143,9 +180,10 @@ class Ledger(Application):
             jobs[fact.job_id] = job
         return list(jobs.values())
 
-    def _commit(self, aggregates: Sequence[Aggregate], position: BusPosition | None) -> None:
+    def _commit(self, aggregates: Sequence[Aggregate], position: BusPosition | None,
+                **recorder_kwargs: Any) -> None:
         processing = ProcessingEvent(position.tracking if position else None)
-        processing.collect_events(*aggregates)
+        processing.collect_events(*aggregates, **recorder_kwargs)
         recordings = self._record(processing)
         self._take_snapshots(processing)
         self._notify(recordings)
@@ -160,36 +198,54 @@ class Ledger(Application):
             return Budget(scope=scope, scope_id=scope_id, tz=self.billing_tz, at=self.clock.now())
 
     def set_budget(self, scope: Scope, scope_id: str, policy: BudgetPolicy) -> Budget:
-        budget = self.open_budget(scope, scope_id)
-        budget.set_policy(policy, self.clock.now())
-        self.save(budget)
-        return budget
+        def change(budget: Budget) -> None:
+            budget.set_policy(policy, self.clock.now())
+        return self._change_budget(scope, scope_id, change)
 
     def remove_budget(self, scope: Scope, scope_id: str) -> Budget:
-        budget = self.open_budget(scope, scope_id)
-        budget.remove_policy(self.clock.now())
-        self.save(budget)
-        return budget
+        return self._change_budget(scope, scope_id, lambda b: b.remove_policy(self.clock.now()))
+
+    def _change_budget(self, scope: Scope, scope_id: str, change: Any) -> Budget:
+        """Applies a command to a budget, retrying if another writer got there first."""
+        for attempt in range(5):
+            budget = self.open_budget(scope, scope_id) if attempt == 0 else self._fresh_budget(
+                scope, scope_id)
+            change(budget)
+            try:
+                self.save(budget)
+                return budget
+            except IntegrityError:
+                self._evict_cache()
+        raise IntegrityError(f"budget {scope}/{scope_id} kept changing under this command; retry it")
+
+    def _fresh_budget(self, scope: Scope, scope_id: str) -> Budget:
+        return self.budget(scope, scope_id) or Budget(scope=scope, scope_id=scope_id,
+                                                      tz=self.billing_tz, at=self.clock.now())
 
     def budget(self, scope: Scope, scope_id: str) -> Budget | None:
+        """The budget as stored now (never a cached copy another process may have outdated)."""
         try:
-            return self.repository.get(Budget.id_for(scope, scope_id))
+            return self.repository.get(Budget.id_for(scope, scope_id), version=LATEST)
         except AggregateNotFoundError:
             return None
 
     def observe_budgets(self, budget_ids: Iterable[UUID]) -> int:
         """Rolls periods over and closes expired grace windows; returns events recorded."""
-        now = self.clock.now()
-        changed = []
+        recorded = 0
         for budget_id in budget_ids:
-            budget = self.repository.get(budget_id)
-            budget.observe(now)
-            if budget.pending_events:
-                changed.append(budget)
-        count = sum(len(b.pending_events) for b in changed)
-        if changed:
-            self.save(*changed)
-        return count
+            for _attempt in range(5):
+                budget = self.repository.get(budget_id, version=LATEST)
+                budget.observe(self.clock.now())
+                pending = len(budget.pending_events)
+                if not pending:
+                    break
+                try:
+                    self.save(budget)
+                    recorded += pending
+                    break
+                except IntegrityError:
+                    continue
+        return recorded
 
     # ----- jobs ----------------------------------------------------------------------------
 

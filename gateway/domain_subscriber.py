@@ -34,6 +34,8 @@ class DomainSubscriber:
             registry.name: (registry, directory, None),
             ledger.name: (ledger, guard, frozenset(event_topics(Budget))),
         }
+        self.compressors = {registry.name: registry.mapper.compressor,
+                            ledger.name: ledger.mapper.compressor}
         self.applied = 0
 
     async def start(self) -> None:
@@ -48,7 +50,7 @@ class DomainSubscriber:
         deliveries = await self.consumer.fetch(1000, timeout_ms)
         for delivery in deliveries:
             try:
-                app_name, stored = to_stored_event(delivery.message)
+                app_name, stored = to_stored_event(delivery.message, self.compressors)
                 app, view, topics = self.targets[app_name]
             except (KeyError, ValueError) as exc:
                 log.warning("domain subscriber: ignoring message %s: %s", delivery.message.id, exc)

@@ -53,7 +53,9 @@ class OutboxRelay:
             if not notifications:
                 continue
             now = self.clock.now()
-            await self.bus.publish(DOMAIN_TOPIC, [to_message(app.name, n, now) for n in notifications])
+            compressor = app.mapper.compressor
+            await self.bus.publish(DOMAIN_TOPIC, [to_message(app.name, n, now, compressor)
+                                                  for n in notifications])
             tracking = Tracking(f"outbox:{app.name}", notifications[-1].id)
             await anyio.to_thread.run_sync(self.tracker.insert_tracking, tracking)
             total += len(notifications)

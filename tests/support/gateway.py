@@ -112,8 +112,7 @@ class RunningGateway:
 
     def metered(self, key_id: str | None = None) -> list[RequestMetered]:
         """The RequestMetered facts the ledger has recorded (of one key), in recording order."""
-        mapper = self.system.ledger.mapper
-        facts = [RequestMetered.from_data(mapper.to_domain_event(n).data) for n in _metered(self.system)]
+        facts = list(self.system.ledger.metered_facts())
         return [f for f in facts if key_id is None or f.key_id == key_id]
 
     def wait_metered(self, key_id: str, requests: int, timeout_s: float = 10) -> list[RequestMetered]:
@@ -142,15 +141,7 @@ def openai_error(response: httpx.Response, status: int, code: str | None = None)
 
 
 def _recorded(system: Meterline) -> int:
-    return sum(1 for _ in _metered(system))
-
-
-def _metered(system: Meterline) -> Iterator[Any]:
-    start = 1
-    while batch := system.ledger.notification_log.select(start=start, limit=1000,
-                                                        topics=["meterline.RequestMetered"]):
-        yield from batch
-        start = batch[-1].id + 1
+    return system.ledger.count_metered()
 
 
 @contextmanager

@@ -81,13 +81,8 @@ def ledger_store(database_url: str) -> Iterator[Ledger]:
 
 
 def stored_facts(ledger: Ledger) -> list[dict[str, Any]]:
-    """The data of every RequestMetered event in the ledger's log, in log order, repeats kept."""
-    facts, start = [], 1
-    while batch := ledger.notification_log.select(start=start, limit=5000,
-                                                  topics=["meterline.RequestMetered"]):
-        facts += [ledger.mapper.to_domain_event(n).data for n in batch]
-        start = batch[-1].id + 1
-    return facts
+    """The data of every RequestMetered fact in the ledger, in recording order."""
+    return [fact.to_data() for fact in ledger.metered_facts()]
 
 
 # ----- configuration ---------------------------------------------------------------------
