@@ -6,7 +6,6 @@ against a simulator that serves 6,000); aiohttp's C-accelerated client keeps up.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -26,7 +25,7 @@ class AiohttpStream:
         try:
             async for line in self._response.content:
                 yield line.rstrip(b"\r\n")
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+        except TimeoutError as exc:
             raise UpstreamTimeout("upstream stream timed out") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(str(exc) or type(exc).__name__) from exc
@@ -61,7 +60,7 @@ class AiohttpUpstream:
                                            timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
                 content = await response.read()
                 return UpstreamResponse(response.status, dict(response.headers), content)
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+        except TimeoutError as exc:
             raise UpstreamTimeout(f"no answer from {url} within {timeout_s:g} s") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(f"{url}: {exc or type(exc).__name__}") from exc
@@ -70,7 +69,7 @@ class AiohttpUpstream:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout_s, sock_read=timeout_s)
         try:
             response = await self._client().post(url, data=body, timeout=timeout)
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+        except TimeoutError as exc:
             raise UpstreamTimeout(f"no answer from {url} within {timeout_s:g} s") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(f"{url}: {exc or type(exc).__name__}") from exc
