@@ -19,7 +19,7 @@ class AiohttpStream:
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
         self.status = response.status
-        self.headers = dict(response.headers)
+        self.headers = {k.lower(): v for k, v in response.headers.items()}
 
     async def lines(self) -> AsyncIterator[bytes]:
         try:
@@ -59,7 +59,8 @@ class AiohttpUpstream:
             async with self._client().post(url, data=body,
                                            timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
                 content = await response.read()
-                return UpstreamResponse(response.status, dict(response.headers), content)
+                headers = {k.lower(): v for k, v in response.headers.items()}
+                return UpstreamResponse(response.status, headers, content)
         except TimeoutError as exc:
             raise UpstreamTimeout(f"no answer from {url} within {timeout_s:g} s") from exc
         except aiohttp.ClientError as exc:

@@ -87,7 +87,7 @@ class BusConsumer(Protocol):
 @dataclass(frozen=True)
 class UpstreamResponse:
     status: int
-    headers: dict[str, str]
+    headers: dict[str, str]  # names in lower case
     body: bytes
 
 

@@ -1,0 +1,115 @@
+"""The upstream port's contract, run on every HTTP client adapter against the simulator."""
+
+from __future__ import annotations
+
+import socket
+
+import orjson
+import pytest
+
+from adapters.upstream_aiohttp import AiohttpUpstream
+from adapters.upstream_httpx import HttpxUpstream
+from adapters.upstream_pool import UpstreamPool
+from bench.simulator import Simulator
+from domain.ports import UpstreamTimeout, UpstreamUnavailable
+
+CHAT = {"messages": [{"role": "user", "content": "hello there"}], "max_tokens": 5}
+
+
+@pytest.fixture(scope="module")
+def sim():
+    with Simulator(port=0) as simulator:
+        yield simulator
+
+
+def body(model: str = "sim", **fields: object) -> bytes:
+    return orjson.dumps({"model": model, **CHAT, **fields})
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class UpstreamContract:
+    def make(self):
+        raise NotImplementedError
+
+    async def test_a_post_returns_status_headers_and_the_whole_body(self, sim) -> None:
+        upstream = self.make()
+        try:
+            response = await upstream.post(sim.base_url + "/chat/completions", body(), 5)
+        finally:
+            await upstream.close()
+        data = orjson.loads(response.body)
+        assert response.status == 200
+        assert response.headers["content-type"].startswith("application/json")
+        assert data["usage"]["completion_tokens"] == 5
+
+    async def test_many_sequential_posts_reuse_connections_and_stay_correct(self, sim) -> None:
+        upstream = self.make()
+        try:
+            for n in range(1, 40):
+                response = await upstream.post(sim.base_url + "/chat/completions",
+                                               body(max_tokens=n % 7 + 1), 5)
+                assert orjson.loads(response.body)["usage"]["completion_tokens"] == n % 7 + 1
+        finally:
+            await upstream.close()
+
+    async def test_a_stream_yields_sse_lines_with_a_final_usage_chunk(self, sim) -> None:
+        upstream = self.make()
+        try:
+            stream = await upstream.stream(sim.base_url + "/chat/completions",
+                                           body(stream=True, stream_options={"include_usage": True}), 5)
+            lines = [line async for line in stream.lines()]
+            await stream.close()
+        finally:
+            await upstream.close()
+        events = [line[6:] for line in lines if line.startswith(b"data: ")]
+        assert stream.status == 200
+        assert events[-1] == b"[DONE]"
+        assert orjson.loads(events[-2])["usage"]["completion_tokens"] == 5
+
+    async def test_an_upstream_error_status_is_returned_not_raised(self, sim) -> None:
+        upstream = self.make()
+        try:
+            response = await upstream.post(sim.base_url + "/chat/completions", body("sim-error"), 5)
+        finally:
+            await upstream.close()
+        assert response.status == 500
+        assert "error" in orjson.loads(response.body)
+
+    async def test_an_unreachable_upstream_raises_unavailable(self) -> None:
+        upstream = self.make()
+        try:
+            with pytest.raises(UpstreamUnavailable):
+                await upstream.post(f"http://127.0.0.1:{closed_port()}/v1/chat/completions", body(), 5)
+        finally:
+            await upstream.close()
+
+    async def test_a_slow_upstream_raises_timeout(self, sim) -> None:
+        upstream = self.make()
+        try:
+            with pytest.raises(UpstreamTimeout):
+                await upstream.post(sim.base_url + "/chat/completions", body("sim-slow"), 0.3)
+            # The pool still serves after a timed-out call.
+            response = await upstream.post(sim.base_url + "/chat/completions", body(), 5)
+            assert response.status == 200
+        finally:
+            await upstream.close()
+
+
+class TestUpstreamPool(UpstreamContract):
+    def make(self):
+        return UpstreamPool()
+
+
+class TestAiohttpUpstream(UpstreamContract):
+    def make(self):
+        return AiohttpUpstream()
+
+
+class TestHttpxUpstream(UpstreamContract):
+    def make(self):
+        return HttpxUpstream()
