@@ -56,6 +56,7 @@ def _run(roles: frozenset[str], data_dir, config, port, host, demo_model: bool =
             cfg = demo_config(demo.base_url) if settings.config is None else _config(settings)
         else:
             cfg = _config(settings)
+        _check_split_analytics(settings, roles)
         system = build(settings, cfg)
     except (ConfigError, ValueError, OSError) as exc:
         raise _fail(exc) from None
@@ -67,6 +68,17 @@ def _run(roles: frozenset[str], data_dir, config, port, host, demo_model: bool =
     finally:
         if demo is not None:
             demo.stop()
+
+
+def _check_split_analytics(settings, roles: frozenset[str]) -> None:
+    """Warns when processes run apart cannot share analytics (an embedded chDB is per process)."""
+    uses = roles & {"gateway", "projector"}
+    if settings.bus == "kafka" and not settings.analytics_url and uses and uses != {"gateway", "projector"}:
+        err.print("[yellow]warning: METERLINE_ANALYTICS_URL is not set, so this process uses its own "
+                  "embedded chDB: with the gateway and the projector in separate processes, "
+                  "/api/usage will not see what the projector writes. Set "
+                  "METERLINE_ANALYTICS_URL=http://host:8123 to share a ClickHouse server, or run "
+                  "both with `meterline up`.[/yellow]", highlight=False)
 
 
 @app.command()

@@ -8,19 +8,19 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import anyio
-import uvicorn
-from fastapi import FastAPI
 
 from domain.ports import DOMAIN_TOPIC, USAGE_TOPIC
-from gateway.app import create_app
 from gateway.domain_subscriber import DomainSubscriber
-from gateway.fast_path import V1FastPath
 from infra.container import Meterline
 from infra.ledger_worker import LedgerWorker
 from infra.outbox_relay import OutboxRelay
 from infra.scheduler import build_scheduler
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 ALL_ROLES = frozenset({"gateway", "ledger", "projector", "scheduler"})
@@ -97,6 +97,10 @@ class Workers:
 
 
 def gateway_app(system: Meterline, roles: frozenset[str]) -> FastAPI:
+    # Imported here: the ledger, projector and scheduler never load the web stack, so they
+    # start (and recover from a crash) faster.
+    from gateway.app import create_app
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         workers = Workers(system, roles)
@@ -113,6 +117,9 @@ def serve(system: Meterline, roles: frozenset[str], host: str, port: int) -> Non
     """Runs the given roles until SIGINT/SIGTERM; with the gateway role, serves HTTP."""
     try:
         if "gateway" in roles:
+            import uvicorn
+
+            from gateway.fast_path import V1FastPath
             app = V1FastPath(gateway_app(system, roles), system.ctx)
             config = uvicorn.Config(app, host=host, port=port, log_level="info",
                                     access_log=False, lifespan="on", timeout_graceful_shutdown=10,
