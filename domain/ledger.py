@@ -16,7 +16,13 @@ from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application, LRUCache, ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Tracking, Transcoding
+from eventsourcing.persistence import (
+    IntegrityError,
+    JSONTranscoder,
+    Recording,
+    Tracking,
+    Transcoding,
+)
 from eventsourcing.utils import resolve_topic
 
 from domain.budget import Budget, local_day
@@ -131,6 +137,16 @@ class Ledger(Application):
                 stored = self.recorder.existing_fact_ids([f.event_id for f in unique])
                 self._evict_cache()
         raise IntegrityError("usage batch kept conflicting with concurrent writers; retry it")
+
+    def _record(self, processing_event: ProcessingEvent) -> list[Recording]:
+        """Stores a command's events; if that fails, drops the cache as well: commands change
+        cached aggregates in place (no deep copies), so a copy that was never saved would
+        otherwise carry its spend into the retried batch, counted twice."""
+        try:
+            return super()._record(processing_event)
+        except BaseException:
+            self._evict_cache()
+            raise
 
     def _evict_cache(self) -> None:
         # A fresh cache: LRUCache.clear() in eventsourcing 9.5 resets its recency list but

@@ -11,7 +11,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 import pytest
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, OperationalError
 
 from adapters.clock import FixedClock
 from adapters.eventstore import open_applications
@@ -405,3 +405,27 @@ def test_a_cached_budget_follows_what_another_ledger_wrote(
 
     for app in (ledger, other):
         assert app.budget(Scope.KEY, "k1").total_spent == 175
+
+
+def test_a_batch_that_fails_to_commit_leaves_no_trace_in_the_ledger(
+        apps: tuple[Registry, Ledger], open_store: OpenStore,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _, ledger = apps
+    ledger.record_usage([metered(1, at=START, cost=600)], BusPosition("meterline.usage", 0, 1))
+    ledger.set_budget(Scope.KEY, "k1", BudgetPolicy(limit=1_000, mode=Mode.HARD))
+    insert_events = ledger.recorder.insert_events
+
+    def connection_lost(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(ledger.recorder, "insert_events", insert_events)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(ledger.recorder, "insert_events", connection_lost)
+    batch = [metered(2, at=START, cost=300)]
+    with pytest.raises(OperationalError):
+        ledger.record_usage(batch, BusPosition("meterline.usage", 0, 2))
+    ledger.record_usage(batch, BusPosition("meterline.usage", 0, 2))  # the worker retries it
+
+    budget_id = Budget.id_for(Scope.KEY, "k1")
+    working = ledger.open_budget(Scope.KEY, "k1")  # the copy the next batch will build on
+    assert (working.total_spent, working.blocked, working.crossed) == (900, False, {80})
+    assert state(working) == fold(ledger, budget_id) == state(open_store()[1].budget(Scope.KEY, "k1"))
