@@ -158,6 +158,16 @@ def test_the_rpm_limit_refuses_the_third_request_in_a_minute_with_429(gw, sim):
     assert sim.app.requests == calls
 
 
+def test_the_tpm_limit_counts_what_requests_really_used(gw, sim):
+    # The bound of this prompt is 33 tokens (16 + 8 per message + 9 bytes); the simulator
+    # counts 5 prompt tokens, and max_tokens output tokens (up to 16).
+    key = gw.issue_key("alice", tpm_limit=100)
+    assert chat(gw, key["key"], max_tokens=4).status_code == 200  # holds 37, then really 9
+    error = openai_error(chat(gw, key["key"], max_tokens=60), 429, "rate_limit_exceeded")  # 9 + 93
+    assert "100 tokens per minute" in error["message"]
+    assert chat(gw, key["key"], max_tokens=50).status_code == 200  # 9 + 83: fits only at 9
+
+
 # ----- 400 / 413: what was sent -----------------------------------------------------------
 
 BAD_BODIES = {

@@ -118,10 +118,11 @@ def assert_nothing_left_reserved(gw: RunningGateway, scope: Scope, scope_id: str
 # ----- the tests -----------------------------------------------------------------------------
 
 
-async def test_a_hard_key_budget_is_never_exceeded_by_concurrent_requests(gw):
+@pytest.mark.parametrize("in_flight", [REQUESTS, 100], ids=["all at once", "100 at a time"])
+async def test_a_hard_key_budget_is_never_exceeded_by_concurrent_requests(gw, in_flight):
     gw.setup_user("alice")
     key = gw.issue_key("alice", budget_usd=LIMIT_USD, budget_mode="hard")
-    outcomes = await fire(gw, [key])
+    outcomes = await fire(gw, [key], in_flight=in_flight)
     facts = settled(gw, outcomes)
     spent = gw.system.ledger.budget(Scope.KEY, key["id"]).period_spent
     assert spent == sum(f.cost for f in facts)

@@ -23,8 +23,12 @@ PIECES = 40
 
 
 @pytest.fixture
-def gw(simulator_factory, tmp_path):
-    sim = simulator_factory(completion_tokens=PIECES, chunk_delay_ms=50)
+def sim(simulator_factory):
+    return simulator_factory(completion_tokens=PIECES, chunk_delay_ms=50)
+
+
+@pytest.fixture
+def gw(sim, tmp_path):
     with running_gateway(tmp_path / "data", sim_config(sim.base_url), roles=ROLES) as gateway:
         gateway.setup_user("alice")
         yield gateway
@@ -112,3 +116,34 @@ def test_a_reservation_is_released_when_the_client_disconnects(gw):
         time.sleep(0.05)
     assert snap["reserved"] == 0, snap
     assert snap["ledger_spent"] == fact.cost
+
+
+def test_an_upstream_that_stalls_mid_stream_ends_the_stream_with_an_error_and_is_metered(
+        simulator_factory, tmp_path):
+    sim = simulator_factory(completion_tokens=PIECES, chunk_delay_ms=1500)  # past the 1 s timeout
+    with running_gateway(tmp_path / "data", sim_config(sim.base_url), roles=ROLES,
+                         upstream_timeout_s=1.0) as gw:
+        gw.setup_user("alice")
+        key = gw.issue_key("alice")
+        lines = stream(gw, key["key"], max_tokens=8)
+        [fact] = gw.wait_metered(key["id"], 1)
+    assert lines[-1] != "data: [DONE]"
+    error = events(lines)[-1]["error"]
+    assert {"message", "type", "code"} <= set(error) and error["code"] == "upstream_error"
+    assert (fact.status, fact.stream, fact.cost) == (504, True, 0)
+
+
+def test_a_client_that_disconnects_makes_the_gateway_hang_up_on_the_model_server(gw, sim):
+    """Otherwise the model server would go on generating tokens nobody reads."""
+    key = gw.issue_key("alice")
+    with httpx.stream("POST", gw.v1 + "/chat/completions", timeout=30,
+                      headers={"authorization": f"Bearer {key['key']}"},
+                      json={"model": "sim", "stream": True, "max_tokens": 64,
+                            "messages": [{"role": "user", "content": "count"}]}) as response:
+        next(response.iter_lines())
+        assert len(sim._running.connections) == 1  # the gateway's connection, streaming
+    gw.wait_metered(key["id"], 1)
+    deadline = time.monotonic() + 1.0  # well before the stream's 2 s would be over
+    while sim._running.connections and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not sim._running.connections
