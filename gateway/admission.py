@@ -87,6 +87,19 @@ def _check_shape(payload: dict[str, Any], endpoint: str) -> None:
                                  "stream_options")
 
 
+def _choices(payload: dict[str, Any], endpoint: str) -> int:
+    """How many completions a request asks for; each may use up to max_tokens."""
+    most = 1
+    for field in ("n", "best_of") if endpoint == "completions" else ("n",):
+        value = payload.get(field)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise errors.bad_request(f"'{field}' must be a positive integer, got {value!r}", field)
+        most = max(most, value)
+    return most
+
+
 def resolve_model(ctx: GatewayContext, key: ApiKey, payload: dict[str, Any], endpoint: str
                   ) -> tuple[ModelRoute, Price]:
     model = payload.get("model")
@@ -126,6 +139,7 @@ def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiK
         cap = route.max_output_tokens or ctx.options.default_max_tokens
         max_out = min(requested, cap) if requested else cap
     prompt_bound = prompt_upper_bound(payload, endpoint)
+    _choices(payload, endpoint)  # a malformed n is a 400 before any limit is touched
     ok, reason, wait = ctx.rate_limiter.admit(str(key.id), time.monotonic(), key.rpm_limit,
                                              key.tpm_limit, prompt_bound + max_out)
     if not ok:
@@ -134,7 +148,7 @@ def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiK
     scopes = [(Scope.KEY, str(key.id)), (Scope.USER, key.user_id)]
     if key.team_id:
         scopes.append((Scope.TEAM, key.team_id))
-    amount = price.worst_case_cost(prompt_bound, max_out)
+    amount = price.worst_case_cost(prompt_bound, max_out * _choices(payload, endpoint))
     reservation, decision = ctx.guard.reserve(scopes, amount)
     if reservation is None:
         ctx.rate_limiter.correct(str(key.id), prompt_bound + max_out, 0)

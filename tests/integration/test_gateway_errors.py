@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from adapters.clock import FixedClock
 from bench.simulator import Simulator
 from domain.quota_policy import Scope
+from gateway.estimate import prompt_upper_bound
 from tests.support.gateway import (
     RunningGateway,
     add_models,
@@ -145,6 +147,23 @@ def test_an_exhausted_hard_budget_refuses_with_429_insufficient_quota_naming_sco
     assert f"key {key['id']}" in error["message"]
     assert "$0.00001" in error["message"]
     assert sim.app.requests == calls, "a refused request must not reach the model server"
+
+
+@pytest.mark.parametrize(("endpoint", "field"), [("/chat/completions", "n"), ("/completions", "n"),
+                                               ("/completions", "best_of")])
+def test_a_request_for_several_choices_reserves_max_tokens_for_each(gw, endpoint, field):
+    # Each choice may use max_tokens: a reservation of one would let n choices pass a hard cap.
+    body = {"model": "sim", "max_tokens": 64}
+    body.update({"messages": USER_MSG} if endpoint == "/chat/completions" else {"prompt": "hello"})
+    price = gw.system.ctx.directory.model("sim").price_at(gw.system.clock.now())
+    bound = prompt_upper_bound(body, "chat" if endpoint == "/chat/completions" else "completions")
+    one, three = price.worst_case_cost(bound, 64), price.worst_case_cost(bound, 3 * 64)
+    key = gw.issue_key("alice", budget_usd=format(Decimal(one * 2) / 10**9, "f"), budget_mode="hard")
+    assert 2 * one < three
+    assert post(gw, key["key"], endpoint, json={**body, field: 1}).status_code == 200
+    openai_error(post(gw, key["key"], endpoint, json={**body, field: 3}), 429, "insufficient_quota")
+    for bad in (0, "3", 1.5, True):
+        assert openai_error(post(gw, key["key"], endpoint, json={**body, field: bad}), 400)["param"] == field
 
 
 def test_the_rpm_limit_refuses_the_third_request_in_a_minute_with_429(gw, sim):
