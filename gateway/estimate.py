@@ -2,7 +2,8 @@
 
 The bound: byte-level BPE and SentencePiece-with-byte-fallback tokenizers never emit more
 tokens than the UTF-8 bytes of the text, so bytes + a per-message template allowance bounds
-the prompt from above. Images are counted at a flat allowance.
+the prompt from above. Images are counted at a flat allowance; a prompt given as token ids
+counts BYTES_PER_TOKEN per id, so the bound holds it and the estimate is one token per id.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ BYTES_PER_TOKEN = 4       # the usual ratio for English text, used only for esti
 def _text_bytes(value: Any) -> int:
     if isinstance(value, str):
         return len(value.encode())
+    if isinstance(value, int) and not isinstance(value, bool):
+        return BYTES_PER_TOKEN  # a token id (prompts may be token ids): one token, at most
     if isinstance(value, list):
         return sum(_text_bytes(v) for v in value)
     if isinstance(value, dict):

@@ -166,6 +166,17 @@ def test_a_request_for_several_choices_reserves_max_tokens_for_each(gw, endpoint
         assert openai_error(post(gw, key["key"], endpoint, json={**body, field: bad}), 400)["param"] == field
 
 
+@pytest.mark.parametrize(("endpoint", "body", "budget_usd"), [
+    ("/completions", {"model": "sim", "prompt": [1] * 1000, "max_tokens": 1}, "0.0005"),
+    ("/completions", {"model": "sim", "prompt": [[7] * 500, [9] * 500], "max_tokens": 1}, "0.0005"),
+    ("/embeddings", {"model": "sim-embed", "input": [[3] * 1000]}, "0.00005")],
+    ids=["prompt of token ids", "batch of token-id prompts", "embedding input of token ids"])
+def test_a_prompt_given_as_token_ids_is_reserved_for_every_token(gw, endpoint, body, budget_usd):
+    # 1000 tokens cost twice the budget: the worst case must see them, not 0 bytes of text.
+    key = gw.issue_key("alice", budget_usd=budget_usd, budget_mode="hard")
+    openai_error(post(gw, key["key"], endpoint, json=body), 429, "insufficient_quota")
+
+
 def test_the_rpm_limit_refuses_the_third_request_in_a_minute_with_429(gw, sim):
     key = gw.issue_key("alice", rpm_limit=2)
     assert [chat(gw, key["key"]).status_code for _ in range(2)] == [200, 200]
