@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import select
+import selectors
 import signal
 import subprocess
 import sys
@@ -176,12 +176,18 @@ class DemoModelServer:
 
     def _read_ready_line(self, deadline: float) -> str:
         assert self._proc and self._proc.stdout
+        # selectors (poll/epoll), not select.select: a busy parent may hold descriptors past 1024.
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._proc.stdout, selectors.EVENT_READ)
+            return self._await_ready(selector, deadline)
+
+    def _await_ready(self, selector: selectors.BaseSelector, deadline: float) -> str:
+        assert self._proc and self._proc.stdout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"demo model exited with {self._proc.returncode}: "
                                    f"{self._log_tail()}")
-            ready, _, _ = select.select([self._proc.stdout], [], [], 0.2)
-            if ready:
+            if selector.select(0.2):
                 line = self._proc.stdout.readline().decode().strip()
                 if line.startswith(READY_PREFIX):
                     return line.removeprefix(READY_PREFIX)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# ----- event store: PostgreSQL database and a fresh store per test (adapters/eventstore.py) -----
+import resource
 import uuid
 from collections.abc import Iterator
 
@@ -11,6 +11,17 @@ import pytest
 from psycopg import sql
 
 from adapters.eventstore import postgres_env, sqlite_env
+
+
+def pytest_configure(config) -> None:
+    """chDB keeps ~8 descriptors of every closed session (a library leak; a Meterline process
+    opens one session for its lifetime), and the analytics tests open many sessions."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65_536 if hard == resource.RLIM_INFINITY else min(hard, 65_536)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+# ----- event store: PostgreSQL database and a fresh store per test (adapters/eventstore.py) -----
 
 POSTGRES_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
