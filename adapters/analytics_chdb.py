@@ -11,16 +11,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from chdb.session import Session
 
 from adapters.analytics_arrow import arrow_stream_bytes, facts_to_arrow
 from adapters.analytics_sql import COUNT_SQL, INSERT_SQL, escape_param, totals_from_rows, usage_statement
 from domain.ports import UsageQuery, UsageTotals
 from domain.usage import RequestMetered
 from projections.schema import SCHEMA
+
+if TYPE_CHECKING:
+    from chdb.session import Session
 
 
 class ChdbAnalytics:
@@ -76,6 +78,9 @@ class ChdbAnalytics:
 
     def _open(self) -> Session:
         if self._session is None:
+            # Imported on first use: the embedded engine adds ~220 MB to a process's RSS, which a
+            # gateway that never answers a usage query need not carry.
+            from chdb.session import Session
             self.data_dir.mkdir(parents=True, exist_ok=True)
             try:
                 self._session = Session(str(self.data_dir))

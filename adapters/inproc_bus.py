@@ -19,9 +19,11 @@ import orjson
 from adapters.cloudevents import encode
 from adapters.inproc_consumer import InProcessConsumer
 from adapters.inproc_journal import Journal, Offsets
+from adapters.inproc_log import PartitionLog
 from domain.ports import BusMessage
 
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")  # Kafka's rule; also safe as a directory name
+TRIM_EVERY = 2048  # records appended between two trims of what every reader is past
 _Publish = tuple[str, list[tuple[int, bytes]], asyncio.Future[None]]
 
 
@@ -33,7 +35,9 @@ class InProcessBus:
             raise ValueError(f"a topic needs at least one partition, not {partitions}")
         self.partition_count = partitions
         self._journal = Journal(Path(journal_dir), partitions) if journal_dir else None
-        self._logs: dict[str, list[list[bytes]]] = {}
+        self._logs: dict[str, list[PartitionLog]] = {}
+        self._consumers: set[InProcessConsumer] = set()
+        self._appended_since_trim = 0
         self._changed: dict[str, asyncio.Event] = {}
         self._offsets: Offsets = {}
         self._offsets_lock = asyncio.Lock()
@@ -44,7 +48,10 @@ class InProcessBus:
 
     async def start(self) -> None:
         if self._journal:
-            self._logs, self._offsets = await asyncio.to_thread(self._journal.open)
+            loaded, self._offsets = await asyncio.to_thread(self._journal.open)
+            # All of it: a group that starts now may read from the beginning, as on Kafka.
+            self._logs = {topic: [PartitionLog(records) for records in partitions]
+                          for topic, partitions in loaded.items()}
             self._flusher = asyncio.create_task(self._flush_forever(), name="inproc-bus-flusher")
         self._running = True
 
@@ -63,7 +70,9 @@ class InProcessBus:
         if not self._running:
             raise RuntimeError("the bus is not running: call start() before publish()")
         self._log(topic)
-        records = [(self.partition_of(message.key), encode(message)) for message in messages]
+        # An exact-size copy: orjson's result keeps its whole 8 KiB buffer for as long as it lives.
+        records = [(self.partition_of(message.key), bytes(memoryview(encode(message))))
+                   for message in messages]
         if not records:
             return
         if not self._journal:
@@ -82,9 +91,24 @@ class InProcessBus:
         """The key's partition: crc32 is stable across processes, unlike the salted hash()."""
         return zlib.crc32(key.encode()) % self.partition_count
 
-    def records(self, topic: str, partition: int) -> list[bytes]:
-        """The partition's log; a record's offset is its index."""
+    def records(self, topic: str, partition: int) -> PartitionLog:
+        """The partition's records still in memory, addressed by offset."""
         return self._log(topic)[partition]
+
+    def attach(self, consumer: InProcessConsumer) -> None:
+        self._consumers.add(consumer)
+
+    def detach(self, consumer: InProcessConsumer) -> None:
+        self._consumers.discard(consumer)
+
+    def _trim(self, topic: str) -> None:
+        """Drops what every live consumer of `topic` has read and every group has committed."""
+        readers = [c.positions() for c in self._consumers if c.topic == topic and c.running]
+        readers += list(self._offsets.get(topic, {}).values())
+        if not readers:
+            return  # nobody has said what it needs yet: keep everything
+        for partition, log in enumerate(self._log(topic)):
+            log.trim(min(positions.get(partition, 0) for positions in readers))
 
     def changed(self, topic: str) -> asyncio.Event:
         """An event that is set when `topic` next receives records."""
@@ -102,12 +126,12 @@ class InProcessBus:
                 snapshot = orjson.dumps(self._offsets, option=orjson.OPT_NON_STR_KEYS)
                 await asyncio.to_thread(self._journal.save_offsets, snapshot)
 
-    def _log(self, topic: str) -> list[list[bytes]]:
+    def _log(self, topic: str) -> list[PartitionLog]:
         if topic not in self._logs:
             if not _TOPIC_NAME.fullmatch(topic) or topic in {".", ".."}:
                 raise ValueError(f"{topic!r} is not a valid topic name "
                                  "(1-249 letters, digits, '.', '_' or '-')")
-            self._logs[topic] = [[] for _ in range(self.partition_count)]
+            self._logs[topic] = [PartitionLog() for _ in range(self.partition_count)]
         if topic not in self._changed:
             self._changed[topic] = asyncio.Event()
         return self._logs[topic]
@@ -117,6 +141,11 @@ class InProcessBus:
             log = self._log(topic)
             for partition, record in records:
                 log[partition].append(record)
+            self._appended_since_trim += len(records)
+        if self._appended_since_trim >= TRIM_EVERY:
+            self._appended_since_trim = 0
+            for topic in self._logs:
+                self._trim(topic)
         for topic in {topic for topic, _ in batch}:
             # a fresh event per wake-up: waiters hold the old one, later waiters the new one
             changed, self._changed[topic] = self._changed[topic], asyncio.Event()

@@ -17,6 +17,7 @@ class InProcessConsumer:
 
     def __init__(self, bus: InProcessBus, topic: str, group: str) -> None:
         self._bus = bus
+        self.topic = topic
         self._topic = topic
         self._group = group
         self._positions: dict[int, int] | None = None
@@ -25,9 +26,19 @@ class InProcessConsumer:
     async def start(self) -> None:
         self._bus.changed(self._topic)  # validates the topic name early
         await self.seek_to_committed()
+        self._bus.attach(self)
 
     async def stop(self) -> None:
+        self._bus.detach(self)
         self._positions = None
+
+    @property
+    def running(self) -> bool:
+        return self._positions is not None
+
+    def positions(self) -> dict[int, int]:
+        """Where the next fetch reads, per partition (what this consumer still needs)."""
+        return dict(self._positions or {})
 
     async def partitions(self) -> list[int]:
         return list(range(self._bus.partition_count))
@@ -84,8 +95,8 @@ class InProcessConsumer:
         moved: dict[int, int] = {}
         for partition in order:
             start = positions[partition]
-            chunk = self._bus.records(self._topic, partition)[start:start + max_records
-                                                               - len(deliveries)]
+            chunk = self._bus.records(self._topic, partition).read(start, max_records
+                                                                   - len(deliveries))
             deliveries.extend(Delivery(decode(record), partition, start + i)
                               for i, record in enumerate(chunk))
             moved[partition] = start + len(chunk)

@@ -162,12 +162,14 @@ class Ledger(Application):
         return self.recorder.max_tracking_id(f"{topic}:{partition}") or 0
 
     def _aggregates_for(self, facts: Sequence[RequestMetered],
-                        position: BusPosition | None) -> list[Aggregate]:
+                        position: BusPosition | None) -> list[Aggregate | Any]:
         now = self.clock.now()
         if not facts:
             return []
         where = f"{position.topic}:{position.partition}@{position.next_offset}" if position else None
-        aggregates: list[Aggregate] = [UsageBatch.of(facts, where)]
+        # The batch goes in as its event alone: as an aggregate the library would keep it in
+        # the repository cache, thousands of rows at a time.
+        aggregates: list[Aggregate | Any] = [*UsageBatch.of(facts, where).collect_events()]
         spend: dict[tuple[Scope, str], dict[str, list[RequestMetered]]] = defaultdict(
             lambda: defaultdict(list))
         for fact in facts:
@@ -196,7 +198,7 @@ class Ledger(Application):
             jobs[fact.job_id] = job
         return list(jobs.values())
 
-    def _commit(self, aggregates: Sequence[Aggregate], position: BusPosition | None,
+    def _commit(self, aggregates: Sequence[Aggregate | Any], position: BusPosition | None,
                 **recorder_kwargs: Any) -> None:
         processing = ProcessingEvent(position.tracking if position else None)
         processing.collect_events(*aggregates, **recorder_kwargs)

@@ -51,6 +51,7 @@ class LedgerWorker:
         by_partition: dict[int, list[Delivery]] = defaultdict(list)
         for delivery in deliveries:
             by_partition[delivery.partition].append(delivery)
+        recorded: dict[int, int] = {}
         for partition, batch in sorted(by_partition.items()):
             batch.sort(key=lambda d: d.offset)
             facts = self._facts(batch)
@@ -59,6 +60,11 @@ class LedgerWorker:
                 self.ledger.record_usage, facts, position)
             self.recorded += result.recorded
             self.duplicates += result.duplicates
+            recorded[partition] = position.next_offset
+        if recorded:
+            # Informational only (the ledger resumes from its tracking records): it shows the
+            # group's lag and lets the bus forget what the ledger has recorded.
+            await self.consumer.commit(recorded)
         if deliveries and self.on_recorded is not None:
             await anyio.to_thread.run_sync(self.on_recorded)
         return len(deliveries)
