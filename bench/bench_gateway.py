@@ -81,6 +81,55 @@ def meterline(work: Path, sim_url: str) -> tuple[subprocess.Popen, str]:
     return proc, key["key"]
 
 
+def kafka_gateway(work: Path, sim_url: str, bootstrap: str, database_url: str
+                  ) -> tuple[subprocess.Popen, subprocess.Popen, str]:
+    """`meterline ledger` and `meterline gateway` apart, on Kafka (tansu) and PostgreSQL."""
+    config = work / "meterline-kafka.toml"
+    config.write_text(f'[[models]]\nname = "sim"\nupstream_url = "{sim_url}"\n'
+                      'input_price_per_million = "1"\noutput_price_per_million = "2"\n'
+                      'max_output_tokens = 64\n')
+    env = {"METERLINE_ADMIN_TOKEN": ADMIN, "METERLINE_KEY_SECRET": "b" * 40,
+           "METERLINE_BUS": "kafka", "METERLINE_KAFKA_BOOTSTRAP": bootstrap,
+           "METERLINE_DATABASE_URL": database_url, "METERLINE_CONFIG": str(config)}
+    meterline_bin = str(ROOT / ".venv/bin/meterline")
+    ledger = spawn([meterline_bin, "ledger", "--data-dir", str(work / "ledger")], work / "ledger.log", env)
+    gateway = spawn([meterline_bin, "gateway", "--data-dir", str(work / "gateway"), "--port", "19203"],
+                    work / "gateway.log", env)
+    wait_http("http://127.0.0.1:19203/healthz")
+    admin = httpx.Client(base_url="http://127.0.0.1:19203", headers={"authorization": f"Bearer {ADMIN}"})
+    admin.post("/api/admin/users", json={"user_id": "bench"}).raise_for_status()
+    key = admin.post("/api/keys", json={"name": "bench", "models": ["sim"], "user_id": "bench"}).json()
+    return ledger, gateway, key["key"]
+
+
+def run_kafka(work: Path, sim_url: str, duration: float, rss_requests: int, procs: list) -> dict:
+    import psycopg
+
+    from tests.support.tansu import running_tansu
+    name = f"bench_gw_{os.getpid()}"
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as pg:
+        pg.execute(f"CREATE DATABASE {name}")
+    try:
+        with running_tansu() as bootstrap:
+            ledger, gateway, key = kafka_gateway(work, sim_url, bootstrap,
+                                                 f"postgresql://postgres@127.0.0.1:5432/{name}")
+            procs += [ledger, gateway]
+            auth = {"authorization": f"Bearer {key}"}
+            result = measure("meterline gateway (kafka)", "http://127.0.0.1:19203/v1/chat/completions",
+                             auth, duration)
+            sent = run_load("http://127.0.0.1:19203/v1/chat/completions", BODY, connections=64,
+                            total_requests=rss_requests, headers=auth)
+            print(json.dumps({"name": "meterline gateway (kafka) rss", "requests": sent.requests,
+                              "rss_mb": round(rss_mb(gateway.pid), 1)}), flush=True)
+            for proc in (gateway, ledger):
+                proc.terminate()
+                proc.wait(15)
+            return result
+    finally:
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as pg:
+            pg.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 def litellm(work: Path, sim_url: str) -> subprocess.Popen | None:
     binary = LITELLM_VENV / "bin" / "litellm"
     if not binary.exists():
@@ -103,6 +152,8 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=10)
     ap.add_argument("--requests-for-rss", type=int, default=100_000)
     ap.add_argument("--no-litellm", action="store_true")
+    ap.add_argument("--kafka", action="store_true",
+                    help="also run gateway and ledger apart on tansu + PostgreSQL")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="meterline-bench-"))
     sim = spawn([sys.executable, "-m", "bench.simulator", "--port", "19200"], work / "sim.log")
@@ -120,6 +171,8 @@ def main() -> None:
                         total_requests=args.requests_for_rss, headers=auth)
         print(json.dumps({"name": "meterline rss", "requests": sent.requests,
                           "rss_mb": round(rss_mb(gw.pid), 1)}), flush=True)
+        if args.kafka:
+            results.append(run_kafka(work, sim_url, args.duration, args.requests_for_rss, procs))
         if not args.no_litellm and (lite := litellm(work, sim_url)) is not None:
             procs.append(lite)
             results.append(measure("litellm proxy", "http://127.0.0.1:19202/v1/chat/completions",
