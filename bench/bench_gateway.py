@@ -103,31 +103,22 @@ def kafka_gateway(work: Path, sim_url: str, bootstrap: str, database_url: str
 
 
 def run_kafka(work: Path, sim_url: str, duration: float, rss_requests: int, procs: list) -> dict:
-    import psycopg
-
+    from tests.support.postgres import temporary_database
     from tests.support.tansu import running_tansu
-    name = f"bench_gw_{os.getpid()}"
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as pg:
-        pg.execute(f"CREATE DATABASE {name}")
-    try:
-        with running_tansu() as bootstrap:
-            ledger, gateway, key = kafka_gateway(work, sim_url, bootstrap,
-                                                 f"postgresql://postgres@127.0.0.1:5432/{name}")
-            procs += [ledger, gateway]
-            auth = {"authorization": f"Bearer {key}"}
-            result = measure("meterline gateway (kafka)", "http://127.0.0.1:19203/v1/chat/completions",
-                             auth, duration)
-            sent = run_load("http://127.0.0.1:19203/v1/chat/completions", BODY, connections=64,
-                            total_requests=rss_requests, headers=auth)
-            print(json.dumps({"name": "meterline gateway (kafka) rss", "requests": sent.requests,
-                              "rss_mb": round(rss_mb(gateway.pid), 1)}), flush=True)
-            for proc in (gateway, ledger):
-                proc.terminate()
-                proc.wait(15)
-            return result
-    finally:
-        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as pg:
-            pg.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with temporary_database("bench_gw") as database_url, running_tansu() as bootstrap:
+        ledger, gateway, key = kafka_gateway(work, sim_url, bootstrap, database_url)
+        procs += [ledger, gateway]
+        auth = {"authorization": f"Bearer {key}"}
+        result = measure("meterline gateway (kafka)", "http://127.0.0.1:19203/v1/chat/completions",
+                         auth, duration)
+        sent = run_load("http://127.0.0.1:19203/v1/chat/completions", BODY, connections=64,
+                        total_requests=rss_requests, headers=auth)
+        print(json.dumps({"name": "meterline gateway (kafka) rss", "requests": sent.requests,
+                          "rss_mb": round(rss_mb(gateway.pid), 1)}), flush=True)
+        for proc in (gateway, ledger):
+            proc.terminate()
+            proc.wait(15)
+        return result
 
 
 def litellm(work: Path, sim_url: str) -> subprocess.Popen | None:

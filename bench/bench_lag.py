@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
 import tempfile
@@ -20,13 +19,13 @@ import time
 from pathlib import Path
 
 import aiohttp
-import psycopg
 
 from adapters.clock import SystemClock
 from adapters.eventstore import open_applications, postgres_env
 from bench.bench_gateway import BODY, kafka_gateway, spawn, wait_http
 from domain.ledger import USAGE_BATCH_TOPIC
 from domain.usage import facts_of
+from tests.support.postgres import temporary_database
 from tests.support.tansu import running_tansu
 
 
@@ -77,33 +76,36 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="meterline-lag-"))
-    name = f"bench_lag_{os.getpid()}"
-    database_url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as pg:
-        pg.execute(f"CREATE DATABASE {name}")
     procs: list[subprocess.Popen] = []
-    try:
-        procs.append(spawn([sys.executable, "-m", "bench.simulator", "--port", "19200"], work / "sim.log"))
-        wait_http("http://127.0.0.1:19200/health")
-        with running_tansu() as bootstrap:
-            ledger, gateway, key = kafka_gateway(work, "http://127.0.0.1:19200/v1", bootstrap, database_url)
-            procs += [ledger, gateway]
-            ok, failed = asyncio.run(open_loop("http://127.0.0.1:19203/v1/chat/completions", key,
-                                               args.rate, args.seconds))
-            time.sleep(3)  # let the ledger catch up before reading it
-            measured = sorted(lags(database_url))
-            for proc in (gateway, ledger):
+    with temporary_database("bench_lag") as database_url:
+        try:
+            run(args, work, database_url, procs)
+        finally:
+            for proc in procs:
                 proc.terminate()
-                proc.wait(15)
-        pct = lambda p: measured[min(len(measured) - 1, int(p / 100 * len(measured)))] * 1000  # noqa: E731
-        print(f"open loop {args.rate} req/s for {args.seconds:g} s: {ok} answered, {failed} failed; "
-              f"{len(measured)} facts in the ledger; lag p50 {pct(50):.0f} ms, p99 {pct(99):.0f} ms, "
-              f"max {measured[-1] * 1000:.0f} ms")
-    finally:
-        for proc in procs:
+
+
+def run(args: argparse.Namespace, work: Path, database_url: str, procs: list) -> None:
+    procs.append(spawn([sys.executable, "-m", "bench.simulator", "--port", "19200"], work / "sim.log"))
+    wait_http("http://127.0.0.1:19200/health")
+    with running_tansu() as bootstrap:
+        ledger, gateway, key = kafka_gateway(work, "http://127.0.0.1:19200/v1", bootstrap, database_url)
+        procs += [ledger, gateway]
+        ok, failed = asyncio.run(open_loop("http://127.0.0.1:19203/v1/chat/completions", key,
+                                           args.rate, args.seconds))
+        time.sleep(3)  # let the ledger catch up before reading it
+        measured = sorted(lags(database_url))
+        for proc in (gateway, ledger):
             proc.terminate()
-        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as pg:
-            pg.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            proc.wait(15)
+    ms = [lag * 1000 for lag in measured]
+    print(f"open loop {args.rate} req/s for {args.seconds:g} s: {ok} answered, {failed} failed; "
+          f"{len(ms)} facts in the ledger; lag p50 {percentile(ms, 50):.0f} ms, "
+          f"p99 {percentile(ms, 99):.0f} ms, max {ms[-1]:.0f} ms")
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(p / 100 * len(sorted_values)))]
 
 
 if __name__ == "__main__":

@@ -13,14 +13,11 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-import psycopg
-
 from adapters.clock import SystemClock
 from adapters.eventstore import open_applications, postgres_env
 from domain.ledger import BusPosition
 from domain.usage import RequestMetered, UsageSource
-
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+from tests.support.postgres import temporary_database
 
 
 def facts(n: int, keys: int) -> list[RequestMetered]:
@@ -31,12 +28,8 @@ def facts(n: int, keys: int) -> list[RequestMetered]:
 
 
 def run(n: int, batch: int, keys: int) -> float:
-    name = f"bench_ledger_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        registry, ledger = open_applications(postgres_env(f"postgresql://postgres@127.0.0.1:5432/{name}"),
-                                             SystemClock())
+    with temporary_database("bench_ledger") as database_url:
+        registry, ledger = open_applications(postgres_env(database_url), SystemClock())
         ledger.record_usage(facts(10, keys), BusPosition("meterline.usage", 99, 10))  # warm-up
         data = facts(n, keys)
         started = time.perf_counter()
@@ -47,9 +40,6 @@ def run(n: int, batch: int, keys: int) -> float:
         registry.close()
         ledger.close()
         return n / elapsed
-    finally:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import pytest
 from psycopg import sql
 
 from adapters.eventstore import postgres_env, sqlite_env
+from tests.support.postgres import temporary_database
 
 
 def pytest_configure(config) -> None:
@@ -23,25 +24,13 @@ def pytest_configure(config) -> None:
 
 # ----- event store: PostgreSQL database and a fresh store per test (adapters/eventstore.py) -----
 
-POSTGRES_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @pytest.fixture(scope="session")
 def postgres_dsn() -> Iterator[str]:
     """A uniquely named database on the local server for this test session, dropped at the end."""
-    name = f"meterline_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as error:
-        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432 ({error}); start it with "
-                    "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`")
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
+    with temporary_database("meterline_test") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

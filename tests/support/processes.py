@@ -25,16 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import psycopg
-import pytest
-from psycopg import sql
 
 from domain.ports import BusMessage
+from tests.support.postgres import temporary_database
 
 if TYPE_CHECKING:
     from domain.ledger import Ledger
 
-POSTGRES_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 ADMIN_TOKEN = "proc-admin-token-0123456789abcdef"
 KEY_SECRET = "proc-key-secret-0123456789abcdef0123456789abcdef"
 METERLINE = Path(sys.executable).with_name("meterline")
@@ -48,18 +45,8 @@ _live: set[subprocess.Popen[bytes]] = set()
 @contextmanager
 def fresh_database(prefix: str = "meterline_proc") -> Iterator[str]:
     """A new, empty database on the local server; dropped (WITH FORCE) afterwards."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as error:
-        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432 ({error})")
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
+    with temporary_database(prefix) as url:
+        yield url
 
 
 @contextmanager
