@@ -141,6 +141,10 @@ def test_a_client_that_disconnects_makes_the_gateway_hang_up_on_the_model_server
                       json={"model": "sim", "stream": True, "max_tokens": 64,
                             "messages": [{"role": "user", "content": "count"}]}) as response:
         next(response.iter_lines())
+        # The simulator's own thread records connections: give it a moment to catch up.
+        deadline = time.monotonic() + 1.0
+        while not sim._running.connections and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert len(sim._running.connections) == 1  # the gateway's connection, streaming
     gw.wait_metered(key["id"], 1)
     deadline = time.monotonic() + 1.0  # well before the stream's 2 s would be over
