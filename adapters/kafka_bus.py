@@ -29,7 +29,7 @@ class KafkaBus:
     """An EventBus on a Kafka-protocol broker; creates its topics when they are missing."""
 
     def __init__(self, bootstrap: str, partitions: dict[str, int] | None = None,
-                 client_id: str = "meterline", linger_ms: int = 2) -> None:
+                 client_id: str = "meterline", linger_ms: int = 0) -> None:
         self.bootstrap = bootstrap
         self.client_id = client_id
         self._partitions = {**DEFAULT_PARTITIONS, **(partitions or {})}
