@@ -34,9 +34,9 @@ class ChdbAnalytics:
         self._session: Session | None = None
 
     def ensure_schema(self) -> None:
+        """Opens the directory and creates the tables if missing (also done on first use)."""
         with self._lock:
-            for ddl in SCHEMA:
-                self._open().query(ddl)
+            self._open()
 
     def insert_usage(self, facts: Sequence[RequestMetered]) -> None:
         """Inserts the facts as one Arrow stream: 3-5x JSONEachRow, 1000x an INSERT per row."""
@@ -89,4 +89,6 @@ class ChdbAnalytics:
                     f"cannot open the chDB data directory {self.data_dir}: {error}. chDB runs one "
                     "embedded server per process on one directory, and one process per directory: "
                     "close the other store, or stop the other process using it") from error
+            for ddl in SCHEMA:  # idempotent; a store is usable from its first call
+                self._session.query(ddl)
         return self._session

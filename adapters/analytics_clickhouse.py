@@ -37,8 +37,8 @@ class ClickHouseAnalytics:
         self._lock = threading.Lock()
 
     def ensure_schema(self) -> None:
-        for ddl in SCHEMA:
-            self._get_client().command(ddl)
+        """Creates the tables if missing (also done on first use)."""
+        self._get_client()
 
     def insert_usage(self, facts: Sequence[RequestMetered]) -> None:
         """Inserts the facts as one Arrow table: one part on the server per batch."""
@@ -65,5 +65,8 @@ class ClickHouseAnalytics:
     def _get_client(self) -> Any:
         with self._lock:
             if self._client is None:
-                self._client = self._connect(**self._settings)
+                client = self._connect(**self._settings)
+                for ddl in SCHEMA:  # idempotent: whichever process comes first creates them
+                    client.command(ddl)
+                self._client = client
             return self._client

@@ -42,9 +42,10 @@ class Workers:
         system = self.system
         distributed = system.settings.bus == "kafka"
         await system.bus.start()
-        if self.roles & {"gateway", "projector"}:
-            # Only these use analytics: an embedded chDB directory admits one process, so a
-            # ledger or scheduler that opened it would lock a gateway out of its data dir.
+        if "projector" in self.roles:
+            # Only the projector opens analytics at start (a gateway opens it on its first usage
+            # query): an embedded chDB directory admits one process, and the engine adds
+            # ~220 MB to the process that loads it.
             await anyio.to_thread.run_sync(system.analytics.ensure_schema)
         if distributed and "gateway" in self.roles:
             # Replicas learn of other processes' changes from meterline.domain.
