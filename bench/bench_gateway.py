@@ -56,11 +56,21 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def measure(name: str, url: str, headers: dict, duration: float) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (from /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(name: str, url: str, headers: dict, duration: float, pid: int | None = None) -> dict:
     run_load(url, BODY, connections=8, duration_s=2, headers=headers)  # warm-up
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     wide = run_load(url, BODY, connections=64, duration_s=duration, headers=headers)
+    cpu_used = cpu_seconds(pid) - cpu_before if pid else 0.0
     narrow = run_load(url, BODY, connections=1, duration_s=duration / 2, headers=headers)
     result = {"name": name, "rps_64": wide.rps, "errors_64": wide.errors,
+              # requests served per second of the server's own CPU: what one worker does with a core
+              "requests_per_cpu_s": round(wide.requests / cpu_used) if cpu_used else None,
               "p50_1_ms": narrow.percentile(50), "p99_1_ms": narrow.percentile(99), "rps_1": narrow.rps}
     print(json.dumps(result), flush=True)
     return result
@@ -110,7 +120,7 @@ def run_kafka(work: Path, sim_url: str, duration: float, rss_requests: int, proc
         procs += [ledger, gateway]
         auth = {"authorization": f"Bearer {key}"}
         result = measure("meterline gateway (kafka)", "http://127.0.0.1:19203/v1/chat/completions",
-                         auth, duration)
+                         auth, duration, gateway.pid)
         sent = run_load("http://127.0.0.1:19203/v1/chat/completions", BODY, connections=64,
                         total_requests=rss_requests, headers=auth)
         print(json.dumps({"name": "meterline gateway (kafka) rss", "requests": sent.requests,
@@ -157,7 +167,7 @@ def main() -> None:
         procs.append(gw)
         auth = {"authorization": f"Bearer {key}"}
         results.append(measure("meterline up", "http://127.0.0.1:19201/v1/chat/completions", auth,
-                               args.duration))
+                               args.duration, gw.pid))
         sent = run_load("http://127.0.0.1:19201/v1/chat/completions", BODY, connections=64,
                         total_requests=args.requests_for_rss, headers=auth)
         print(json.dumps({"name": "meterline rss", "requests": sent.requests,
@@ -167,13 +177,14 @@ def main() -> None:
         if not args.no_litellm and (lite := litellm(work, sim_url)) is not None:
             procs.append(lite)
             results.append(measure("litellm proxy", "http://127.0.0.1:19202/v1/chat/completions",
-                                   {"authorization": "Bearer sk-bench-master"}, args.duration))
+                                   {"authorization": "Bearer sk-bench-master"}, args.duration, lite.pid))
         direct = results[0]
         for r in results[1:]:
             added_p50 = r["p50_1_ms"] - direct["p50_1_ms"]
             added_p99 = r["p99_1_ms"] - direct["p99_1_ms"]
-            print(f"{r['name']}: {r['rps_64']:,.0f} req/s at 64 conns; added p50 {added_p50:.2f} ms, "
-                  f"p99 {added_p99:.2f} ms at 1 conn")
+            print(f"{r['name']}: {r['rps_64']:,.0f} req/s at 64 conns "
+                  f"({r['requests_per_cpu_s']} per CPU-second of its own process); "
+                  f"added p50 {added_p50:.2f} ms, p99 {added_p99:.2f} ms at 1 conn")
     finally:
         for proc in reversed(procs):
             proc.terminate()
