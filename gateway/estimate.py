@@ -14,19 +14,33 @@ MESSAGE_OVERHEAD = 8      # role markers and separators a chat template adds per
 REQUEST_OVERHEAD = 16     # start/end markers of the whole prompt
 IMAGE_ALLOWANCE = 2_000   # tokens reserved per image part
 BYTES_PER_TOKEN = 4       # the usual ratio for English text, used only for estimates
+IMAGE_TYPES = ("image_url", "input_image", "image")
 
 
 def _text_bytes(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value.encode())
-    if isinstance(value, int) and not isinstance(value, bool):
-        return BYTES_PER_TOKEN  # a token id (prompts may be token ids): one token, at most
-    if isinstance(value, list):
-        return sum(_text_bytes(v) for v in value)
-    if isinstance(value, dict):
-        if value.get("type") in ("image_url", "input_image", "image"):
+    """UTF-8 bytes of every text in a JSON value (images and token ids at their allowances).
+
+    Dispatches on the exact type, in loops rather than generators: this runs for every request.
+    Decoded JSON holds only str, int, float, bool, None, list and dict; bool and float count 0.
+    """
+    kind = type(value)
+    if kind is str:
+        return len(value) if value.isascii() else len(value.encode())
+    if kind is list:
+        total = 0
+        for item in value:
+            total += _text_bytes(item)
+        return total
+    if kind is dict:
+        if value.get("type") in IMAGE_TYPES:
             return IMAGE_ALLOWANCE
-        return sum(_text_bytes(v) for k, v in value.items() if k != "type")
+        total = 0
+        for key, item in value.items():
+            if key != "type":
+                total += _text_bytes(item)
+        return total
+    if kind is int:
+        return BYTES_PER_TOKEN  # a token id (prompts may be token ids): one token, at most
     return 0
 
 
