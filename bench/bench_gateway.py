@@ -76,28 +76,34 @@ def measure(name: str, url: str, headers: dict, duration: float, pid: int | None
     return result
 
 
+def sim_config(path: Path, sim_url: str) -> Path:
+    path.write_text(f'[[models]]\nname = "sim"\nupstream_url = "{sim_url}"\n'
+                    'input_price_per_million = "1"\noutput_price_per_million = "2"\n'
+                    'max_output_tokens = 64\n')
+    return path
+
+
+def bench_key(base_url: str) -> str:
+    """Creates the bench user and a key for it through the admin API; returns the secret."""
+    admin = httpx.Client(base_url=base_url, headers={"authorization": f"Bearer {ADMIN}"})
+    admin.post("/api/admin/users", json={"user_id": "bench"}).raise_for_status()
+    key = admin.post("/api/keys", json={"name": "bench", "models": ["sim"], "user_id": "bench"})
+    return key.json()["key"]
+
+
 def meterline(work: Path, sim_url: str) -> tuple[subprocess.Popen, str]:
-    config = work / "meterline.toml"
-    config.write_text(f'[[models]]\nname = "sim"\nupstream_url = "{sim_url}"\n'
-                      'input_price_per_million = "1"\noutput_price_per_million = "2"\n'
-                      'max_output_tokens = 64\n')
+    config = sim_config(work / "meterline.toml", sim_url)
     proc = spawn([str(ROOT / ".venv/bin/meterline"), "up", "--data-dir", str(work / "data"),
                   "--port", "19201", "--config", str(config)], work / "meterline.log",
                  {"METERLINE_ADMIN_TOKEN": ADMIN, "METERLINE_KEY_SECRET": "b" * 40})
     wait_http("http://127.0.0.1:19201/healthz")
-    admin = httpx.Client(base_url="http://127.0.0.1:19201", headers={"authorization": f"Bearer {ADMIN}"})
-    admin.post("/api/admin/users", json={"user_id": "bench"}).raise_for_status()
-    key = admin.post("/api/keys", json={"name": "bench", "models": ["sim"], "user_id": "bench"}).json()
-    return proc, key["key"]
+    return proc, bench_key("http://127.0.0.1:19201")
 
 
 def kafka_gateway(work: Path, sim_url: str, bootstrap: str, database_url: str
                   ) -> tuple[subprocess.Popen, subprocess.Popen, str]:
     """`meterline ledger` and `meterline gateway` apart, on Kafka (tansu) and PostgreSQL."""
-    config = work / "meterline-kafka.toml"
-    config.write_text(f'[[models]]\nname = "sim"\nupstream_url = "{sim_url}"\n'
-                      'input_price_per_million = "1"\noutput_price_per_million = "2"\n'
-                      'max_output_tokens = 64\n')
+    config = sim_config(work / "meterline-kafka.toml", sim_url)
     env = {"METERLINE_ADMIN_TOKEN": ADMIN, "METERLINE_KEY_SECRET": "b" * 40,
            "METERLINE_BUS": "kafka", "METERLINE_KAFKA_BOOTSTRAP": bootstrap,
            "METERLINE_DATABASE_URL": database_url, "METERLINE_CONFIG": str(config)}
@@ -106,10 +112,7 @@ def kafka_gateway(work: Path, sim_url: str, bootstrap: str, database_url: str
     gateway = spawn([meterline_bin, "gateway", "--data-dir", str(work / "gateway"), "--port", "19203"],
                     work / "gateway.log", env)
     wait_http("http://127.0.0.1:19203/healthz")
-    admin = httpx.Client(base_url="http://127.0.0.1:19203", headers={"authorization": f"Bearer {ADMIN}"})
-    admin.post("/api/admin/users", json={"user_id": "bench"}).raise_for_status()
-    key = admin.post("/api/keys", json={"name": "bench", "models": ["sim"], "user_id": "bench"}).json()
-    return ledger, gateway, key["key"]
+    return ledger, gateway, bench_key("http://127.0.0.1:19203")
 
 
 def run_kafka(work: Path, sim_url: str, duration: float, rss_requests: int, procs: list) -> dict:

@@ -16,6 +16,7 @@ from uuid import UUID
 from domain.keys import ApiKey
 from domain.pricing import PriceBook
 from domain.principals import Team, User
+from domain.quota_policy import Scope
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,13 @@ class Directory:
     def api_keys(self, user_id: str | None = None) -> list[ApiKey]:
         return [a for a in list(self._aggregates.values())
                 if isinstance(a, ApiKey) and (user_id is None or a.user_id == user_id)]
+
+    def budget_scopes(self) -> list[tuple[Scope, str]]:
+        """Every scope a known principal can have a budget in: its keys, users and teams."""
+        scopes = [(Scope.KEY, str(k.id)) for k in self.api_keys()]
+        scopes += [(Scope.USER, u.user_id) for u in self.users()]
+        scopes += [(Scope.TEAM, t) for t in {u.team_id for u in self.users() if u.team_id}]
+        return scopes
 
     def user(self, user_id: str) -> User | None:
         return self._users.get(user_id)

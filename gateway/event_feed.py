@@ -16,7 +16,6 @@ import anyio
 
 from domain.budget import Budget
 from domain.ledger import Ledger
-from domain.quota_policy import Scope
 from domain.registry import Registry
 from domain.topics import event_topics
 from gateway.directory import Directory
@@ -41,10 +40,7 @@ class EventFeed:
         """Folds the registry log and loads current budgets (blocking: call from a thread)."""
         self._ledger_position = self.ledger.recorder.max_notification_id() or 0
         self.pull_registry()
-        scopes = [(Scope.KEY, str(k.id)) for k in self.directory.api_keys()]
-        scopes += [(Scope.USER, u.user_id) for u in self.directory.users()]
-        scopes += [(Scope.TEAM, t) for t in {u.team_id for u in self.directory.users() if u.team_id}]
-        for scope, scope_id in scopes:
+        for scope, scope_id in self.directory.budget_scopes():
             budget = self.ledger.budget(scope, scope_id)
             if budget is not None:
                 self.guard.put(budget)

@@ -107,7 +107,7 @@ async def meter(ctx: GatewayContext, adm: Admitted, *, status: int, usage: Usage
     return fact
 
 
-def upstream_error(status: int, body: bytes, model: str) -> errors.GatewayError | Response:
+def upstream_error(status: int, body: bytes, model: str) -> Response:
     """Passes an upstream's OpenAI-shaped 4xx through; anything else becomes a clear 502."""
     try:
         data = orjson.loads(body)
@@ -116,4 +116,4 @@ def upstream_error(status: int, body: bytes, model: str) -> errors.GatewayError 
     if 400 <= status < 500 and isinstance(data, dict) and isinstance(data.get("error"), dict):
         return Response(body, status_code=status, media_type="application/json")
     return errors.upstream_failed(f"the model server for '{model}' answered HTTP {status}; "
-                                  "try again later")
+                                  "try again later").response()

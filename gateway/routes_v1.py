@@ -97,8 +97,7 @@ async def _once(ctx: GatewayContext, adm: Admitted, url: str, body: bytes, start
         return await _failed(ctx, adm, exc, started)
     if upstream.status >= 400:
         await meter(ctx, adm, status=upstream.status, usage=None, started=started)
-        outcome = upstream_error(upstream.status, upstream.body, adm.route.name)
-        return outcome.response() if isinstance(outcome, errors.GatewayError) else outcome
+        return upstream_error(upstream.status, upstream.body, adm.route.name)
     try:
         data: dict[str, Any] = orjson.loads(upstream.body)
     except orjson.JSONDecodeError:
@@ -122,8 +121,7 @@ async def _stream(ctx: GatewayContext, adm: Admitted, url: str, body: bytes, sta
         raw = await upstream.read()
         await upstream.close()
         await meter(ctx, adm, status=upstream.status, usage=None, started=started, stream=True)
-        outcome = upstream_error(upstream.status, raw, adm.route.name)
-        return outcome.response() if isinstance(outcome, errors.GatewayError) else outcome
+        return upstream_error(upstream.status, raw, adm.route.name)
     return StreamingResponse(relay(ctx, adm, upstream, started), media_type="text/event-stream",
                              headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 

@@ -6,7 +6,6 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from eventsourcing.persistence import DatabaseError
 
@@ -142,9 +141,3 @@ def build(settings: Settings, config: MeterlineConfig, *, clock: Clock | None = 
     feed = EventFeed(registry, ledger, ctx.directory, ctx.guard)
     ctx.after_command = feed.pull
     return Meterline(settings, config, clock, registry, ledger, bus, analytics, ctx, feed)
-
-
-def data_path(settings: Settings, *parts: str) -> Path:
-    path = settings.data_dir.joinpath(*parts)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path

@@ -42,9 +42,7 @@ class LedgerWorker:
     async def start(self) -> None:
         """Starts consuming where the ledger's tracking records say it stopped."""
         await self.consumer.start()
-        for partition in await self.consumer.partitions():
-            offset = await anyio.to_thread.run_sync(self.ledger.position, USAGE_TOPIC, partition)
-            self.consumer.seek(partition, offset)
+        await self.start_positions()
 
     async def stop(self) -> None:
         await self.consumer.stop()

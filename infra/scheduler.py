@@ -9,7 +9,6 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from domain.budget import Budget
 from domain.ledger import Ledger
-from domain.quota_policy import Scope
 from domain.registry import Registry
 from gateway.directory import Directory
 
@@ -18,10 +17,7 @@ log = logging.getLogger(__name__)
 
 def budget_ids(directory: Directory) -> list:
     """Every budget a known principal may have."""
-    scopes = [(Scope.KEY, str(k.id)) for k in directory.api_keys()]
-    scopes += [(Scope.USER, u.user_id) for u in directory.users()]
-    scopes += [(Scope.TEAM, t) for t in {u.team_id for u in directory.users() if u.team_id}]
-    return [Budget.id_for(scope, scope_id) for scope, scope_id in scopes]
+    return [Budget.id_for(scope, scope_id) for scope, scope_id in directory.budget_scopes()]
 
 
 def observe_budgets(ledger: Ledger, directory: Directory) -> int:
