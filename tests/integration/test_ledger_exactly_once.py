@@ -39,7 +39,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
 PARTITIONS = 8
 KILL_TRIALS = 20
-KILL_FACTS = 6000      # enough that the ledger is mid-stream at most kills (~300-1000 facts/s)
+KILL_FACTS = 24000     # 1,000 per wave after the first 4,000: the batch ledger records 10-fact
+                       # fetches fast, so each wave must be work enough to be mid-stream at a kill
 KILL_BATCH = "10"      # facts per fetch: many small transactions, so kills land inside them
 RUNNING = "meterline ledger running"
 
