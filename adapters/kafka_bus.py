@@ -14,13 +14,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from adapters.cloudevents import CONTENT_TYPE, encode
+from adapters.kafka_batches import PartitionBatcher
 from adapters.kafka_consumer import REQUEST_TIMEOUT_MS, KafkaBusConsumer
 from domain.ports import DOMAIN_TOPIC, USAGE_TOPIC, BusMessage
 
 DEFAULT_PARTITIONS = {USAGE_TOPIC: 8, DOMAIN_TOPIC: 4}
 OTHER_TOPIC_PARTITIONS = 4  # for topics created on first use (tests, tools)
-# aiokafka keeps one open batch per partition and makes send() wait while it is full and
-# unsent; its default 16 KiB holds only ~20 RequestMetered (Kafka takes up to 1 MiB a batch)
+# one record batch per partition and publishing moment; aiokafka's default 16 KiB holds only
+# ~20 RequestMetered (Kafka takes up to 1 MiB a batch)
 MAX_BATCH_BYTES = 256 * 1024
 _HEADERS = [("content-type", CONTENT_TYPE.encode())]
 
@@ -36,6 +37,7 @@ class KafkaBus:
         self._linger_ms = linger_ms
         self._admin: AIOKafkaAdminClient | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._batcher: PartitionBatcher | None = None
         self._known_topics: set[str] = set()
         self._topics_lock = asyncio.Lock()
 
@@ -50,8 +52,14 @@ class KafkaBus:
             enable_idempotence=False, linger_ms=self._linger_ms, max_batch_size=MAX_BATCH_BYTES,
             request_timeout_ms=REQUEST_TIMEOUT_MS)
         await self._producer.start()
+        self._batcher = PartitionBatcher(self._producer, _HEADERS)
+        for topic in self._partitions:  # so that a publish to them queues without waiting
+            await self._batcher.load_partitions(topic)
 
     async def stop(self) -> None:
+        if self._batcher:
+            await self._batcher.close()
+            self._batcher = None
         if self._producer:
             await self._producer.stop()  # flushes what is still queued
             self._producer = None
@@ -61,16 +69,11 @@ class KafkaBus:
 
     async def publish(self, topic: str, messages: Sequence[BusMessage]) -> None:
         """Returns once the broker has acknowledged every message (acks=all); raises if not."""
-        if self._producer is None:
+        if self._batcher is None:
             raise RuntimeError("the bus is not running: call start() before publish()")
         await self.ensure_topics([topic])
-        send = self._producer.send
-        # send() only queues, into the same batch as other publishers' records for that
-        # partition (send_batch would not merge them, and its queueing starves under load)
-        deliveries = [await send(topic, value=encode(message), key=message.key.encode(),
-                                 headers=_HEADERS)
-                      for message in messages]
-        await asyncio.gather(*deliveries)
+        await self._batcher.publish(topic, [(message.key.encode(), encode(message))
+                                            for message in messages])
 
     def consumer(self, topic: str, group: str) -> KafkaBusConsumer:
         """A consumer of every partition of `topic` by assign(): no group join, no rebalance."""

@@ -6,7 +6,7 @@ Each port has an in-memory (or embedded) adapter and a production adapter in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -48,7 +48,11 @@ class EventBus(Protocol):
     async def stop(self) -> None: ...
 
     async def publish(self, topic: str, messages: Sequence[BusMessage]) -> None:
-        """Returns once every message is durably accepted; raises if any is not."""
+        """Returns once every message is durably accepted; raises if any is not.
+
+        Once a topic is in use, the messages are queued before the first suspension point,
+        so a publisher cancelled while it waits does not take its messages back.
+        """
         ...
 
     def consumer(self, topic: str, group: str) -> BusConsumer:
@@ -82,6 +86,27 @@ class BusConsumer(Protocol):
     async def commit(self, positions: dict[int, int]) -> None:
         """Stores the group's next offset per partition (for consumers without own tracking)."""
         ...
+
+
+async def fetch_batch(consumer: BusConsumer, max_records: int, wait_ms: int, linger_ms: int,
+                      monotonic: Callable[[], float]) -> list[Delivery]:
+    """Waits up to `wait_ms` for a first delivery, then gathers more for up to `linger_ms`.
+
+    For consumers whose cost is per batch (a transaction, a ClickHouse part): under load
+    they get few large batches instead of many small ones, at the price of `linger_ms`
+    of lag. Returns early once `max_records` have arrived.
+    """
+    batch = await consumer.fetch(max_records, wait_ms)
+    deadline = monotonic() + linger_ms / 1000
+    while batch and len(batch) < max_records:
+        remaining_ms = int((deadline - monotonic()) * 1000)
+        if remaining_ms <= 0:
+            break
+        more = await consumer.fetch(max_records - len(batch), remaining_ms)
+        if not more:
+            break
+        batch.extend(more)
+    return batch
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -31,6 +32,7 @@ class Admitted:
     prompt_bound: int
     reservation: Reservation
     job_id: str | None
+    key_id: str                # str(key.id), computed once
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
@@ -44,13 +46,13 @@ def parse_json(body: bytes) -> dict[str, Any]:
     return payload
 
 
-def authenticate(ctx: GatewayContext, authorization: str | None) -> ApiKey:
+def authenticate(ctx: GatewayContext, authorization: str | None, now: datetime | None = None) -> ApiKey:
     if not authorization or not authorization.lower().startswith("bearer "):
         ctx.metrics.refused("missing_key")
         raise errors.unauthorized("no API key: send 'Authorization: Bearer sk-…' with a key from "
                                   "POST /api/keys", code="missing_api_key")
     secret = authorization[7:].strip()
-    match = ctx.directory.key_for_secret(ctx.hmac(secret), ctx.clock.now())
+    match = ctx.directory.key_for_secret(ctx.hmac(secret), now or ctx.clock.now())
     if match is None:
         ctx.metrics.refused("invalid_key")
         raise errors.unauthorized("the API key is unknown, revoked or expired; create a new key")
@@ -100,8 +102,8 @@ def _choices(payload: dict[str, Any], endpoint: str) -> int:
     return most
 
 
-def resolve_model(ctx: GatewayContext, key: ApiKey, payload: dict[str, Any], endpoint: str
-                  ) -> tuple[ModelRoute, Price]:
+def resolve_model(ctx: GatewayContext, key: ApiKey, payload: dict[str, Any], endpoint: str,
+                  now: datetime) -> tuple[ModelRoute, Price]:
     model = payload.get("model")
     if not isinstance(model, str) or not model:
         raise errors.bad_request("'model' is required and must be a string; see GET /v1/models",
@@ -120,7 +122,7 @@ def resolve_model(ctx: GatewayContext, key: ApiKey, payload: dict[str, Any], end
                                  f"serve /v1/{endpoint.replace('chat', 'chat/completions')}",
                                  "model", code="wrong_endpoint")
     try:
-        price = book.price_at(ctx.clock.now())
+        price = book.price_at(now)
     except NoPriceError:
         raise errors.GatewayError(503, f"the model '{model}' has no price in force yet; "
                                   "ask an admin to set one", "api_error", "model_not_priced") from None
@@ -128,9 +130,9 @@ def resolve_model(ctx: GatewayContext, key: ApiKey, payload: dict[str, Any], end
 
 
 def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiKey,
-          job_id: str | None) -> Admitted:
+          job_id: str | None, now: datetime) -> Admitted:
     """Decides whether a request may go upstream, holding its worst-case cost if so."""
-    route, price = resolve_model(ctx, key, payload, endpoint)
+    route, price = resolve_model(ctx, key, payload, endpoint, now)
     _check_shape(payload, endpoint)
     if endpoint == "embeddings":
         max_out = 0
@@ -140,20 +142,22 @@ def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiK
         max_out = min(requested, cap) if requested else cap
     prompt_bound = prompt_upper_bound(payload, endpoint)
     _choices(payload, endpoint)  # a malformed n is a 400 before any limit is touched
-    ok, reason, wait = ctx.rate_limiter.admit(str(key.id), time.monotonic(), key.rpm_limit,
+    key_id = str(key.id)
+    ok, reason, wait = ctx.rate_limiter.admit(key_id, time.monotonic(), key.rpm_limit,
                                              key.tpm_limit, prompt_bound + max_out)
     if not ok:
         ctx.metrics.refused("rate_limit")
         raise errors.rate_limited(f"{reason} for this key; retry in {wait} s", wait)
-    scopes = [(Scope.KEY, str(key.id)), (Scope.USER, key.user_id)]
+    scopes = [(Scope.KEY, key_id), (Scope.USER, key.user_id)]
     if key.team_id:
         scopes.append((Scope.TEAM, key.team_id))
     amount = price.worst_case_cost(prompt_bound, max_out * _choices(payload, endpoint))
-    reservation, decision = ctx.guard.reserve(scopes, amount)
+    reservation, decision = ctx.guard.reserve(scopes, amount, now)
     if reservation is None:
-        ctx.rate_limiter.correct(str(key.id), prompt_bound + max_out, 0)
+        ctx.rate_limiter.correct(key_id, prompt_bound + max_out, 0)
         ctx.metrics.refused(f"quota_{decision.scope}")
         raise errors.insufficient_quota(
             f"{decision.reason} (policy v{decision.policy_version}). Ask an admin to raise the "
             "budget or wait for the next period.")
-    return Admitted(key, route, price, payload, endpoint, max_out, prompt_bound, reservation, job_id)
+    return Admitted(key, route, price, payload, endpoint, max_out, prompt_bound, reservation, job_id,
+                    key_id)

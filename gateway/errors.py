@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import orjson
-from starlette.responses import Response
+
+from gateway.responses import JsonBytesResponse
 
 
 class GatewayError(Exception):
@@ -23,9 +24,8 @@ class GatewayError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param,
                           "code": self.code}}
 
-    def response(self) -> Response:
-        return Response(orjson.dumps(self.body()), status_code=self.status,
-                        media_type="application/json", headers=self.headers)
+    def response(self) -> JsonBytesResponse:
+        return JsonBytesResponse(orjson.dumps(self.body()), self.status, self.headers)
 
 
 def bad_request(message: str, param: str | None = None, code: str = "invalid_request") -> GatewayError:

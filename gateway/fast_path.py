@@ -39,7 +39,7 @@ class V1FastPath:
                 found[field] = value.decode("latin-1")
         try:
             response = await serve(self.ctx, endpoint, found.get("authorization"), found.get("job"),
-                                   found.get("content_length"), _body(receive))
+                                   found.get("content_length"), await _body(receive))
         except Exception:  # what the FastAPI app's catch-all handler does for every other route
             log.exception("unhandled error on %s", scope["path"])
             response = errors.GatewayError(500, "internal error; it was logged, please retry or "
@@ -47,11 +47,18 @@ class V1FastPath:
         await response(scope, receive, send)
 
 
-async def _body(receive: Any) -> AsyncIterator[bytes]:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
+async def _body(receive: Any) -> bytes | AsyncIterator[bytes]:
+    """The whole body when it came in one message (the usual case), else an iterator of its chunks."""
+    message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        return message.get("body", b"")
+    return _chunks(message, receive)
+
+
+async def _chunks(first: dict, receive: Any) -> AsyncIterator[bytes]:
+    message = first
+    while message["type"] != "http.disconnect":
         yield message.get("body", b"")
         if not message.get("more_body", False):
             return
+        message = await receive()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -18,6 +17,7 @@ from gateway.admission import Admitted
 from gateway.context import GatewayContext
 from gateway.estimate import estimate_prompt_tokens, estimate_tokens
 from gateway.metering import publish_metered
+from gateway.responses import JsonBytesResponse
 
 log = logging.getLogger(__name__)
 UPSTREAM_PATH = {"chat": "/chat/completions", "completions": "/completions",
@@ -80,7 +80,7 @@ async def meter(ctx: GatewayContext, adm: Admitted, *, status: int, usage: Usage
         usage = Usage(prompt, estimate_tokens(generated_bytes))
     key = adm.key
     fact = RequestMetered(
-        event_id=str(uuid4()), occurred_at=ctx.clock.now(), key_id=str(key.id), user_id=key.user_id,
+        event_id=str(uuid4()), occurred_at=ctx.clock.now(), key_id=adm.key_id, user_id=key.user_id,
         team_id=key.team_id, model=adm.route.name, endpoint="/v1" + UPSTREAM_PATH[adm.endpoint],
         prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
         cached_tokens=usage.cached_tokens, latency_ms=int((time.perf_counter() - started) * 1000),
@@ -91,9 +91,11 @@ async def meter(ctx: GatewayContext, adm: Admitted, *, status: int, usage: Usage
         log.warning("request %s cost %d above its reservation %d: the upstream ignored max_tokens",
                     fact.event_id, fact.cost, adm.reservation.amount)
     ctx.guard.settle(adm.reservation, fact.event_id, fact.cost)
-    ctx.rate_limiter.correct(str(key.id), adm.prompt_bound + adm.max_output_tokens, usage.total_tokens)
+    ctx.rate_limiter.correct(adm.key_id, adm.prompt_bound + adm.max_output_tokens, usage.total_tokens)
     try:
-        await asyncio.shield(publish_metered(ctx.bus, fact, ctx.options.gateway_id))
+        # No shield needed: every bus queues the message before its first suspension point,
+        # so a cancelled request's fact still goes out (tests/contract/test_event_bus.py).
+        await publish_metered(ctx.bus, fact, ctx.options.gateway_id)
     except Exception as exc:
         ctx.guard.forget(adm.reservation.scopes, fact.event_id)
         ctx.metrics.refused("metering_unavailable")
@@ -114,6 +116,6 @@ def upstream_error(status: int, body: bytes, model: str) -> Response:
     except orjson.JSONDecodeError:
         data = None
     if 400 <= status < 500 and isinstance(data, dict) and isinstance(data.get("error"), dict):
-        return Response(body, status_code=status, media_type="application/json")
+        return JsonBytesResponse(body, status)
     return errors.upstream_failed(f"the model server for '{model}' answered HTTP {status}; "
                                   "try again later").response()

@@ -56,9 +56,10 @@ class QuotaGuard:
 
     # ----- the hot path --------------------------------------------------------------------
 
-    def reserve(self, scopes: list[ScopeKey], amount: int) -> tuple[Reservation | None, Decision]:
+    def reserve(self, scopes: list[ScopeKey], amount: int, now: datetime | None = None
+                ) -> tuple[Reservation | None, Decision]:
         """Holds `amount` against every scope, or refuses with the strictest scope's reason."""
-        now = self._clock.now()
+        now = now or self._clock.now()
         with self._lock:
             decisions = [self._decide(key, amount, now) for key in scopes]
             verdict = strictest([d for d in decisions if d is not None])

@@ -23,6 +23,7 @@ from gateway.forward import (
     upstream_body,
     upstream_error,
 )
+from gateway.responses import JsonBytesResponse
 from gateway.streaming import relay
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
@@ -31,10 +32,17 @@ OPENAPI_BODY = {"requestBody": {"required": True, "content": {"application/json"
                "properties": {"model": {"type": "string"}}}}}}}
 
 
-async def read_body(chunks: AsyncIterator[bytes], declared: str | None, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes `limit` bytes."""
+async def read_body(chunks: bytes | AsyncIterator[bytes], declared: str | None, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes `limit` bytes.
+
+    `chunks` is the whole body when the server already holds it, else its chunks as they come.
+    """
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise errors.too_large(limit)
+    if isinstance(chunks, bytes):
+        if len(chunks) > limit:
+            raise errors.too_large(limit)
+        return chunks
     parts, size = [], 0
     async for chunk in chunks:
         size += len(chunk)
@@ -63,18 +71,19 @@ async def handle(request: Request, endpoint: str) -> Response:
 
 
 async def serve(ctx: GatewayContext, endpoint: str, authorization: str | None, job: str | None,
-                content_length: str | None, body: AsyncIterator[bytes]) -> Response:
+                content_length: str | None, body: bytes | AsyncIterator[bytes]) -> Response:
     """One /v1 request: admit, forward, meter, answer. Errors come back as responses."""
     started = time.perf_counter()
+    now = ctx.clock.now()
     try:
-        key = authenticate(ctx, authorization)
+        key = authenticate(ctx, authorization, now)
         payload = parse_json(await read_body(body, content_length, ctx.options.max_body_bytes))
         stream = payload.get("stream", False)
         if not isinstance(stream, bool):
             raise errors.bad_request("'stream' must be true or false", "stream")
         if endpoint == "embeddings" and stream:
             raise errors.bad_request("embeddings cannot be streamed", "stream")
-        adm = admit(ctx, endpoint, payload, key, job_of(job))
+        adm = admit(ctx, endpoint, payload, key, job_of(job), now)
     except errors.GatewayError as exc:
         return exc.response()
     url = adm.route.upstream_url + UPSTREAM_PATH[endpoint]
@@ -109,7 +118,7 @@ async def _once(ctx: GatewayContext, adm: Admitted, url: str, body: bytes, start
                 generated_bytes=_choice_text_bytes(data))
     if "model" in data:
         data["model"] = adm.payload["model"]
-    return Response(orjson.dumps(data), status_code=upstream.status, media_type="application/json")
+    return JsonBytesResponse(orjson.dumps(data), upstream.status)
 
 
 async def _stream(ctx: GatewayContext, adm: Admitted, url: str, body: bytes, started: float) -> Response:

@@ -62,7 +62,8 @@ class Workers:
         if "ledger" in self.roles:
             self.ledger = LedgerWorker(system.bus.consumer(USAGE_TOPIC, "meterline-ledger"),
                                        system.ledger, on_recorded=system.feed.pull_ledger,
-                                       max_batch=system.settings.ledger_max_batch)
+                                       max_batch=system.settings.ledger_max_batch,
+                                       linger_ms=system.settings.ledger_linger_ms)
             await self.ledger.start()
             self._spawn(self.ledger.run(self.stop_event), "ledger")
         if "projector" in self.roles:

@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, gt=0)
     reservation_default_max_tokens: int = Field(4096, gt=0)
     ledger_max_batch: int = Field(5000, gt=0)  # usage facts the ledger fetches per round
+    ledger_linger_ms: int = Field(100, ge=0)  # how long a round gathers facts under load
     spool_dir: Path | None = None  # None: data_dir/spool
     analytics_url: Annotated[str | None, BeforeValidator(_analytics_url)] = None
 

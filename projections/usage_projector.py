@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from domain.ports import AnalyticsStore, BusConsumer, Delivery
+from domain.ports import AnalyticsStore, BusConsumer, Delivery, fetch_batch
 from domain.usage import EVENT_TYPE as REQUEST_METERED
 from domain.usage import RequestMetered
 from projections.positions_file import load_positions, save_positions
@@ -105,17 +105,9 @@ class UsageProjector:
         return BatchResult(len(deliveries), len(facts), other_types, malformed)
 
     async def _fetch_batch(self) -> list[Delivery]:
-        # Up to max_batch or max_wait_ms: ClickHouse wants few large inserts (a part each), not many small.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.max_wait_ms / 1000
-        batch = await self.consumer.fetch(self.max_batch, self.max_wait_ms)
-        while batch and len(batch) < self.max_batch:
-            remaining_ms = int((deadline - loop.time()) * 1000)
-            more = await self.consumer.fetch(self.max_batch - len(batch), max(remaining_ms, 0))
-            if not more:
-                break
-            batch.extend(more)
-        return batch
+        # ClickHouse wants few large inserts (a part each), not many small.
+        return await fetch_batch(self.consumer, self.max_batch, self.max_wait_ms, self.max_wait_ms,
+                                 asyncio.get_running_loop().time)
 
     def _facts(self, deliveries: list[Delivery]) -> tuple[list[RequestMetered], int, int]:
         facts: list[RequestMetered] = []

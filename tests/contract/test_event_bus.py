@@ -12,9 +12,10 @@ from uuid import uuid4
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
 from adapters.inproc_bus import InProcessBus
-from adapters.kafka_bus import KafkaBus
+from adapters.kafka_bus import OTHER_TOPIC_PARTITIONS, KafkaBus
 from domain.ports import BusConsumer, BusMessage, Delivery, EventBus
 
 OpenConsumer = Callable[..., Awaitable[BusConsumer]]
@@ -196,6 +197,18 @@ class EventBusContract:
         received = await read(await open_consumer(), len(sent))
         assert sorted(d.message.id for d in received) == sorted(m.id for m in sent)
 
+    async def test_a_cancelled_publisher_neither_loses_its_record_nor_anyone_elses(
+            self, bus: EventBus, topic: str, open_consumer: OpenConsumer) -> None:
+        await bus.publish(topic, [message("key-1", -1)])  # the topic exists: publish queues at once
+        sent = [message("key-1", n) for n in range(20)]
+        publishes = [asyncio.ensure_future(bus.publish(topic, [m])) for m in sent]
+        await asyncio.sleep(0)
+        for task in publishes[::2]:
+            task.cancel()
+        results = await asyncio.gather(*publishes, return_exceptions=True)
+        assert all(r is None for r in results[1::2])
+        assert seqs(in_log_order(await read(await open_consumer(), 21))) == list(range(-1, 20))
+
     async def test_a_record_that_does_not_decode_stops_the_consumer_instead_of_being_skipped(
             self, bus: EventBus, topic: str, open_consumer: OpenConsumer,
             inject_raw: Callable[[str, str, bytes], Awaitable[None]]) -> None:
@@ -325,3 +338,13 @@ class TestKafkaBus(EventBusContract):
 
         yield inject
         await producer.stop()
+
+    async def test_records_land_where_kafkas_default_partitioner_puts_them(
+            self, bus: EventBus, topic: str, open_consumer: OpenConsumer) -> None:
+        keys = [f"key-{n}" for n in range(30)]
+        await asyncio.gather(*(bus.publish(topic, [message(key)]) for key in keys))
+        deliveries = await read(await open_consumer(), 30)
+        every = list(range(OTHER_TOPIC_PARTITIONS))
+        assert all(d.partition == DefaultPartitioner()(d.message.key.encode(), every, every)
+                   for d in deliveries)
+        assert len({d.partition for d in deliveries}) > 1
