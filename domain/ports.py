@@ -6,7 +6,7 @@ Each port has an in-memory (or embedded) adapter and a production adapter in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -89,20 +89,20 @@ class BusConsumer(Protocol):
 
 
 async def fetch_batch(consumer: BusConsumer, max_records: int, wait_ms: int, linger_ms: int,
-                      monotonic: Callable[[], float]) -> list[Delivery]:
-    """Waits up to `wait_ms` for a first delivery, then gathers more for up to `linger_ms`.
+                      sleep: Callable[[float], Awaitable[None]]) -> list[Delivery]:
+    """Waits up to `wait_ms` for a first delivery; then, unless that filled the batch, lets
+    more arrive for `linger_ms` and takes what came (up to `max_records`).
 
     For consumers whose cost is per batch (a transaction, a ClickHouse part): under load
     they get few large batches instead of many small ones, at the price of `linger_ms`
-    of lag. Returns early once `max_records` have arrived.
+    of lag.
     """
     batch = await consumer.fetch(max_records, wait_ms)
-    deadline = monotonic() + linger_ms / 1000
-    while batch and len(batch) < max_records:
-        remaining_ms = int((deadline - monotonic()) * 1000)
-        if remaining_ms <= 0:
-            break
-        more = await consumer.fetch(max_records - len(batch), remaining_ms)
+    if not batch or len(batch) >= max_records or linger_ms <= 0:
+        return batch
+    await sleep(linger_ms / 1000)
+    while len(batch) < max_records:
+        more = await consumer.fetch(max_records - len(batch), 0)
         if not more:
             break
         batch.extend(more)

@@ -13,6 +13,8 @@ from typing import Any
 
 from gateway import errors
 from gateway.context import GatewayContext
+from gateway.direct_write import write_json
+from gateway.responses import JsonBytesResponse
 from gateway.routes_v1 import serve
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,8 @@ class V1FastPath:
             log.exception("unhandled error on %s", scope["path"])
             response = errors.GatewayError(500, "internal error; it was logged, please retry or "
                                            "report it", "api_error", "internal_error").response()
-        await response(scope, receive, send)
+        if type(response) is not JsonBytesResponse or not write_json(send, response):
+            await response(scope, receive, send)
 
 
 async def _body(receive: Any) -> bytes | AsyncIterator[bytes]:

@@ -53,7 +53,7 @@ class LedgerWorker:
     async def run_once(self) -> int:
         """Records one fetched batch; returns how many deliveries it covered."""
         deliveries = await fetch_batch(self.consumer, self.max_batch, self.max_wait_ms,
-                                       self.linger_ms, time.monotonic)
+                                       self.linger_ms, asyncio.sleep)
         by_partition: dict[int, list[Delivery]] = defaultdict(list)
         for delivery in deliveries:
             by_partition[delivery.partition].append(delivery)

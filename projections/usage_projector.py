@@ -107,7 +107,7 @@ class UsageProjector:
     async def _fetch_batch(self) -> list[Delivery]:
         # ClickHouse wants few large inserts (a part each), not many small.
         return await fetch_batch(self.consumer, self.max_batch, self.max_wait_ms, self.max_wait_ms,
-                                 asyncio.get_running_loop().time)
+                                 asyncio.sleep)
 
     def _facts(self, deliveries: list[Delivery]) -> tuple[list[RequestMetered], int, int]:
         facts: list[RequestMetered] = []

@@ -18,10 +18,9 @@ import uvicorn
 from adapters.analytics_memory import InMemoryAnalytics
 from adapters.inproc_bus import InProcessBus
 from domain.usage import RequestMetered
-from gateway.fast_path import V1FastPath
 from infra.config import MeterlineConfig, parse_config
 from infra.container import Meterline, build
-from infra.runner import ALL_ROLES, gateway_app
+from infra.runner import ALL_ROLES, http_server_config
 from infra.settings import Settings
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
@@ -153,9 +152,7 @@ def running_gateway(data_dir: Path, config: MeterlineConfig, *, clock: Any = Non
     values.update(settings)
     system = build(Settings(**values), config, clock=clock, analytics=InMemoryAnalytics(),
                    bus=InProcessBus(partitions=4, journal_dir=data_dir / "bus"))
-    server = uvicorn.Server(uvicorn.Config(V1FastPath(gateway_app(system, roles), system.ctx),
-                                           host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
+    server = uvicorn.Server(http_server_config(system, roles, "127.0.0.1", port, "warning"))
     thread = threading.Thread(target=server.run, name="gateway", daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

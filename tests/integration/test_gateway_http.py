@@ -1,0 +1,141 @@
+"""The /v1 answers at the HTTP level: keep-alive, pipelining, Connection: close, and bytes.
+
+The fast path writes its JSON answers straight to uvicorn's connection
+(gateway/direct_write.py). These tests speak raw HTTP/1.1 to a running gateway and hold
+those answers to what uvicorn's own ASGI `send` writes for the same response.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+import gateway.fast_path as fast_path
+from bench.simulator import Simulator
+from tests.support.gateway import RunningGateway, running_gateway, sim_config
+
+ROLES = frozenset({"gateway", "ledger"})
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    with Simulator(port=0) as sim, running_gateway(tmp_path_factory.mktemp("gw-http"),
+                                                   sim_config(sim.base_url), roles=ROLES) as gateway:
+        gateway.setup_user("alice")
+        yield gateway
+
+
+@pytest.fixture(scope="module")
+def secret(gw: RunningGateway) -> str:
+    return gw.issue_key("alice")["key"]
+
+
+@pytest.fixture
+def direct_writes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """What every direct-write attempt returned (True: the answer bypassed ASGI's send)."""
+    seen: list[bool] = []
+    real = fast_path.write_json
+
+    def counting(send, response) -> bool:
+        seen.append(real(send, response))
+        return seen[-1]
+
+    monkeypatch.setattr(fast_path, "write_json", counting)
+    return seen
+
+
+def request(gw: RunningGateway, secret: str | None, body: dict, close: bool = False) -> bytes:
+    payload = json.dumps(body).encode()
+    port = gw.url.rsplit(":", 1)[1]
+    lines = ["POST /v1/chat/completions HTTP/1.1", f"Host: 127.0.0.1:{port}",
+             "Content-Type: application/json", f"Content-Length: {len(payload)}"]
+    if secret is not None:
+        lines.append(f"Authorization: Bearer {secret}")
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
+
+
+def read_response(sock: socket.socket, buffer: bytearray) -> tuple[int, dict[str, str], bytes]:
+    """One response from the socket (Content-Length framing); leftover bytes stay in `buffer`."""
+    while b"\r\n\r\n" not in buffer:
+        chunk = sock.recv(65536)
+        assert chunk, "the connection closed before a whole response arrived"
+        buffer += chunk
+    head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        assert name.lower() not in headers, f"header {name} sent twice"
+        headers[name.lower()] = value.strip()
+    length = int(headers["content-length"])
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "the connection closed inside a body"
+        rest += chunk
+    buffer[:] = rest[length:]
+    return int(status_line.split()[1]), headers, rest[:length]
+
+
+def connect(gw: RunningGateway) -> socket.socket:
+    host, port = gw.url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+CHAT = {"model": "sim", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+
+
+def test_answers_on_one_kept_alive_connection_are_framed_and_written_directly(gw, secret, direct_writes):
+    with connect(gw) as sock:
+        buffer = bytearray()
+        for _ in range(3):
+            sock.sendall(request(gw, secret, CHAT))
+            status, headers, body = read_response(sock, buffer)
+            assert status == 200
+            assert headers["content-type"] == "application/json"
+            assert "connection" not in headers
+            assert json.loads(body)["model"] == "sim"
+            assert {"date", "server"} <= set(headers)  # uvicorn's default headers, as on every route
+        assert buffer == b""
+    assert direct_writes == [True, True, True]
+
+
+def test_pipelined_requests_are_answered_in_order(gw, secret, direct_writes):
+    with connect(gw) as sock:
+        sock.sendall(request(gw, None, CHAT) + request(gw, secret, CHAT) + request(gw, "sk-ml-nope", CHAT))
+        buffer = bytearray()
+        statuses = [read_response(sock, buffer)[0] for _ in range(3)]
+    assert statuses == [401, 200, 401]
+    assert direct_writes == [True, True, True]
+
+
+def test_connection_close_is_honoured_after_the_answer(gw, secret, direct_writes):
+    with connect(gw) as sock:
+        sock.sendall(request(gw, secret, CHAT, close=True))
+        buffer = bytearray()
+        status, headers, _ = read_response(sock, buffer)
+        assert status == 200
+        assert headers["connection"] == "close"
+        assert sock.recv(1024) == b""  # the server closed its side
+    assert direct_writes == [True]
+
+
+def test_a_direct_answer_has_the_bytes_uvicorns_send_would_have_written(gw, monkeypatch):
+    def exchange() -> bytes:
+        with connect(gw) as sock:
+            sock.sendall(request(gw, "sk-ml-never-issued", CHAT, close=True))
+            raw = b""
+            while chunk := sock.recv(65536):
+                raw += chunk
+        # the Date header is the only part that may differ between two answers
+        return b"\r\n".join(line for line in raw.split(b"\r\n") if not line.startswith(b"date:"))
+
+    direct = exchange()
+    monkeypatch.setattr(fast_path, "write_json", lambda send, response: False)
+    through_asgi = exchange()
+    assert direct == through_asgi
+    assert direct.startswith(b"HTTP/1.1 401 ")
