@@ -1,15 +1,14 @@
 """Coalesces concurrent publishes into one Kafka record batch per partition.
 
 aiokafka's `send()` costs tens of microseconds of Python per record (partitioner, metadata
-checks, futures), more than the rest of the gateway's metering step. Here each partition
-has a list of records waiting. The first record to arrive starts a drain task for its
-partition, and every record published before that task runs, or while its last batch
-waits its turn in the producer, joins the next batch, which goes out through `send_batch`.
-
-A batch leaves at once when no batch left in the last `coalesce_ms`. Under load, when
-batches follow each other closely, each waits out the rest of that window, so produce
-requests carry many records (each request costs aiokafka ~50 µs of Python to encode and
-acknowledge) while a lone request pays no delay.
+checks, futures), and every produce request it sends costs ~50 µs more to encode and
+acknowledge: together more than the rest of the gateway's metering step. Here each
+partition has a list of records waiting and at most one batch in flight, as in Nagle's
+algorithm. A record that finds its partition idle leaves at once (the drain task starts
+on the next turn of the loop, so records published in the same turn go with it); records
+that arrive while a batch is in flight wait for its acknowledgement and then leave
+together as the next batch, through `send_batch`. A lone request pays no delay, and
+under load each produce request carries everything that came during one round trip.
 
 Every publish call waits on its own future, resolved when the broker has acknowledged all
 the batches holding its records (or failed with the first error). A publisher that is
@@ -58,11 +57,8 @@ class _Waiting:
 
 
 class PartitionBatcher:
-    def __init__(self, producer: AIOKafkaProducer, headers: Sequence[tuple[str, bytes]],
-                 coalesce_ms: float = 1.0) -> None:
+    def __init__(self, producer: AIOKafkaProducer, headers: Sequence[tuple[str, bytes]]) -> None:
         self._producer = producer
-        self._coalesce_s = coalesce_ms / 1000
-        self._last_sent = float("-inf")
         self._headers = list(headers)
         self._partitions: dict[str, list[int]] = {}
         self._key_hashes: dict[bytes, int] = {}
@@ -109,23 +105,19 @@ class PartitionBatcher:
 
     async def _drain(self, where: tuple[str, int]) -> None:
         """Sends what waits for `where` as batches until nothing is left waiting."""
-        loop = asyncio.get_running_loop()
         try:
-            while True:
-                pause = self._last_sent + self._coalesce_s - loop.time()
-                if pause > 0:  # a batch just left: let this one fill for the rest of the window
-                    await asyncio.sleep(pause)
-                waiting = self._waiting.pop(where, None)
-                if waiting is None:
-                    break
-                self._last_sent = loop.time()
-                await self._send(where, waiting)
+            while (waiting := self._waiting.pop(where, None)) is not None:
+                deliveries = await self._send(where, waiting)
+                if deliveries:  # one batch in flight per partition: what comes meanwhile waits
+                    await asyncio.wait(deliveries)
         finally:
             self._draining.discard(where)
 
-    async def _send(self, where: tuple[str, int], waiting: _Waiting) -> None:
+    async def _send(self, where: tuple[str, int], waiting: _Waiting) -> list[asyncio.Future]:
+        """Hands the records to the producer as batches; returns their delivery futures."""
         topic, partition = where
         start = 0
+        deliveries: list[asyncio.Future] = []
         try:
             while start < len(waiting.records):
                 batch = self._producer.create_batch()
@@ -139,10 +131,12 @@ class PartitionBatcher:
                                      "in one Kafka batch (raise max_batch_size)")
                 delivery = await self._producer.send_batch(batch, topic, partition=partition)
                 delivery.add_done_callback(_resolver(waiting.publishes[start:end]))
+                deliveries.append(delivery)
                 start = end
         except Exception as error:  # noqa: BLE001 - every publisher left gets the reason
             for publish in waiting.publishes[start:]:
                 publish.failed(error)
+        return deliveries
 
     async def close(self) -> None:
         """Waits for the drain tasks still running; the producer's stop() then flushes."""
