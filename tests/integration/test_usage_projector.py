@@ -178,9 +178,9 @@ async def test_other_types_and_malformed_facts_are_skipped_and_the_rest_kept(
         bus: InProcessBus, stores: Stores) -> None:
     good = [fact(i) for i in range(20)]
     messages = [to_message(f, "gw-test") for f in good]
-    stranger = replace(messages[0], id=str(uuid.uuid4()), type="meterline.key.issued")
-    broken = replace(messages[1], id=str(uuid.uuid4()), data={**messages[1].data, "prompt_tokens": -5})
-    truncated = replace(messages[2], id=str(uuid.uuid4()), data={"event_id": "half"})
+    stranger = messages[0]._replace(id=str(uuid.uuid4()), type="meterline.key.issued")
+    broken = messages[1]._replace(id=str(uuid.uuid4()), data={**messages[1].data, "prompt_tokens": -5})
+    truncated = messages[2]._replace(id=str(uuid.uuid4()), data={"event_id": "half"})
     await bus.publish(USAGE_TOPIC, [stranger, broken, *messages[:10], truncated, *messages[10:]])
     store = stores.open()
     projector = projector_on(bus, store, max_batch=5000)
@@ -257,4 +257,4 @@ def test_a_fact_the_store_cannot_hold_is_named_and_explained(change: dict, reaso
     message: BusMessage = to_message(fact(1), "gw-test")
     assert fact_of(message) == fact(1, event_id=message.id)
     with pytest.raises(ValueError, match=reason):
-        fact_of(replace(message, data={**message.data, **change}))
+        fact_of(message._replace(data={**message.data, **change}))
