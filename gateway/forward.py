@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
-from uuid import uuid4
 
 import orjson
 from starlette.responses import Response
 
+from domain.ids import random_id
 from domain.pricing import Usage
 from domain.usage import RequestMetered, UsageSource, billed_cost
 from gateway import errors
@@ -80,7 +80,7 @@ async def meter(ctx: GatewayContext, adm: Admitted, *, status: int, usage: Usage
         usage = Usage(prompt, estimate_tokens(generated_bytes))
     key = adm.key
     fact = RequestMetered(
-        event_id=str(uuid4()), occurred_at=ctx.clock.now(), key_id=adm.key_id, user_id=key.user_id,
+        event_id=random_id(), occurred_at=ctx.clock.now(), key_id=adm.key_id, user_id=key.user_id,
         team_id=key.team_id, model=adm.route.name, endpoint="/v1" + UPSTREAM_PATH[adm.endpoint],
         prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
         cached_tokens=usage.cached_tokens, latency_ms=int((time.perf_counter() - started) * 1000),

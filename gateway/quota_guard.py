@@ -14,7 +14,7 @@ import itertools
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from domain.budget import Budget
 from domain.clock import Clock
@@ -38,8 +38,7 @@ class _Account:
         return start, self._cache[2]
 
 
-@dataclass(frozen=True)
-class Reservation:
+class Reservation(NamedTuple):  # immutable, and one is built per request
     id: int
     scopes: tuple[ScopeKey, ...]
     amount: int

@@ -239,3 +239,14 @@ def test_cached_tokens_are_billed_at_the_cached_price() -> None:
                   cached_input_per_million=100)
     assert price.cost(Usage(prompt_tokens=1_000_000, completion_tokens=0,
                             cached_tokens=400_000)) == 600 + 40
+
+
+def test_random_ids_are_version_4_uuids_in_canonical_text_and_never_repeat() -> None:
+    from uuid import RFC_4122, UUID
+
+    from domain.ids import random_id
+    ids = [random_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids[:1000]:
+        parsed = UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == RFC_4122
