@@ -175,6 +175,8 @@ def main() -> None:
                         total_requests=args.requests_for_rss, headers=auth)
         print(json.dumps({"name": "meterline rss", "requests": sent.requests,
                           "rss_mb": round(rss_mb(gw.pid), 1)}), flush=True)
+        gw.terminate()  # idle, but its ledger, projector and scheduler still poll: not during the next run
+        gw.wait(15)
         if args.kafka:
             results.append(run_kafka(work, sim_url, args.duration, args.requests_for_rss, procs))
         if not args.no_litellm and (lite := litellm(work, sim_url)) is not None:

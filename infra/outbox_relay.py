@@ -38,6 +38,11 @@ class OutboxRelay:
         # fact, which already travels on meterline.usage, so only budgets and jobs are relayed.
         self.sources = [(registry, ()), (ledger, tuple(event_topics(Budget) + event_topics(Job)))]
         self.relayed = 0
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Something new is in a log (the ledger just recorded): relay now, not at the next poll."""
+        self._wake.set()
 
     def position(self, app_name: str) -> int:
         return self.tracker.max_tracking_id(f"outbox:{app_name}") or 0
@@ -70,6 +75,7 @@ class OutboxRelay:
                 log.exception("outbox relay: publishing failed; retrying from the stored position")
                 busy = 0
                 await asyncio.sleep(1)
-            if not busy:
+            if not busy:  # poll: other processes (a gateway's admin commands) write the logs too
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), idle_s)
+                    await asyncio.wait_for(self._wake.wait(), idle_s)
+                self._wake.clear()

@@ -57,12 +57,14 @@ class Workers:
             self.closers.append(subscriber.stop)
             self._spawn(subscriber.run(self.stop_event), "domain-subscriber")
         await anyio.to_thread.run_sync(system.feed.bootstrap)
+        relay = None
         if distributed and "ledger" in self.roles:
-            self._spawn(OutboxRelay(system.registry, system.ledger, system.bus, system.clock
-                                    ).run(self.stop_event), "outbox-relay")
+            relay = OutboxRelay(system.registry, system.ledger, system.bus, system.clock)
+            self._spawn(relay.run(self.stop_event), "outbox-relay")
         if "ledger" in self.roles:
             self.ledger = LedgerWorker(system.bus.consumer(USAGE_TOPIC, "meterline-ledger"),
                                        system.ledger, on_recorded=system.feed.pull_ledger,
+                                       after_batch=relay.wake if relay else None,
                                        max_batch=system.settings.ledger_max_batch,
                                        linger_ms=system.settings.ledger_linger_ms)
             await self.ledger.start()

@@ -76,3 +76,19 @@ async def test_nothing_arriving_returns_empty_after_the_wait_without_lingering()
     assert await fetch_batch(consumer, 10, wait_ms=20, linger_ms=500, sleep=sleep) == []
     assert naps == []
     await bus.stop()
+
+
+async def test_a_consumer_that_keeps_up_does_not_linger() -> None:
+    bus, consumer = await started_bus()
+    naps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        naps.append(seconds)
+
+    await bus.publish("topic", [message(seq) for seq in range(3)])
+    assert len(await fetch_batch(consumer, 100, 100, 500, sleep, linger_from=32)) == 3
+    assert naps == []
+    await bus.publish("topic", [message(seq) for seq in range(40)])
+    assert len(await fetch_batch(consumer, 100, 100, 500, sleep, linger_from=32)) == 40
+    assert naps == [0.5]
+    await bus.stop()
