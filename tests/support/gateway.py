@@ -145,13 +145,14 @@ def _recorded(system: Meterline) -> int:
 
 @contextmanager
 def running_gateway(data_dir: Path, config: MeterlineConfig, *, clock: Any = None,
-                    roles: frozenset[str] = ALL_ROLES, **settings: Any) -> Iterator[RunningGateway]:
+                    roles: frozenset[str] = ALL_ROLES, bus: Any = None, **settings: Any
+                    ) -> Iterator[RunningGateway]:
     port = free_port()
     values: dict[str, Any] = {"data_dir": data_dir, "dev": True, "admin_token": ADMIN_TOKEN,
                               "key_secret": KEY_SECRET, "port": port, "gateway_id": "gw-test"}
     values.update(settings)
     system = build(Settings(**values), config, clock=clock, analytics=InMemoryAnalytics(),
-                   bus=InProcessBus(partitions=4, journal_dir=data_dir / "bus"))
+                   bus=bus or InProcessBus(partitions=4, journal_dir=data_dir / "bus"))
     server = uvicorn.Server(http_server_config(system, roles, "127.0.0.1", port, "warning"))
     thread = threading.Thread(target=server.run, name="gateway", daemon=True)
     thread.start()
