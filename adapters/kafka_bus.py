@@ -30,11 +30,13 @@ class KafkaBus:
     """An EventBus on a Kafka-protocol broker; creates its topics when they are missing."""
 
     def __init__(self, bootstrap: str, partitions: dict[str, int] | None = None,
-                 client_id: str = "meterline", linger_ms: int = 0) -> None:
+                 client_id: str = "meterline", linger_ms: int = 0,
+                 request_timeout_ms: int = REQUEST_TIMEOUT_MS) -> None:
         self.bootstrap = bootstrap
         self.client_id = client_id
         self._partitions = {**DEFAULT_PARTITIONS, **(partitions or {})}
         self._linger_ms = linger_ms
+        self._request_timeout_ms = request_timeout_ms  # how soon a publish fails when the broker is gone
         self._admin: AIOKafkaAdminClient | None = None
         self._producer: AIOKafkaProducer | None = None
         self._batcher: PartitionBatcher | None = None
@@ -44,13 +46,13 @@ class KafkaBus:
     async def start(self) -> None:
         self._admin = AIOKafkaAdminClient(
             bootstrap_servers=self.bootstrap, client_id=f"{self.client_id}-admin",
-            request_timeout_ms=REQUEST_TIMEOUT_MS)
+            request_timeout_ms=self._request_timeout_ms)
         await self._admin.start()
         await self.ensure_topics(list(self._partitions))
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, client_id=self.client_id, acks="all",
             enable_idempotence=False, linger_ms=self._linger_ms, max_batch_size=MAX_BATCH_BYTES,
-            request_timeout_ms=REQUEST_TIMEOUT_MS)
+            request_timeout_ms=self._request_timeout_ms)
         await self._producer.start()
         self._batcher = PartitionBatcher(self._producer, _HEADERS)
         for topic in self._partitions:  # so that a publish to them queues without waiting

@@ -348,3 +348,19 @@ class TestKafkaBus(EventBusContract):
         assert all(d.partition == DefaultPartitioner()(d.message.key.encode(), every, every)
                    for d in deliveries)
         assert len({d.partition for d in deliveries}) > 1
+
+
+@pytest.mark.kafka
+async def test_kafka_publishes_fail_within_the_request_timeout_once_the_broker_is_gone() -> None:
+    from tests.support.tansu import running_tansu
+    topic = f"contract.{uuid4().hex[:12]}"
+    with running_tansu() as bootstrap:
+        bus = KafkaBus(bootstrap, client_id="contract-gone", request_timeout_ms=2000)
+        await bus.start()
+        await bus.publish(topic, [message("key-1", 0)])
+    started = time.monotonic()
+    results = await asyncio.gather(*(bus.publish(topic, [message("key-1", n)]) for n in range(10)),
+                                   return_exceptions=True)
+    assert all(isinstance(result, Exception) for result in results), results
+    assert time.monotonic() - started < 15, "a publish waited far past its request timeout"
+    await asyncio.wait_for(bus.stop(), 30)
