@@ -10,6 +10,13 @@ from adapters.inproc_bus import InProcessBus
 from domain.ports import BusMessage, fetch_batch
 
 
+class Naps(list):
+    """A sleep that only records how long it was asked to sleep."""
+
+    async def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
 def message(seq: int) -> BusMessage:
     return BusMessage(id=str(uuid4()), type="t", source="/test", subject="s", time=datetime.now(UTC),
                       key=f"key-{seq % 3}", data={"seq": seq})
@@ -41,12 +48,8 @@ async def test_records_published_during_the_linger_join_the_batch() -> None:
 async def test_without_linger_the_first_fetch_is_the_batch() -> None:
     bus, consumer = await started_bus()
     await bus.publish("topic", [message(0)])
-    naps: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        naps.append(seconds)
-
-    batch = await fetch_batch(consumer, 1000, wait_ms=100, linger_ms=0, sleep=sleep)
+    naps = Naps()
+    batch = await fetch_batch(consumer, 1000, wait_ms=100, linger_ms=0, sleep=naps)
     assert len(batch) == 1 and naps == []
     await bus.stop()
 
@@ -54,41 +57,29 @@ async def test_without_linger_the_first_fetch_is_the_batch() -> None:
 async def test_a_full_batch_does_not_linger_and_never_passes_max_records() -> None:
     bus, consumer = await started_bus()
     await bus.publish("topic", [message(seq) for seq in range(25)])
-    naps: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        naps.append(seconds)
-
-    first = await fetch_batch(consumer, 10, wait_ms=100, linger_ms=500, sleep=sleep)
+    naps = Naps()
+    first = await fetch_batch(consumer, 10, wait_ms=100, linger_ms=500, sleep=naps)
     assert len(first) == 10 and naps == []
-    rest = await fetch_batch(consumer, 100, wait_ms=100, linger_ms=500, sleep=sleep)
+    rest = await fetch_batch(consumer, 100, wait_ms=100, linger_ms=500, sleep=naps)
     assert len(rest) == 15 and naps == [0.5]
     await bus.stop()
 
 
 async def test_nothing_arriving_returns_empty_after_the_wait_without_lingering() -> None:
     bus, consumer = await started_bus()
-    naps: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        naps.append(seconds)
-
-    assert await fetch_batch(consumer, 10, wait_ms=20, linger_ms=500, sleep=sleep) == []
+    naps = Naps()
+    assert await fetch_batch(consumer, 10, wait_ms=20, linger_ms=500, sleep=naps) == []
     assert naps == []
     await bus.stop()
 
 
 async def test_a_consumer_that_keeps_up_does_not_linger() -> None:
     bus, consumer = await started_bus()
-    naps: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        naps.append(seconds)
-
+    naps = Naps()
     await bus.publish("topic", [message(seq) for seq in range(3)])
-    assert len(await fetch_batch(consumer, 100, 100, 500, sleep, linger_from=32)) == 3
+    assert len(await fetch_batch(consumer, 100, 100, 500, naps, linger_from=32)) == 3
     assert naps == []
     await bus.publish("topic", [message(seq) for seq in range(40)])
-    assert len(await fetch_batch(consumer, 100, 100, 500, sleep, linger_from=32)) == 40
+    assert len(await fetch_batch(consumer, 100, 100, 500, naps, linger_from=32)) == 40
     assert naps == [0.5]
     await bus.stop()
