@@ -30,25 +30,31 @@ except ImportError:  # another server: always the ASGI path
 def write_json(send: Any, response: JsonBytesResponse) -> bool:
     """True if the answer went out directly; False if the caller must send it through ASGI."""
     cycle = getattr(send, "__self__", None)
-    if (RequestResponseCycle is None or type(cycle) is not RequestResponseCycle
-            or cycle.response_started or cycle.disconnected or cycle.flow.write_paused
-            or cycle.transport.is_closing()
-            or response.status_code not in STATUS_LINE):
+    if RequestResponseCycle is None or type(cycle) is not RequestResponseCycle:
+        return False
+    try:  # every attribute is read before anything is written: a uvicorn that renamed one
+        transport, keep_alive, finished = cycle.transport, cycle.keep_alive, cycle.on_response
+        usable = not (cycle.response_started or cycle.disconnected or cycle.flow.write_paused
+                      or transport.is_closing())
+        default_headers, message_event = cycle.default_headers, cycle.message_event
+    except AttributeError:  # ... gets the ASGI path, not a broken answer
+        return False
+    if not usable or response.status_code not in STATUS_LINE:
         return False
     parts = [STATUS_LINE[response.status_code]]
-    for name, value in cycle.default_headers:
+    for name, value in default_headers:
         parts += (name, b": ", value, b"\r\n")
     for name, value in response.raw_headers:
         parts += (name, b": ", value, b"\r\n")
-    if not cycle.keep_alive:
+    if not keep_alive:
         parts.append(b"connection: close\r\n")
     parts += (b"\r\n", response.body)
     cycle.response_started = True
     cycle.waiting_for_100_continue = False
-    cycle.transport.write(b"".join(parts))
+    transport.write(b"".join(parts))
     cycle.response_complete = True
-    cycle.message_event.set()
-    if not cycle.keep_alive:
-        cycle.transport.close()
-    cycle.on_response()
+    message_event.set()
+    if not keep_alive:
+        transport.close()
+    finished()
     return True
