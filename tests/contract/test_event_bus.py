@@ -339,6 +339,28 @@ class TestKafkaBus(EventBusContract):
         yield inject
         await producer.stop()
 
+    async def test_concurrent_publishes_share_produce_batches_and_a_lone_one_waits_for_none(
+            self, bus: KafkaBus, topic: str, open_consumer: OpenConsumer,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        await bus.publish(topic, [message("key-1", -1)])  # the topic and its partitions are known
+        producer = bus._producer
+        batches: list[int] = []
+        real_send_batch = producer.send_batch
+
+        async def counting_send_batch(batch, topic_name, *, partition):
+            batches.append(batch.record_count())
+            return await real_send_batch(batch, topic_name, partition=partition)
+
+        monkeypatch.setattr(producer, "send_batch", counting_send_batch)
+        await asyncio.gather(*(bus.publish(topic, [message("key-1", n)]) for n in range(200)))
+        assert sum(batches) == 200
+        assert len(batches) <= 20, f"200 concurrent publishes went out in {len(batches)} batches"
+        batches.clear()
+        started = time.monotonic()
+        await bus.publish(topic, [message("key-1", 200)])
+        assert batches == [1] and time.monotonic() - started < 1
+        assert len(await read(await open_consumer(), 202)) == 202
+
     async def test_records_land_where_kafkas_default_partitioner_puts_them(
             self, bus: EventBus, topic: str, open_consumer: OpenConsumer) -> None:
         keys = [f"key-{n}" for n in range(30)]
