@@ -77,12 +77,7 @@ class Settings(BaseSettings):
     reservation_default_max_tokens: int = Field(4096, gt=0)
     ledger_max_batch: int = Field(5000, gt=0)  # usage facts the ledger fetches per round
     ledger_linger_ms: int = Field(100, ge=0)  # how long a round gathers facts under load
-    spool_dir: Path | None = None  # None: data_dir/spool
     analytics_url: Annotated[str | None, BeforeValidator(_analytics_url)] = None
-
-    def model_post_init(self, context: Any) -> None:
-        if self.spool_dir is None:
-            self.spool_dir = self.data_dir / "spool"
 
     @property
     def event_store_path(self) -> Path:

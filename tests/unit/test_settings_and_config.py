@@ -255,7 +255,6 @@ def test_settings_come_from_the_environment_with_paths_under_the_data_dir(
     monkeypatch.setenv("METERLINE_BUS", "kafka")
     settings = load_settings()
     assert settings.dev and settings.bus == "kafka"
-    assert settings.spool_dir == tmp_path / "spool"
     assert settings.event_store_path == tmp_path / "events.sqlite"
     assert settings.analytics_path == tmp_path / "analytics"
     assert settings.postgres_dsn() is None
