@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 from gateway import errors
@@ -41,7 +42,7 @@ class V1FastPath:
                 found[field] = value.decode("latin-1")
         try:
             response = await serve(self.ctx, endpoint, found.get("authorization"), found.get("job"),
-                                   found.get("content_length"), await _body(receive))
+                                   found.get("content_length"), partial(_body, receive))
         except Exception:  # what the FastAPI app's catch-all handler does for every other route
             log.exception("unhandled error on %s", scope["path"])
             response = errors.GatewayError(500, "internal error; it was logged, please retry or "

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -32,13 +33,19 @@ OPENAPI_BODY = {"requestBody": {"required": True, "content": {"application/json"
                "properties": {"model": {"type": "string"}}}}}}}
 
 
-async def read_body(chunks: bytes | AsyncIterator[bytes], declared: str | None, limit: int) -> bytes:
+BodySource = Callable[[], Awaitable[bytes | AsyncIterator[bytes]]]
+
+
+async def read_body(source: BodySource, declared: str | None, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it passes `limit` bytes.
 
-    `chunks` is the whole body when the server already holds it, else its chunks as they come.
+    `source` starts reading only when called, after the key and the declared length were
+    checked, so a refused request is answered without asking for its body (no "100
+    Continue"). It gives the whole body when the server already holds it, else its chunks.
     """
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise errors.too_large(limit)
+    chunks = await source()
     if isinstance(chunks, bytes):
         if len(chunks) > limit:
             raise errors.too_large(limit)
@@ -67,11 +74,15 @@ async def handle(request: Request, endpoint: str) -> Response:
     headers = request.headers
     return await serve(request.app.state.ctx, endpoint, headers.get("authorization"),
                        headers.get("x-meterline-job"), headers.get("content-length"),
-                       request.stream())
+                       partial(_stream_of, request))
+
+
+async def _stream_of(request: Request) -> AsyncIterator[bytes]:
+    return request.stream()
 
 
 async def serve(ctx: GatewayContext, endpoint: str, authorization: str | None, job: str | None,
-                content_length: str | None, body: bytes | AsyncIterator[bytes]) -> Response:
+                content_length: str | None, body: BodySource) -> Response:
     """One /v1 request: admit, forward, meter, answer. Errors come back as responses."""
     started = time.perf_counter()
     now = ctx.clock.now()

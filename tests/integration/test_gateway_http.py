@@ -139,3 +139,37 @@ def test_a_direct_answer_has_the_bytes_uvicorns_send_would_have_written(gw, monk
     through_asgi = exchange()
     assert direct == through_asgi
     assert direct.startswith(b"HTTP/1.1 401 ")
+
+
+@pytest.mark.parametrize(("secret", "declared", "status"), [
+    ("sk-ml-never-issued", None, 401),        # a refused key: the body is never asked for
+    ("VALID", 10 * 1024 * 1024, 413),         # a declared length past the limit: same
+])
+def test_a_refused_request_is_answered_without_inviting_its_body(gw, secret, declared, status):
+    key = gw.issue_key("alice")["key"] if secret == "VALID" else secret
+    payload = json.dumps(CHAT).encode()
+    port = gw.url.rsplit(":", 1)[1]
+    head = ("POST /v1/chat/completions HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {declared or len(payload)}\r\nExpect: 100-continue\r\n"
+            f"Authorization: Bearer {key}\r\n\r\n").encode()
+    with connect(gw) as sock:
+        sock.sendall(head)  # and no body: a client that honours Expect waits for 100 Continue
+        answer = sock.recv(65536)
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode()), answer[:80]
+    assert b"100 Continue" not in answer
+
+
+def test_a_request_that_waits_for_100_continue_gets_it_and_is_served(gw, secret):
+    payload = json.dumps(CHAT).encode()
+    port = gw.url.rsplit(":", 1)[1]
+    head = ("POST /v1/chat/completions HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\nExpect: 100-continue\r\n"
+            f"Authorization: Bearer {secret}\r\n\r\n").encode()
+    with connect(gw) as sock:
+        sock.sendall(head)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(payload)
+        status, _, body = read_response(sock, bytearray())
+    assert status == 200 and json.loads(body)["model"] == "sim"
