@@ -133,21 +133,29 @@ def test_an_upstream_that_stalls_mid_stream_ends_the_stream_with_an_error_and_is
     assert (fact.status, fact.stream, fact.cost) == (504, True, 0)
 
 
-def test_a_client_that_disconnects_makes_the_gateway_hang_up_on_the_model_server(gw, sim):
-    """Otherwise the model server would go on generating tokens nobody reads."""
-    key = gw.issue_key("alice")
-    with httpx.stream("POST", gw.v1 + "/chat/completions", timeout=30,
-                      headers={"authorization": f"Bearer {key['key']}"},
-                      json={"model": "sim", "stream": True, "max_tokens": 64,
-                            "messages": [{"role": "user", "content": "count"}]}) as response:
-        next(response.iter_lines())
-        # The simulator's own thread records connections: give it a moment to catch up.
-        deadline = time.monotonic() + 1.0
-        while not sim._running.connections and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert len(sim._running.connections) == 1  # the gateway's connection, streaming
-    gw.wait_metered(key["id"], 1)
-    deadline = time.monotonic() + 1.0  # well before the stream's 2 s would be over
-    while sim._running.connections and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not sim._running.connections
+def test_a_client_that_disconnects_makes_the_gateway_hang_up_on_the_model_server(
+        simulator_factory, tmp_path):
+    """Otherwise the model server would go on generating tokens nobody reads.
+
+    Its own simulator streams for 12 s (pieces 300 ms apart), so that a test thread
+    starved for a second or two under load still finds the stream going when it looks.
+    """
+    sim = simulator_factory(completion_tokens=PIECES, chunk_delay_ms=300)
+    with running_gateway(tmp_path / "data", sim_config(sim.base_url), roles=ROLES) as gw:
+        gw.setup_user("alice")
+        key = gw.issue_key("alice")
+        with httpx.stream("POST", gw.v1 + "/chat/completions", timeout=30,
+                          headers={"authorization": f"Bearer {key['key']}"},
+                          json={"model": "sim", "stream": True, "max_tokens": 64,
+                                "messages": [{"role": "user", "content": "count"}]}) as response:
+            next(response.iter_lines())
+            # The simulator's own thread records connections: give it a moment to catch up.
+            deadline = time.monotonic() + 2.0
+            while not sim._running.connections and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert len(sim._running.connections) == 1  # the gateway's connection, streaming
+        hung_up = time.monotonic()
+        gw.wait_metered(key["id"], 1)
+        while sim._running.connections and time.monotonic() < hung_up + 5:  # stream: 12 s
+            time.sleep(0.02)
+        assert not sim._running.connections
