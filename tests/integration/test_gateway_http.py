@@ -47,16 +47,24 @@ def direct_writes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     return seen
 
 
-def request(gw: RunningGateway, secret: str | None, body: dict, close: bool = False) -> bytes:
-    payload = json.dumps(body).encode()
+def request_head(gw: RunningGateway, secret: str | None, length: int, close: bool = False,
+                 expect_continue: bool = False) -> bytes:
+    """The head of a POST /v1/chat/completions declaring a body of `length` bytes."""
     port = gw.url.rsplit(":", 1)[1]
     lines = ["POST /v1/chat/completions HTTP/1.1", f"Host: 127.0.0.1:{port}",
-             "Content-Type: application/json", f"Content-Length: {len(payload)}"]
+             "Content-Type: application/json", f"Content-Length: {length}"]
     if secret is not None:
         lines.append(f"Authorization: Bearer {secret}")
     if close:
         lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
+    if expect_continue:
+        lines.append("Expect: 100-continue")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def request(gw: RunningGateway, secret: str | None, body: dict, close: bool = False) -> bytes:
+    payload = json.dumps(body).encode()
+    return request_head(gw, secret, len(payload), close) + payload
 
 
 def read_response(sock: socket.socket, buffer: bytearray) -> tuple[int, dict[str, str], bytes]:
@@ -147,14 +155,10 @@ def test_a_direct_answer_has_the_bytes_uvicorns_send_would_have_written(gw, monk
 ])
 def test_a_refused_request_is_answered_without_inviting_its_body(gw, secret, declared, status):
     key = gw.issue_key("alice")["key"] if secret == "VALID" else secret
-    payload = json.dumps(CHAT).encode()
-    port = gw.url.rsplit(":", 1)[1]
-    head = ("POST /v1/chat/completions HTTP/1.1\r\n"
-            f"Host: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {declared or len(payload)}\r\nExpect: 100-continue\r\n"
-            f"Authorization: Bearer {key}\r\n\r\n").encode()
+    length = declared or len(json.dumps(CHAT).encode())
     with connect(gw) as sock:
-        sock.sendall(head)  # and no body: a client that honours Expect waits for 100 Continue
+        # the head only: a client that honours Expect waits for 100 Continue before its body
+        sock.sendall(request_head(gw, key, length, expect_continue=True))
         answer = sock.recv(65536)
     assert answer.startswith(f"HTTP/1.1 {status} ".encode()), answer[:80]
     assert b"100 Continue" not in answer
@@ -162,13 +166,8 @@ def test_a_refused_request_is_answered_without_inviting_its_body(gw, secret, dec
 
 def test_a_request_that_waits_for_100_continue_gets_it_and_is_served(gw, secret):
     payload = json.dumps(CHAT).encode()
-    port = gw.url.rsplit(":", 1)[1]
-    head = ("POST /v1/chat/completions HTTP/1.1\r\n"
-            f"Host: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\nExpect: 100-continue\r\n"
-            f"Authorization: Bearer {secret}\r\n\r\n").encode()
     with connect(gw) as sock:
-        sock.sendall(head)
+        sock.sendall(request_head(gw, secret, len(payload), expect_continue=True))
         assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue")
         sock.sendall(payload)
         status, _, body = read_response(sock, bytearray())
