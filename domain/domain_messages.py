@@ -36,17 +36,13 @@ def to_message(app_name: str, stored: StoredEvent, at: datetime,
         extensions={"originatorversion": str(stored.originator_version)})
 
 
-def to_stored_event(message: BusMessage, compressors: dict[str, Compressor | None] | None = None
-                    ) -> tuple[str, StoredEvent]:
-    """The application a domain message came from, and the stored event it carries (in the
-    form that application's store keeps: compressed again if it compresses)."""
+def to_stored_event(message: BusMessage) -> tuple[str, StoredEvent]:
+    """The application a domain message came from, and the stored event it carries, its
+    state plain JSON as on the bus (decode it with a mapper that does not decompress)."""
     if not message.source.startswith(SOURCE_PREFIX):
         raise ValueError(f"message {message.id} is not from a Meterline store: {message.source}")
     app_name = message.source[len(SOURCE_PREFIX):]
     originator = UUID(message.subject.removeprefix("aggregate/"))
     version = int(message.extensions["originatorversion"])
     state = json.dumps(message.data, separators=(",", ":")).encode()
-    compressor = (compressors or {}).get(app_name)
-    if compressor is not None:
-        state = compressor.compress(state)
     return app_name, StoredEvent(originator, version, message.type, state)

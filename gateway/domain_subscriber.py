@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 import anyio
+from eventsourcing.persistence import Mapper
 
 from domain.budget import Budget
 from domain.domain_messages import to_stored_event
@@ -34,8 +35,10 @@ class DomainSubscriber:
             registry.name: (registry, directory, None),
             ledger.name: (ledger, guard, frozenset(event_topics(Budget))),
         }
-        self.compressors = {registry.name: registry.mapper.compressor,
-                            ledger.name: ledger.mapper.compressor}
+        # The bus carries plain JSON states: decode them with each store's transcoder, without
+        # the store's compressor (compressing them only to have the mapper decompress them).
+        self.mappers = {registry.name: Mapper(transcoder=registry.mapper.transcoder),
+                        ledger.name: Mapper(transcoder=ledger.mapper.transcoder)}
         self.applied = 0
 
     async def start(self) -> None:
@@ -50,14 +53,14 @@ class DomainSubscriber:
         deliveries = await self.consumer.fetch(1000, timeout_ms)
         for delivery in deliveries:
             try:
-                app_name, stored = to_stored_event(delivery.message, self.compressors)
+                app_name, stored = to_stored_event(delivery.message)
                 app, view, topics = self.targets[app_name]
             except (KeyError, ValueError) as exc:
                 log.warning("domain subscriber: ignoring message %s: %s", delivery.message.id, exc)
                 continue
             if topics is not None and stored.topic not in topics:
                 continue
-            event = app.mapper.to_domain_event(stored)
+            event = self.mappers[app_name].to_domain_event(stored)
             if not view.apply(event):
                 aggregate = await anyio.to_thread.run_sync(app.repository.get, event.originator_id)
                 view.put(aggregate)
