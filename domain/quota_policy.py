@@ -106,6 +106,7 @@ def decide(policy: BudgetPolicy, *, scope: Scope, scope_id: str, spent: int, res
 
 
 _SEVERITY = {Verdict.REFUSE: 0, Verdict.WARN: 1, Verdict.ALLOW: 2}
+_ALLOWED = Decision(Verdict.ALLOW)  # no scope has a policy: nothing to decide
 
 
 def strictest(decisions: list[Decision]) -> Decision:
@@ -113,9 +114,6 @@ def strictest(decisions: list[Decision]) -> Decision:
     if not decisions:
         return _ALLOWED
     return min(decisions, key=lambda d: _SEVERITY[d.verdict])
-
-
-_ALLOWED = Decision(Verdict.ALLOW)  # no scope has a policy: nothing to decide
 
 
 def thresholds_reached(spent: int, limit: int) -> tuple[int, ...]:

@@ -141,7 +141,7 @@ def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiK
         cap = route.max_output_tokens or ctx.options.default_max_tokens
         max_out = min(requested, cap) if requested else cap
     prompt_bound = prompt_upper_bound(payload, endpoint)
-    _choices(payload, endpoint)  # a malformed n is a 400 before any limit is touched
+    choices = _choices(payload, endpoint)  # a malformed n is a 400 before any limit is touched
     key_id = str(key.id)
     ok, reason, wait = ctx.rate_limiter.admit(key_id, time.monotonic(), key.rpm_limit,
                                              key.tpm_limit, prompt_bound + max_out)
@@ -151,7 +151,7 @@ def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiK
     scopes = [(Scope.KEY, key_id), (Scope.USER, key.user_id)]
     if key.team_id:
         scopes.append((Scope.TEAM, key.team_id))
-    amount = price.worst_case_cost(prompt_bound, max_out * _choices(payload, endpoint))
+    amount = price.worst_case_cost(prompt_bound, max_out * choices)
     reservation, decision = ctx.guard.reserve(scopes, amount, now)
     if reservation is None:
         ctx.rate_limiter.correct(key_id, prompt_bound + max_out, 0)

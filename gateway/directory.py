@@ -108,9 +108,10 @@ class Directory:
 
     def budget_scopes(self) -> list[tuple[Scope, str]]:
         """Every scope a known principal can have a budget in: its keys, users and teams."""
+        users = self.users()
         scopes = [(Scope.KEY, str(k.id)) for k in self.api_keys()]
-        scopes += [(Scope.USER, u.user_id) for u in self.users()]
-        scopes += [(Scope.TEAM, t) for t in {u.team_id for u in self.users() if u.team_id}]
+        scopes += [(Scope.USER, u.user_id) for u in users]
+        scopes += [(Scope.TEAM, t) for t in {u.team_id for u in users if u.team_id}]
         return scopes
 
     def user(self, user_id: str) -> User | None:
