@@ -62,7 +62,6 @@ class LedgerWorker:
         by_partition: dict[int, list[Delivery]] = defaultdict(list)
         for delivery in deliveries:
             by_partition[delivery.partition].append(delivery)
-        recorded: dict[int, int] = {}
         for partition, batch in sorted(by_partition.items()):
             batch.sort(key=lambda d: d.offset)
             facts = self._facts(batch)
@@ -71,8 +70,7 @@ class LedgerWorker:
                 self.ledger.record_usage, facts, position)
             self.recorded += result.recorded
             self.duplicates += result.duplicates
-            recorded[partition] = position.next_offset
-        self._uncommitted.update(recorded)
+            self._uncommitted[partition] = position.next_offset
         now = time.monotonic()
         if self._uncommitted and now - self._committed_at >= COMMIT_EVERY_S:
             # Informational only (the ledger resumes from its tracking records): it shows the
