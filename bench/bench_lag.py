@@ -23,7 +23,6 @@ import aiohttp
 from adapters.clock import SystemClock
 from adapters.eventstore import open_applications, postgres_env
 from bench.bench_gateway import BODY, kafka_gateway, spawn, wait_http
-from domain.ledger import USAGE_BATCH_TOPIC
 from domain.usage import facts_of
 from tests.support.postgres import temporary_database
 from tests.support.tansu import running_tansu
@@ -57,14 +56,9 @@ async def open_loop(url: str, key: str, rate: int, seconds: float) -> tuple[int,
 def lags(database_url: str) -> list[float]:
     registry, ledger = open_applications(postgres_env(database_url), SystemClock())
     try:
-        found, start = [], 1
-        while batch := ledger.notification_log.select(start=start, limit=200, topics=[USAGE_BATCH_TOPIC]):
-            for notification in batch:
-                event = ledger.mapper.to_domain_event(notification)
-                found += [(event.timestamp - fact.occurred_at).total_seconds()
-                          for fact in facts_of(event.columns, event.rows)]
-            start = batch[-1].id + 1
-        return found
+        return [(batch.timestamp - fact.occurred_at).total_seconds()
+                for batch in ledger.usage_batches(page=200)
+                for fact in facts_of(batch.columns, batch.rows)]
     finally:
         registry.close()
         ledger.close()

@@ -98,15 +98,19 @@ class Ledger(Application):
 
     # ----- reading the facts back ----------------------------------------------------------
 
-    def metered_facts(self, page: int = 100) -> Iterator[RequestMetered]:
-        """Every fact recorded, in recording order: the ledger's side of every reconciliation."""
+    def usage_batches(self, page: int = 100) -> Iterator[Any]:
+        """Every UsageBatchRecorded event (its `timestamp`, `columns`, `rows`), in recording order."""
         start = 1
         while batch := self.notification_log.select(start=start, limit=page,
                                                     topics=[USAGE_BATCH_TOPIC]):
             for notification in batch:
-                recorded = self.mapper.to_domain_event(notification)
-                yield from facts_of(recorded.columns, recorded.rows)
+                yield self.mapper.to_domain_event(notification)
             start = batch[-1].id + 1
+
+    def metered_facts(self, page: int = 100) -> Iterator[RequestMetered]:
+        """Every fact recorded, in recording order: the ledger's side of every reconciliation."""
+        for recorded in self.usage_batches(page):
+            yield from facts_of(recorded.columns, recorded.rows)
 
     def count_metered(self) -> int:
         """How many distinct facts the ledger holds."""
