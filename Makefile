@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	$(BIN)/python -m infra.toolchain prepare
+	$(BIN)/python -m infra.demo.toolchain prepare
 	touch $(STAMP)
 
 install: $(STAMP)

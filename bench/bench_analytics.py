@@ -23,12 +23,12 @@ from pathlib import Path
 import orjson
 from chdb.session import Session
 
-from adapters.analytics_arrow import arrow_stream_bytes, facts_to_arrow
-from adapters.analytics_chdb import ChdbAnalytics
-from adapters.analytics_sql import escape_param, format_time
-from domain.ports import UsageQuery
+from adapters.analytics.arrow import arrow_stream_bytes, facts_to_arrow
+from adapters.analytics.chdb import ChdbAnalytics
+from adapters.analytics.schema import USAGE_COLUMNS, USAGE_EVENTS_DDL, USAGE_TABLE
+from adapters.analytics.sql import escape_param, format_time
+from domain.ports.analytics import UsageQuery
 from domain.usage import RequestMetered, UsageSource
-from projections.schema import USAGE_COLUMNS, USAGE_EVENTS_DDL, USAGE_TABLE
 
 MONTH = UsageQuery(datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 4, 1, tzinfo=UTC))
 MODELS = ["gemma-3-270m", "llama-3.1-8b", "qwen-2.5-7b", "mistral-7b"]

@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
 
-from adapters.cloudevents import encode
-from adapters.inproc_bus import InProcessBus
-from adapters.kafka_bus import KafkaBus
-from domain.ports import USAGE_TOPIC, BusMessage, EventBus
+from adapters.bus.cloudevents import encode
+from adapters.bus.inproc import InProcessBus
+from adapters.bus.kafka import KafkaBus
+from domain.ports.bus import USAGE_TOPIC, BusMessage, EventBus
 from domain.usage import RequestMetered, UsageSource
 
 
@@ -98,7 +98,7 @@ def main() -> None:
     for batch in sizes:
         report("in-process bus, journal + fsync", batch, asyncio.run(bench_journal(args, batch)))
 
-    from tests.support.tansu import running_tansu  # the broker the tests use
+    from testkit.tansu import running_tansu  # the broker the tests use
 
     for batch in sizes:
         with running_tansu() as bootstrap:  # a fresh broker per run: no carried-over data

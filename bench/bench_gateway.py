@@ -2,12 +2,12 @@
 
 python -m bench.bench_gateway [--duration 10] [--requests-for-rss 100000] [--no-litellm]
 
-Starts the OpenAI-compatible simulator (bench/simulator.py, a separate process), then:
+Starts the OpenAI-compatible simulator (testkit/simulator/server.py, a separate process), then:
   1. the simulator alone (direct),
   2. `meterline up` (embedded default: journal bus with fsync, SQLite ledger, chDB
      projector, one uvicorn worker) with a key, and
   3. LiteLLM's proxy (own venv in .bench/litellm-venv, master key, 1 worker),
-each measured with bench/loadgen.py: req/s at 64 connections, latency p50/p99 at one
+each measured with testkit/loadgen.py: req/s at 64 connections, latency p50/p99 at one
 connection; the gateway's RSS after `--requests-for-rss` requests.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.loadgen import run_load
+from testkit.loadgen import run_load
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN = "bench-admin-token-0123456789"
@@ -116,8 +116,8 @@ def kafka_gateway(work: Path, sim_url: str, bootstrap: str, database_url: str
 
 
 def run_kafka(work: Path, sim_url: str, duration: float, rss_requests: int, procs: list) -> dict:
-    from tests.support.postgres import temporary_database
-    from tests.support.tansu import running_tansu
+    from testkit.postgres import temporary_database
+    from testkit.tansu import running_tansu
     with temporary_database("bench_gw") as database_url, running_tansu() as bootstrap:
         ledger, gateway, key = kafka_gateway(work, sim_url, bootstrap, database_url)
         procs += [ledger, gateway]
@@ -160,7 +160,7 @@ def main() -> None:
                     help="also run gateway and ledger apart on tansu + PostgreSQL")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="meterline-bench-"))
-    sim = spawn([sys.executable, "-m", "bench.simulator", "--port", "19200"], work / "sim.log")
+    sim = spawn([sys.executable, "-m", "testkit.simulator.server", "--port", "19200"], work / "sim.log")
     procs = [sim]
     try:
         wait_http("http://127.0.0.1:19200/health")

@@ -18,16 +18,16 @@ from pathlib import Path
 
 import orjson
 
-from adapters.analytics_memory import InMemoryAnalytics
-from adapters.inproc_bus import InProcessBus
+from adapters.analytics.memory import InMemoryAnalytics
+from adapters.bus.inproc import InProcessBus
 from domain.credentials import new_secret
-from domain.ports import UpstreamResponse
-from domain.registry import Role
-from gateway.fast_path import V1FastPath
-from infra.config import parse_config
+from domain.ports.upstream import UpstreamResponse
+from domain.services.registry import Role
+from gateway.v1.fast_path import V1FastPath
+from infra.config.env_settings import Settings
+from infra.config.toml_file import parse_config
 from infra.container import build
 from infra.runner import gateway_app
-from infra.settings import Settings
 
 BODY = orjson.dumps({"model": "sim", "messages": [{"role": "user", "content": "hello"}],
                      "max_tokens": 16})

@@ -21,11 +21,11 @@ from pathlib import Path
 import aiohttp
 
 from adapters.clock import SystemClock
-from adapters.eventstore import open_applications, postgres_env
+from adapters.eventstore.environments import open_applications, postgres_env
 from bench.bench_gateway import BODY, kafka_gateway, spawn, wait_http
 from domain.usage import facts_of
-from tests.support.postgres import temporary_database
-from tests.support.tansu import running_tansu
+from testkit.postgres import temporary_database
+from testkit.tansu import running_tansu
 
 
 async def open_loop(url: str, key: str, rate: int, seconds: float) -> tuple[int, int]:
@@ -80,7 +80,8 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, work: Path, database_url: str, procs: list) -> None:
-    procs.append(spawn([sys.executable, "-m", "bench.simulator", "--port", "19200"], work / "sim.log"))
+    procs.append(spawn([sys.executable, "-m", "testkit.simulator.server", "--port", "19200"],
+                       work / "sim.log"))
     wait_http("http://127.0.0.1:19200/health")
     with running_tansu() as bootstrap:
         ledger, gateway, key = kafka_gateway(work, "http://127.0.0.1:19200/v1", bootstrap, database_url)

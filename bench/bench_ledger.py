@@ -14,10 +14,10 @@ import uuid
 from datetime import UTC, datetime
 
 from adapters.clock import SystemClock
-from adapters.eventstore import open_applications, postgres_env
-from domain.ledger import BusPosition
+from adapters.eventstore.environments import open_applications, postgres_env
+from domain.services.ledger import BusPosition
 from domain.usage import RequestMetered, UsageSource
-from tests.support.postgres import temporary_database
+from testkit.postgres import temporary_database
 
 
 def facts(n: int, keys: int) -> list[RequestMetered]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import orjson
 
-from bench.loadgen import run_load
+from testkit.loadgen import run_load
 
 MESSAGES = [{"role": "user", "content": "Summarise the quarterly usage report in one line."}]
 SCENARIOS = {
@@ -32,11 +32,11 @@ SCENARIOS = {
 
 @contextlib.contextmanager
 def simulator_process(pin: bool, extra: list[str] | None = None) -> Iterator[str]:
-    """Run `python -m bench.simulator` in a child process; yield its base URL."""
+    """Run `python -m testkit.simulator.server` in a child process; yield its base URL."""
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen([sys.executable, "-m", "bench.simulator", "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "testkit.simulator.server", "--port", "0",
                              *(extra or [])], stdout=subprocess.PIPE, env=env)
     try:
         line = proc.stdout.readline().decode()  # "simulator on http://host:port/v1"

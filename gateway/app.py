@@ -15,7 +15,7 @@ from domain.errors import DomainError
 from gateway import errors
 from gateway.api import routes as management
 from gateway.context import GatewayContext
-from gateway.routes_v1 import router as v1_router
+from gateway.v1.routes import router as v1_router
 
 log = logging.getLogger(__name__)
 

@@ -8,15 +8,17 @@ from typing import Any, TypeVar
 
 import anyio
 
-from domain.clock import Clock
 from domain.credentials import fingerprint
-from domain.ledger import Ledger
-from domain.ports import AnalyticsStore, EventBus, Upstream
-from domain.registry import Registry
-from gateway.directory import Directory
+from domain.ports.analytics import AnalyticsStore
+from domain.ports.bus import EventBus
+from domain.ports.clock import Clock
+from domain.ports.upstream import Upstream
+from domain.services.ledger import Ledger
+from domain.services.registry import Registry
 from gateway.metrics import Metrics
-from gateway.quota_guard import QuotaGuard
-from gateway.rate_limits import RateLimiter
+from gateway.views.quota_guard import QuotaGuard
+from gateway.views.rate_limits import RateLimiter
+from gateway.views.registry_view import RegistryView
 
 T = TypeVar("T")
 
@@ -54,7 +56,7 @@ class GatewayContext:
     server_secret: bytes
     admin_token: str
     options: GatewayOptions = field(default_factory=GatewayOptions)
-    directory: Directory = field(default_factory=Directory)
+    registry_view: RegistryView = field(default_factory=RegistryView)
     guard: QuotaGuard | None = None
     rate_limiter: RateLimiter = field(default_factory=RateLimiter)
     metrics: Metrics = field(default_factory=Metrics)

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from infra.config import MeterlineConfig, load_config
-from infra.config_errors import ConfigError, format_config_error
+from infra.config.errors import ConfigError, format_config_error
+from infra.config.toml_file import MeterlineConfig, load_config
 
 app = typer.Typer(help="Meterline: metering and billing for OpenAI-compatible model gateways.",
                   no_args_is_help=True, add_completion=False)
@@ -30,7 +30,7 @@ def _fail(exc: BaseException) -> typer.Exit:
 
 
 def _settings(data_dir: Path | None, config: Path | None, port: int | None, host: str | None):
-    from infra.settings import load_settings
+    from infra.config.env_settings import load_settings
     overrides = {k: v for k, v in {"data_dir": data_dir, "config": config, "port": port,
                                    "host": host}.items() if v is not None}
     return load_settings(**overrides)
@@ -51,7 +51,7 @@ def _run(roles: frozenset[str], data_dir, config, port, host, demo_model: bool =
         settings = _settings(data_dir, config, port, host)
         demo = None
         if demo_model:
-            from infra.demo import demo_config, start_demo_model
+            from infra.demo.demo_config import demo_config, start_demo_model
             demo = start_demo_model(settings.data_dir)
             cfg = demo_config(demo.base_url) if settings.config is None else _config(settings)
         else:

@@ -10,16 +10,18 @@ from dataclasses import dataclass
 from eventsourcing.persistence import DatabaseError
 
 from adapters.clock import SystemClock
-from adapters.eventstore import open_applications, postgres_env, sqlite_env
-from adapters.upstream_pool import UpstreamPool
-from domain.clock import Clock
-from domain.ledger import Ledger
-from domain.ports import AnalyticsStore, EventBus, Upstream
-from domain.registry import Registry
+from adapters.eventstore.environments import open_applications, postgres_env, sqlite_env
+from adapters.upstream.pool import UpstreamPool
+from domain.ports.analytics import AnalyticsStore
+from domain.ports.bus import EventBus
+from domain.ports.clock import Clock
+from domain.ports.upstream import Upstream
+from domain.services.ledger import Ledger
+from domain.services.registry import Registry
 from gateway.context import GatewayContext, GatewayOptions, ModelRoute
-from gateway.event_feed import EventFeed
-from infra.config import MeterlineConfig
-from infra.settings import Settings, resolve_secrets
+from gateway.views.store_feed import StoreFeed
+from infra.config.env_settings import Settings, resolve_secrets
+from infra.config.toml_file import MeterlineConfig
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ class Meterline:
     bus: EventBus
     analytics: AnalyticsStore
     ctx: GatewayContext
-    feed: EventFeed
+    feed: StoreFeed
 
     def close(self) -> None:
         for closeable in (self.registry, self.ledger, self.analytics):
@@ -84,17 +86,17 @@ def open_stores(settings: Settings, config: MeterlineConfig, clock: Clock, tz: s
 
 def build_bus(settings: Settings) -> EventBus:
     if settings.bus == "kafka":
-        from adapters.kafka_bus import KafkaBus
+        from adapters.bus.kafka import KafkaBus
         return KafkaBus(settings.kafka_bootstrap, client_id=f"meterline-{settings.gateway_id}")
-    from adapters.inproc_bus import InProcessBus
+    from adapters.bus.inproc import InProcessBus
     return InProcessBus(partitions=4, journal_dir=settings.data_dir / "bus")
 
 
 def build_analytics(settings: Settings) -> AnalyticsStore:
     if settings.analytics_url:
-        from adapters.analytics_clickhouse import ClickHouseAnalytics
+        from adapters.analytics.clickhouse import ClickHouseAnalytics
         return ClickHouseAnalytics(settings.analytics_url)
-    from adapters.analytics_chdb import ChdbAnalytics
+    from adapters.analytics.chdb import ChdbAnalytics
     return ChdbAnalytics(settings.analytics_path)
 
 
@@ -138,6 +140,6 @@ def build(settings: Settings, config: MeterlineConfig, *, clock: Clock | None = 
                          upstream=upstream or UpstreamPool(), analytics=analytics,
                          routes=routes_of(config), server_secret=key_secret.get_secret_value().encode(),
                          admin_token=admin_token.get_secret_value(), options=options)
-    feed = EventFeed(registry, ledger, ctx.directory, ctx.guard)
+    feed = StoreFeed(registry, ledger, ctx.registry_view, ctx.guard)
     ctx.after_command = feed.pull
     return Meterline(settings, config, clock, registry, ledger, bus, analytics, ctx, feed)

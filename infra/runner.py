@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from domain.ports import DOMAIN_TOPIC, USAGE_TOPIC
-from gateway.domain_subscriber import DomainSubscriber
+from domain.ports.bus import DOMAIN_TOPIC, USAGE_TOPIC
+from gateway.views.bus_feed import BusFeed
 from infra.container import Meterline
-from infra.ledger_worker import LedgerWorker
-from infra.outbox_relay import OutboxRelay
-from infra.scheduler import build_scheduler
+from infra.workers.ledger_worker import LedgerWorker
+from infra.workers.outbox_relay import OutboxRelay
+from infra.workers.scheduler import build_scheduler
 
 if TYPE_CHECKING:
     import uvicorn
@@ -50,12 +50,12 @@ class Workers:
             await anyio.to_thread.run_sync(system.analytics.ensure_schema)
         if distributed and "gateway" in self.roles:
             # Replicas learn of other processes' changes from meterline.domain.
-            subscriber = DomainSubscriber(
+            bus_feed = BusFeed(
                 system.bus.consumer(DOMAIN_TOPIC, f"meterline-gateway-{system.settings.gateway_id}"),
-                system.registry, system.ledger, system.ctx.directory, system.ctx.guard)
-            await subscriber.start()
-            self.closers.append(subscriber.stop)
-            self._spawn(subscriber.run(self.stop_event), "domain-subscriber")
+                system.registry, system.ledger, system.ctx.registry_view, system.ctx.guard)
+            await bus_feed.start()
+            self.closers.append(bus_feed.stop)
+            self._spawn(bus_feed.run(self.stop_event), "bus-feed")
         await anyio.to_thread.run_sync(system.feed.bootstrap)
         relay = None
         if distributed and "ledger" in self.roles:
@@ -79,7 +79,7 @@ class Workers:
             # One process (or several on one SQLite store): follow the store's logs directly.
             self._spawn(system.feed.run(self.stop_event), "event-feed")
         if "scheduler" in self.roles:
-            self.scheduler = build_scheduler(system.registry, system.ledger, system.ctx.directory,
+            self.scheduler = build_scheduler(system.registry, system.ledger, system.ctx.registry_view,
                                              after=system.feed.pull)
             self.scheduler.start()
 
@@ -127,7 +127,7 @@ def http_server_config(system: Meterline, roles: frozenset[str], host: str, port
     """
     import uvicorn
 
-    from gateway.fast_path import V1FastPath
+    from gateway.v1.fast_path import V1FastPath
     return uvicorn.Config(V1FastPath(gateway_app(system, roles), system.ctx), host=host, port=port,
                           log_level=log_level, access_log=False, proxy_headers=False,
                           lifespan="on", timeout_graceful_shutdown=10, loop="auto", http="auto")

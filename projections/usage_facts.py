@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from domain.ports import BusMessage
+from domain.ports.bus import BusMessage
 from domain.usage import RequestMetered
 
 _COUNTS = ("prompt_tokens", "completion_tokens", "cached_tokens", "latency_ms", "price_version")

@@ -15,7 +15,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from domain.ports import AnalyticsStore, BusConsumer, Delivery, fetch_batch
+from domain.ports.analytics import AnalyticsStore
+from domain.ports.bus import BusConsumer, Delivery
+from domain.services.consumer_batches import fetch_batch
 from domain.usage import EVENT_TYPE as REQUEST_METERED
 from domain.usage import RequestMetered
 from projections.positions_file import load_positions, save_positions

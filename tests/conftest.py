@@ -10,8 +10,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from adapters.eventstore import postgres_env, sqlite_env
-from tests.support.postgres import temporary_database
+from adapters.eventstore import memory
+from adapters.eventstore.environments import memory_env, postgres_env, sqlite_env
+from testkit.postgres import temporary_database
 
 
 def pytest_configure(config) -> None:
@@ -22,7 +23,7 @@ def pytest_configure(config) -> None:
     if soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
-# ----- event store: PostgreSQL database and a fresh store per test (adapters/eventstore.py) -----
+# ----- event store: a fresh store per test (adapters/eventstore/environments.py) -----
 
 
 
@@ -33,9 +34,15 @@ def postgres_dsn() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_env(request: pytest.FixtureRequest, tmp_path) -> Iterator[dict[str, str]]:
-    """A fresh, empty event store per test: SQLite files in tmp_path, or a PostgreSQL schema."""
+    """A fresh, empty event store per test: the in-memory twin, SQLite files in tmp_path, or a
+    PostgreSQL schema."""
+    if request.param == "memory":
+        name = f"test-{uuid.uuid4().hex}"
+        yield memory_env(name)
+        memory.forget(name)
+        return
     if request.param == "sqlite":
         yield sqlite_env(tmp_path / "store")
         return

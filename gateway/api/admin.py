@@ -24,7 +24,7 @@ async def create_team(body: NewTeam, ctx: Ctx, _: Admin) -> dict:
 
 @router.post("/users", status_code=201, summary="Create or update a user")
 async def create_user(body: NewUser, ctx: Ctx, _: Admin) -> dict:
-    if body.team_id is not None and ctx.directory.team(body.team_id) is None:
+    if body.team_id is not None and ctx.registry_view.team(body.team_id) is None:
         raise errors.not_found(f"team {body.team_id!r} does not exist; create it with "
                                "POST /api/admin/teams first", code="team_not_found", param="team_id")
     user = await ctx.command(ctx.registry.register_user, body.user_id, body.role, body.team_id,
@@ -55,8 +55,8 @@ def _scope(scope: str, scope_id: str, ctx: Ctx) -> Scope:
     except ValueError:
         raise errors.bad_request(f"unknown scope {scope!r}; use key, user or team", "scope") from None
     exists = {Scope.KEY: lambda: _key_exists(ctx, scope_id),
-              Scope.USER: lambda: ctx.directory.user(scope_id),
-              Scope.TEAM: lambda: ctx.directory.team(scope_id)}[parsed]()
+              Scope.USER: lambda: ctx.registry_view.user(scope_id),
+              Scope.TEAM: lambda: ctx.registry_view.team(scope_id)}[parsed]()
     if not exists:
         raise errors.not_found(f"{scope} {scope_id!r} does not exist", code=f"{scope}_not_found",
                                param="id")
@@ -65,7 +65,7 @@ def _scope(scope: str, scope_id: str, ctx: Ctx) -> Scope:
 
 def _key_exists(ctx: Ctx, key_id: str) -> bool:
     try:
-        return ctx.directory.key(UUID(key_id)) is not None
+        return ctx.registry_view.key(UUID(key_id)) is not None
     except ValueError:
         return False
 

@@ -39,7 +39,7 @@ def principal(request: Request) -> Principal:
     digest = ctx.hmac(header[7:].strip())
     if hmac.compare_digest(digest, ctx.admin_token_hmac):
         return Principal(None, Role.ADMIN)
-    user = ctx.directory.user_for_token(digest)
+    user = ctx.registry_view.user_for_token(digest)
     if user is None:
         raise errors.unauthorized("the token is unknown, or its user was offboarded",
                                   code="invalid_token")

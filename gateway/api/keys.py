@@ -21,7 +21,7 @@ def key_view(ctx: Ctx, key: ApiKey) -> dict:
     snap = ctx.guard.snapshot((Scope.KEY, str(key.id)))
     policy = snap["policy"] if snap else None
     spent = (snap["ledger_spent"] + snap["unacknowledged"]) if snap else 0
-    last_used = ctx.directory.last_key_use.get(key.id)
+    last_used = ctx.registry_view.last_key_use.get(key.id)
     return {"id": str(key.id), "name": key.name, "description": key.description,
             "prefix": key.prefix, "user_id": key.user_id, "team_id": key.team_id,
             "models": key.models, "status": str(key.status_at(ctx.clock.now())),
@@ -36,7 +36,7 @@ def key_view(ctx: Ctx, key: ApiKey) -> dict:
 
 def own_key(ctx: Ctx, who: Principal, key_id: str) -> ApiKey:
     try:
-        key = ctx.directory.key(UUID(key_id))
+        key = ctx.registry_view.key(UUID(key_id))
     except ValueError:
         key = None
     if key is None or (not who.is_admin and key.user_id != who.user_id):
@@ -47,11 +47,11 @@ def own_key(ctx: Ctx, who: Principal, key_id: str) -> ApiKey:
 @router.post("", status_code=201, summary="Create a key; the secret is in this response only")
 async def create_key(body: NewKey, ctx: Ctx, who: Caller) -> dict:
     user_id = acting_user(who, body.user_id)
-    user = ctx.directory.user(user_id)
+    user = ctx.registry_view.user(user_id)
     if user is None or not user.active:
         raise errors.not_found(f"user {user_id!r} does not exist or is offboarded",
                                code="user_not_found", param="user_id")
-    unknown = [m for m in body.models if m != "*" and ctx.directory.model(m) is None]
+    unknown = [m for m in body.models if m != "*" and ctx.registry_view.model(m) is None]
     if unknown:
         raise errors.bad_request(f"unknown models {unknown}; see GET /v1/models", "models",
                                  code="model_not_found")
@@ -75,9 +75,9 @@ async def create_key(body: NewKey, ctx: Ctx, who: Caller) -> dict:
 @router.get("", summary="List keys (metadata only, never secrets)")
 async def list_keys(ctx: Ctx, who: Caller, user_id: str | None = Query(default=None)) -> dict:
     if who.is_admin and user_id is None:
-        keys = ctx.directory.api_keys()
+        keys = ctx.registry_view.api_keys()
     else:
-        keys = ctx.directory.api_keys(acting_user(who, user_id))
+        keys = ctx.registry_view.api_keys(acting_user(who, user_id))
     keys.sort(key=lambda k: k.issued_at)
     return {"object": "list", "data": [key_view(ctx, k) for k in keys]}
 

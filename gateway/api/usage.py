@@ -7,7 +7,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Query
 
-from domain.ports import UsageQuery
+from domain.ports.analytics import UsageQuery
 from gateway import errors
 from gateway.api.deps import Caller, Ctx, acting_user, usd
 

@@ -1,5 +1,5 @@
 """Fixtures for the contract suites: a tansu broker shared by the whole session."""
 
-from tests.support.tansu import tansu_fixture
+from testkit.tansu import tansu_fixture
 
 tansu_bootstrap = tansu_fixture("session")

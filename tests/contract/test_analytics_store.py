@@ -27,14 +27,14 @@ from clickhouse_connect.driver.binding import bind_query
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.analytics_arrow import ARROW_SCHEMA, arrow_stream_bytes, facts_to_arrow
-from adapters.analytics_chdb import ChdbAnalytics
-from adapters.analytics_clickhouse import ClickHouseAnalytics
-from adapters.analytics_memory import InMemoryAnalytics
-from adapters.analytics_sql import INSERT_SETTINGS, INSERT_SQL, escape_param, usage_statement
-from domain.ports import AnalyticsStore, UsageQuery, UsageTotals
+from adapters.analytics.arrow import ARROW_SCHEMA, arrow_stream_bytes, facts_to_arrow
+from adapters.analytics.chdb import ChdbAnalytics
+from adapters.analytics.clickhouse import ClickHouseAnalytics
+from adapters.analytics.memory import InMemoryAnalytics
+from adapters.analytics.schema import SCHEMA, USAGE_COLUMNS, USAGE_TABLE
+from adapters.analytics.sql import INSERT_SETTINGS, INSERT_SQL, escape_param, usage_statement
+from domain.ports.analytics import AnalyticsStore, UsageQuery, UsageTotals
 from domain.usage import RequestMetered, UsageSource
-from projections.schema import SCHEMA, USAGE_COLUMNS, USAGE_TABLE
 
 T0 = datetime(2024, 3, 8, tzinfo=UTC)  # a week spanning the US (Mar 10) and EU (Mar 31) DST changes
 MONTH = UsageQuery(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 4, 1, tzinfo=UTC))

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.cloudevents import decode, encode
-from domain.ports import BusMessage
+from adapters.bus.cloudevents import decode, encode
+from domain.ports.bus import BusMessage
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)

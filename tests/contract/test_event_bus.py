@@ -14,9 +14,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from adapters.inproc_bus import InProcessBus
-from adapters.kafka_bus import OTHER_TOPIC_PARTITIONS, KafkaBus
-from domain.ports import BusConsumer, BusMessage, Delivery, EventBus
+from adapters.bus.inproc import InProcessBus
+from adapters.bus.kafka import OTHER_TOPIC_PARTITIONS, KafkaBus
+from domain.ports.bus import BusConsumer, BusMessage, Delivery, EventBus
 
 OpenConsumer = Callable[..., Awaitable[BusConsumer]]
 
@@ -374,7 +374,7 @@ class TestKafkaBus(EventBusContract):
 
 @pytest.mark.kafka
 async def test_kafka_publishes_fail_within_the_request_timeout_once_the_broker_is_gone() -> None:
-    from tests.support.tansu import running_tansu
+    from testkit.tansu import running_tansu
     topic = f"contract.{uuid4().hex[:12]}"
     with running_tansu() as bootstrap:
         bus = KafkaBus(bootstrap, client_id="contract-gone", request_timeout_ms=2000)

@@ -1,4 +1,4 @@
-"""The upstream port's contract, run on every HTTP client adapter against the simulator."""
+"""The upstream port's contract: the HTTP pool against the simulator, and the in-memory twin."""
 
 from __future__ import annotations
 
@@ -7,17 +7,16 @@ import socket
 import orjson
 import pytest
 
-from adapters.upstream_aiohttp import AiohttpUpstream
-from adapters.upstream_httpx import HttpxUpstream
-from adapters.upstream_pool import UpstreamPool
-from bench.simulator import Simulator
-from domain.ports import UpstreamTimeout, UpstreamUnavailable
+from adapters.upstream.memory import InMemoryModelServer, InMemoryUpstream
+from adapters.upstream.pool import UpstreamPool
+from domain.ports.upstream import UpstreamTimeout, UpstreamUnavailable
+from testkit.simulator.server import Simulator
 
 CHAT = {"messages": [{"role": "user", "content": "hello there"}], "max_tokens": 5}
 
 
 @pytest.fixture(scope="module")
-def sim():
+def simulator_server():
     with Simulator(port=0) as simulator:
         yield simulator
 
@@ -33,7 +32,16 @@ def closed_port() -> int:
 
 
 class UpstreamContract:
+    """Each adapter names a model server's base URL (`base_url`) and one nothing answers at."""
+
     def make(self):
+        raise NotImplementedError
+
+    def unreachable_url(self) -> str:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def sim(self, request: pytest.FixtureRequest):
         raise NotImplementedError
 
     async def test_a_post_returns_status_headers_and_the_whole_body(self, sim) -> None:
@@ -84,9 +92,31 @@ class UpstreamContract:
         upstream = self.make()
         try:
             with pytest.raises(UpstreamUnavailable):
-                await upstream.post(f"http://127.0.0.1:{closed_port()}/v1/chat/completions", body(), 5)
+                await upstream.post(self.unreachable_url() + "/chat/completions", body(), 5)
         finally:
             await upstream.close()
+
+    async def test_a_streamed_error_status_is_returned_with_its_body(self, sim) -> None:
+        upstream = self.make()
+        try:
+            stream = await upstream.stream(sim.base_url + "/chat/completions",
+                                           body("sim-error", stream=True), 5)
+            raw = await stream.read()
+            await stream.close()
+        finally:
+            await upstream.close()
+        assert stream.status == 500
+        assert "error" in orjson.loads(raw)
+
+    async def test_embeddings_report_prompt_tokens(self, sim) -> None:
+        upstream = self.make()
+        try:
+            response = await upstream.post(sim.base_url + "/embeddings", orjson.dumps(
+                {"model": "sim", "input": ["abcd", "abcdefgh"]}), 5)
+        finally:
+            await upstream.close()
+        assert response.status == 200
+        assert orjson.loads(response.body)["usage"]["prompt_tokens"] == 3
 
     async def test_a_slow_upstream_raises_timeout(self, sim) -> None:
         upstream = self.make()
@@ -101,15 +131,28 @@ class UpstreamContract:
 
 
 class TestUpstreamPool(UpstreamContract):
+    @pytest.fixture
+    def sim(self, simulator_server: Simulator) -> Simulator:
+        return simulator_server
+
     def make(self):
         return UpstreamPool()
 
+    def unreachable_url(self) -> str:
+        return f"http://127.0.0.1:{closed_port()}/v1"
 
-class TestAiohttpUpstream(UpstreamContract):
+
+class MemoryServerAt:
+    base_url = "http://model.memory.invalid/v1"
+
+
+class TestInMemoryUpstream(UpstreamContract):
+    @pytest.fixture
+    def sim(self) -> MemoryServerAt:
+        return MemoryServerAt()
+
     def make(self):
-        return AiohttpUpstream()
+        return InMemoryUpstream({MemoryServerAt.base_url: InMemoryModelServer(slow_s=5)})
 
-
-class TestHttpxUpstream(UpstreamContract):
-    def make(self):
-        return HttpxUpstream()
+    def unreachable_url(self) -> str:
+        return "http://nothing.memory.invalid/v1"

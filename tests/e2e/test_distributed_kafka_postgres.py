@@ -20,9 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.simulator import Simulator
-from domain.ports import USAGE_TOPIC
+from domain.ports.bus import USAGE_TOPIC
 from domain.quota_policy import Scope
+from testkit.simulator.server import Simulator
+from testkit.tansu import running_tansu
 from tests.support.gateway import free_port
 from tests.support.processes import (
     BusThread,
@@ -34,7 +35,6 @@ from tests.support.processes import (
     stored_facts,
     write_config,
 )
-from tests.support.tansu import running_tansu
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 

@@ -17,7 +17,7 @@ import pytest
 from domain.pricing import Usage
 from domain.quota_policy import Scope
 from domain.usage import UsageSource
-from infra.demo import demo_config
+from infra.demo.demo_config import demo_config
 from infra.runner import ALL_ROLES
 from tests.support.gateway import RunningGateway, running_gateway
 
@@ -138,7 +138,7 @@ def test_the_ledger_records_exactly_the_tokens_the_client_saw(gw):
     for fact in facts:
         assert (fact.status, fact.usage_source) == (200, UsageSource.UPSTREAM)
         assert not fact.client_disconnected
-        price = gw.system.ctx.directory.model(fact.model).price_version(fact.price_version)
+        price = gw.system.ctx.registry_view.model(fact.model).price_version(fact.price_version)
         assert fact.cost == price.cost(Usage(fact.prompt_tokens, fact.completion_tokens, fact.cached_tokens))
         assert fact.cost > 0
     assert {f.model for f in facts} == {CHAT, EMBED}

@@ -14,17 +14,17 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, OperationalError
 
 from adapters.clock import FixedClock
-from adapters.eventstore import open_applications
+from adapters.eventstore.environments import open_applications
 from domain.budget import Budget, local_day
 from domain.credentials import fingerprint, new_secret
 from domain.errors import DomainError
 from domain.jobs import JobStatus
 from domain.keys import KeyStatus
-from domain.ledger import BusPosition, Ledger
 from domain.periods import Period
 from domain.principals import Role
 from domain.quota_policy import BudgetPolicy, Mode, Scope
-from domain.registry import Registry
+from domain.services.ledger import BusPosition, Ledger
+from domain.services.registry import Registry
 from domain.usage import RequestMetered, UsageSource
 
 START = datetime(2025, 3, 3, 9, 30, tzinfo=UTC)

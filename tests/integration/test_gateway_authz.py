@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.simulator import Simulator
 from infra.runner import ALL_ROLES
+from testkit.simulator.server import Simulator
 from tests.support.gateway import ADMIN_TOKEN, RunningGateway, openai_error, running_gateway, sim_config
 
 HAS_PROJECTOR = importlib.util.find_spec("projections.usage_projector") is not None
@@ -186,8 +186,8 @@ def test_admin_endpoints_refuse_user_tokens_with_403_and_missing_tokens_with_401
     with as_(gw, ADMIN_TOKEN) as admin:
         assert admin.get("/api/admin/budgets/user/alice").status_code == 200
     # nothing the refused calls asked for happened
-    assert gw.system.ctx.directory.user("mallory") is None
-    assert gw.system.ctx.directory.user("bob").active
+    assert gw.system.ctx.registry_view.user("mallory") is None
+    assert gw.system.ctx.registry_view.user("bob").active
 
 
 @pytest.mark.parametrize(("method", "path"), [("GET", "/api/keys"), ("POST", "/api/keys"),

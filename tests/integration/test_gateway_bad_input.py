@@ -20,7 +20,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from bench.simulator import Simulator
+from testkit.simulator.server import Simulator
 from tests.support.gateway import ADMIN_TOKEN, RunningGateway, running_gateway, sim_config
 
 ROLES = frozenset({"gateway", "ledger", "scheduler"})

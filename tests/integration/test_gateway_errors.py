@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from adapters.clock import FixedClock
-from bench.simulator import Simulator
 from domain.quota_policy import Scope
-from gateway.estimate import prompt_upper_bound
+from gateway.v1.estimate import prompt_upper_bound
+from testkit.simulator.server import Simulator
 from tests.support.gateway import (
     RunningGateway,
     add_models,
@@ -155,7 +155,7 @@ def test_a_request_for_several_choices_reserves_max_tokens_for_each(gw, endpoint
     # Each choice may use max_tokens: a reservation of one would let n choices pass a hard cap.
     body = {"model": "sim", "max_tokens": 64}
     body.update({"messages": USER_MSG} if endpoint == "/chat/completions" else {"prompt": "hello"})
-    price = gw.system.ctx.directory.model("sim").price_at(gw.system.clock.now())
+    price = gw.system.ctx.registry_view.model("sim").price_at(gw.system.clock.now())
     bound = prompt_upper_bound(body, "chat" if endpoint == "/chat/completions" else "completions")
     one, three = price.worst_case_cost(bound, 64), price.worst_case_cost(bound, 3 * 64)
     key = gw.issue_key("alice", budget_usd=format(Decimal(one * 2) / 10**9, "f"), budget_mode="hard")

@@ -1,7 +1,7 @@
 """The /v1 answers at the HTTP level: keep-alive, pipelining, Connection: close, and bytes.
 
 The fast path writes its JSON answers straight to uvicorn's connection
-(gateway/direct_write.py). These tests speak raw HTTP/1.1 to a running gateway and hold
+(gateway/v1/direct_write.py). These tests speak raw HTTP/1.1 to a running gateway and hold
 those answers to what uvicorn's own ASGI `send` writes for the same response.
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-import gateway.fast_path as fast_path
-from bench.simulator import Simulator
+import gateway.v1.fast_path as fast_path
+from testkit.simulator.server import Simulator
 from tests.support.gateway import RunningGateway, running_gateway, sim_config
 
 ROLES = frozenset({"gateway", "ledger"})

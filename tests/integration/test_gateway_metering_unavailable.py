@@ -16,10 +16,10 @@ import httpx
 import orjson
 import pytest
 
-from adapters.inproc_bus import InProcessBus
-from bench.simulator import Simulator
-from domain.ports import USAGE_TOPIC, BusMessage
+from adapters.bus.inproc import InProcessBus
+from domain.ports.bus import USAGE_TOPIC, BusMessage
 from domain.quota_policy import Scope
+from testkit.simulator.server import Simulator
 from tests.support.gateway import RunningGateway, openai_error, running_gateway, sim_config
 
 ROLES = frozenset({"gateway", "ledger"})

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from domain.quota_policy import Scope
-from gateway.estimate import prompt_upper_bound
+from gateway.v1.estimate import prompt_upper_bound
 from tests.support.gateway import ADMIN_TOKEN, RunningGateway, add_models, running_gateway, sim_config
 
 pytest_plugins = ["tests.support.upstreams"]  # fixtures: simulator_factory
@@ -212,7 +212,7 @@ def test_a_request_admitted_before_a_budget_existed_does_not_free_a_later_ones_h
     with running_gateway(tmp_path / "data", config, roles=ROLES, upstream_timeout_s=1.0) as gw:
         gw.setup_user("fay")
         key = gw.issue_key("fay", models=["*"])
-        price = gw.system.ctx.directory.model("sim").price_at(gw.system.clock.now())
+        price = gw.system.ctx.registry_view.model("sim").price_at(gw.system.clock.now())
         worst = price.worst_case_cost(prompt_upper_bound(body, "chat"), 64)
         auth = {"authorization": f"Bearer {key['key']}"}
 

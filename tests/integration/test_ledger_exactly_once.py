@@ -19,11 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from domain.ledger import Ledger
-from domain.ports import USAGE_TOPIC, Delivery, UsageQuery
+from domain.ports.analytics import UsageQuery
+from domain.ports.bus import USAGE_TOPIC, Delivery
 from domain.quota_policy import Scope
+from domain.services.ledger import Ledger
 from domain.usage import RequestMetered, UsageSource
-from gateway.metering import to_message
+from gateway.v1.metering import to_message
+from testkit.tansu import running_tansu
 from tests.support.processes import (
     BusThread,
     Processes,
@@ -33,7 +35,6 @@ from tests.support.processes import (
     stored_facts,
     write_config,
 )
-from tests.support.tansu import running_tansu
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
@@ -205,7 +206,7 @@ def test_redelivered_facts_are_counted_once_by_ledger_and_analytics(
 
 def project_into_memory(bus: BusThread, records: int) -> list:
     """Runs the usage projector over the whole topic into InMemoryAnalytics; totals per key."""
-    from adapters.analytics_memory import InMemoryAnalytics
+    from adapters.analytics.memory import InMemoryAnalytics
     from projections.usage_projector import UsageProjector
 
     store = InMemoryAnalytics()

@@ -9,8 +9,8 @@ import httpx
 import openai
 import pytest
 
-from bench.loadgen import run_load
-from infra.demo_model import DemoModelServer, default_cache_dir, ensure_model_file
+from infra.demo.model_server import DemoModelServer, default_cache_dir, ensure_model_file
+from testkit.loadgen import run_load
 
 pytest_plugins = ["tests.support.upstreams"]  # fixtures: simulator, simulator_factory, demo_model
 

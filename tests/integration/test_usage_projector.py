@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
-from adapters.analytics_chdb import ChdbAnalytics
-from adapters.analytics_memory import InMemoryAnalytics
-from adapters.inproc_bus import InProcessBus
-from domain.ports import USAGE_TOPIC, AnalyticsStore, BusConsumer, BusMessage, UsageQuery, UsageTotals
+from adapters.analytics.chdb import ChdbAnalytics
+from adapters.analytics.memory import InMemoryAnalytics
+from adapters.bus.inproc import InProcessBus
+from domain.ports.analytics import AnalyticsStore, UsageQuery, UsageTotals
+from domain.ports.bus import USAGE_TOPIC, BusConsumer, BusMessage
 from domain.usage import RequestMetered, UsageSource
-from gateway.metering import to_message
+from gateway.v1.metering import to_message
 from projections.positions_file import load_positions
 from projections.usage_facts import fact_of
 from projections.usage_projector import UsageProjector

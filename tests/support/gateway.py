@@ -15,13 +15,13 @@ from typing import Any
 import httpx
 import uvicorn
 
-from adapters.analytics_memory import InMemoryAnalytics
-from adapters.inproc_bus import InProcessBus
+from adapters.analytics.memory import InMemoryAnalytics
+from adapters.bus.inproc import InProcessBus
 from domain.usage import RequestMetered
-from infra.config import MeterlineConfig, parse_config
+from infra.config.env_settings import Settings
+from infra.config.toml_file import MeterlineConfig, parse_config
 from infra.container import Meterline, build
 from infra.runner import ALL_ROLES, http_server_config
-from infra.settings import Settings
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 KEY_SECRET = "test-key-secret-0123456789abcdef0123456789"

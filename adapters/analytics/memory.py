@@ -1,0 +1,70 @@
+"""The in-memory analytics store: the twin the contract suite holds the ClickHouse adapters to."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from zoneinfo import ZoneInfo
+
+from adapters.analytics.sql import check_query
+from domain.ports.analytics import UsageQuery, UsageTotals
+from domain.usage import RequestMetered
+
+
+class InMemoryAnalytics:
+    """AnalyticsStore over a dict keyed by event id; the first copy of a fact is the one kept."""
+
+    def __init__(self) -> None:
+        self._facts: dict[str, RequestMetered] = {}
+        self._lock = threading.Lock()
+
+    def ensure_schema(self) -> None:
+        pass
+
+    def insert_usage(self, facts: Sequence[RequestMetered]) -> None:
+        for fact in facts:
+            if fact.occurred_at.tzinfo is None or fact.occurred_at.utcoffset() is None:
+                raise ValueError(f"fact {fact.event_id}: occurred_at must be timezone-aware")
+        with self._lock:
+            for fact in facts:
+                self._facts.setdefault(fact.event_id, fact)
+
+    def usage(self, query: UsageQuery) -> list[UsageTotals]:
+        """Totals per group, ordered by group; ungrouped, always one row."""
+        check_query(query)
+        group_of = _grouping(query)
+        totals: dict[str, list[int]] = {"": [0] * 5} if query.group_by is None else {}
+        with self._lock:
+            facts = list(self._facts.values())
+        for fact in facts:
+            if not _matches(query, fact):
+                continue
+            sums = totals.setdefault(group_of(fact), [0] * 5)
+            sums[0] += 1
+            sums[1] += fact.prompt_tokens
+            sums[2] += fact.completion_tokens
+            sums[3] += fact.cached_tokens
+            sums[4] += fact.cost
+        return [UsageTotals(group, *sums) for group, sums in sorted(totals.items())]
+
+    def count_usage(self) -> int:
+        """How many distinct facts the store holds."""
+        with self._lock:
+            return len(self._facts)
+
+
+def _matches(query: UsageQuery, fact: RequestMetered) -> bool:
+    return (query.start <= fact.occurred_at < query.end
+            and query.user_id in (None, fact.user_id)
+            and query.team_id in (None, fact.team_id or "")
+            and query.key_id in (None, fact.key_id)
+            and query.model in (None, fact.model))
+
+
+def _grouping(query: UsageQuery) -> Callable[[RequestMetered], str]:
+    if query.group_by == "day":
+        zone = ZoneInfo(query.timezone)
+        return lambda fact: fact.occurred_at.astimezone(zone).date().isoformat()
+    column = {None: None, "model": "model", "key": "key_id", "user": "user_id", "team": "team_id"}
+    name = column[query.group_by]
+    return lambda fact: "" if name is None else getattr(fact, name) or ""

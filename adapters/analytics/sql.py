@@ -1,0 +1,103 @@
+"""The ClickHouse statements both analytics adapters send: one dialect, built in one place.
+
+Values never enter the SQL text: they travel as server-side query parameters
+(`{name:Type}` placeholders), so a user id cannot change a statement's meaning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from adapters.analytics.schema import USAGE_COLUMNS, USAGE_TABLE
+from domain.ports.analytics import UsageQuery, UsageTotals
+
+GROUPS = {
+    None: "''",
+    "day": "toString(toDate(occurred_at, {timezone:String}))",
+    "model": "toString(model)",
+    "key": "key_id",
+    "user": "user_id",
+    "team": "team_id",
+}
+_FILTERS = ("user_id", "team_id", "key_id", "model")  # UsageQuery fields, named as the columns
+_TIME = "DateTime64(6, 'UTC')"
+
+COUNT_SQL = f"SELECT count() FROM {USAGE_TABLE} FINAL"
+
+# Copies are merged away later and skipped by FINAL meanwhile, so merging them on insert too
+# only costs: a quarter to a half of chDB's insert rate (bench/bench_analytics.py --paths).
+INSERT_SETTINGS = {"optimize_on_insert": "0"}
+INSERT_SQL = (f"INSERT INTO {USAGE_TABLE} ({', '.join(USAGE_COLUMNS)}) SETTINGS "
+              + ", ".join(f"{name} = {value}" for name, value in INSERT_SETTINGS.items()))
+
+# Identical copies of a fact land in one month partition, so FINAL need not merge across them.
+_SETTINGS = "SETTINGS do_not_merge_across_partitions_select_final = 1"
+
+
+@dataclass(frozen=True)
+class Statement:
+    """SQL with `{name:Type}` placeholders, and the values for them."""
+
+    sql: str
+    params: dict[str, str]
+
+
+def check_query(query: UsageQuery) -> None:
+    """Raises ValueError for a query no adapter can answer, with what to change."""
+    for name in ("start", "end"):
+        moment = getattr(query, name)
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError(f"UsageQuery.{name} {moment!r} must be timezone-aware")
+    if query.group_by not in GROUPS:
+        choices = ", ".join(repr(g) for g in GROUPS)
+        raise ValueError(f"UsageQuery.group_by {query.group_by!r} is not one of {choices}")
+    try:
+        ZoneInfo(query.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"UsageQuery.timezone {query.timezone!r} is not an IANA time zone "
+                         "name such as 'UTC' or 'Europe/Paris'") from None
+
+
+def usage_statement(query: UsageQuery) -> Statement:
+    """The statement answering `query`: totals per group over [start, end), ordered by group."""
+    check_query(query)
+    params = {"start": format_time(query.start), "end": format_time(query.end)}
+    where = [f"occurred_at >= {{start:{_TIME}}}", f"occurred_at < {{end:{_TIME}}}"]
+    for field in _FILTERS:
+        value = getattr(query, field)
+        if value is not None:
+            where.append(f"{field} = {{{field}:String}}")
+            params[field] = value
+    if query.group_by == "day":
+        params["timezone"] = query.timezone
+    sql = (f"SELECT {GROUPS[query.group_by]} AS grp, count() AS requests, "
+           "sum(prompt_tokens), sum(completion_tokens), sum(cached_tokens), sum(cost) "
+           f"FROM {USAGE_TABLE} FINAL WHERE {' AND '.join(where)}")
+    if query.group_by is not None:
+        sql += " GROUP BY grp ORDER BY grp"
+    return Statement(f"{sql} {_SETTINGS}", params)
+
+
+def totals_from_rows(rows: Iterable[Sequence[Any]]) -> list[UsageTotals]:
+    """Result rows (group, requests, prompt, completion, cached, cost) as UsageTotals."""
+    # int(): JSON output quotes 64-bit integers, and exact integers are the point
+    return [UsageTotals(str(group), int(requests), int(prompt), int(completion), int(cached), int(cost))
+            for group, requests, prompt, completion, cached, cost in rows]
+
+
+def format_time(moment: datetime) -> str:
+    """A UTC moment as ClickHouse's DateTime64(6) text; isoformat zero-pads early years."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0",
+                          "\b": "\\b", "\f": "\\f", "\v": "\\v", "'": "\\'"})
+
+
+def escape_param(value: str) -> str:
+    """A parameter value in the escaped text form ClickHouse parses query parameters in."""
+    return value.translate(_ESCAPES)

@@ -1,0 +1,152 @@
+"""Admission on the hot path: parse, authenticate, authorise, rate-limit, reserve. No I/O."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from domain.errors import NoPriceError
+from domain.keys import ApiKey
+from domain.pricing import Price
+from domain.quota_policy import Scope
+from gateway import errors
+from gateway.context import GatewayContext, ModelRoute
+from gateway.v1.estimate import prompt_upper_bound
+from gateway.views.quota_guard import Reservation
+
+ENDPOINT_PATH = {"chat": "/chat/completions", "completions": "/completions",
+                 "embeddings": "/embeddings"}
+ENDPOINT_KIND = {"chat": "chat", "completions": "chat", "embeddings": "embedding"}
+
+
+@dataclass
+class Admitted:
+    key: ApiKey
+    route: ModelRoute
+    price: Price
+    payload: dict[str, Any]
+    endpoint: str              # chat | completions | embeddings
+    max_output_tokens: int
+    prompt_bound: int
+    reservation: Reservation
+    job_id: str | None
+    key_id: str                # str(key.id), computed once
+
+
+def authenticate(ctx: GatewayContext, authorization: str | None, now: datetime | None = None) -> ApiKey:
+    if not authorization or not authorization.lower().startswith("bearer "):
+        ctx.metrics.refused("missing_key")
+        raise errors.unauthorized("no API key: send 'Authorization: Bearer sk-…' with a key from "
+                                  "POST /api/keys", code="missing_api_key")
+    secret = authorization[7:].strip()
+    match = ctx.registry_view.key_for_secret(ctx.hmac(secret), now or ctx.clock.now())
+    if match is None:
+        ctx.metrics.refused("invalid_key")
+        raise errors.unauthorized("the API key is unknown, revoked or expired; create a new key")
+    return match.key
+
+
+def _requested_max_tokens(payload: dict[str, Any]) -> int | None:
+    for field in ("max_completion_tokens", "max_tokens"):
+        value = payload.get(field)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise errors.bad_request(f"'{field}' must be a positive integer, got {value!r}", field)
+        return value
+    return None
+
+
+PROMPT_FIELD = {"chat": "messages", "completions": "prompt", "embeddings": "input"}
+
+
+def _check_shape(payload: dict[str, Any], endpoint: str) -> None:
+    """Refuses bodies the worst-case estimate cannot bound, before anything is reserved."""
+    field = PROMPT_FIELD[endpoint]
+    value = payload.get(field)
+    if endpoint == "chat":
+        if not isinstance(value, list) or not all(isinstance(m, dict) for m in value):
+            raise errors.bad_request("'messages' is required and must be a list of message objects "
+                                     "like {\"role\": \"user\", \"content\": \"…\"}", field)
+    elif not isinstance(value, str | list):
+        raise errors.bad_request(f"'{field}' is required and must be a string or a list", field)
+    options = payload.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise errors.bad_request("'stream_options' must be an object, e.g. {\"include_usage\": true}",
+                                 "stream_options")
+
+
+def _choices(payload: dict[str, Any], endpoint: str) -> int:
+    """How many completions a request asks for; each may use up to max_tokens."""
+    most = 1
+    for field in ("n", "best_of") if endpoint == "completions" else ("n",):
+        value = payload.get(field)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise errors.bad_request(f"'{field}' must be a positive integer, got {value!r}", field)
+        most = max(most, value)
+    return most
+
+
+def resolve_model(ctx: GatewayContext, key: ApiKey, payload: dict[str, Any], endpoint: str,
+                  now: datetime) -> tuple[ModelRoute, Price]:
+    model = payload.get("model")
+    if not isinstance(model, str) or not model:
+        raise errors.bad_request("'model' is required and must be a string; see GET /v1/models",
+                                 "model", code="missing_model")
+    route = ctx.routes.get(model)
+    book = ctx.registry_view.model(model)
+    if route is None or book is None or not book.enabled:
+        raise errors.not_found(f"the model '{model}' does not exist or is disabled; "
+                               "see GET /v1/models for the models your key may use")
+    if not key.allows_model(model):
+        ctx.metrics.refused("model_not_allowed")
+        raise errors.forbidden(f"this key may not use the model '{model}'; allowed: "
+                               f"{', '.join(key.models) or 'none'}", "model_not_allowed")
+    if ENDPOINT_KIND[endpoint] != route.kind:
+        raise errors.bad_request(f"the model '{model}' is a {route.kind} model and does not "
+                                 f"serve /v1/{endpoint.replace('chat', 'chat/completions')}",
+                                 "model", code="wrong_endpoint")
+    try:
+        price = book.price_at(now)
+    except NoPriceError:
+        raise errors.GatewayError(503, f"the model '{model}' has no price in force yet; "
+                                  "ask an admin to set one", "api_error", "model_not_priced") from None
+    return route, price
+
+
+def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiKey,
+          job_id: str | None, now: datetime) -> Admitted:
+    """Decides whether a request may go upstream, holding its worst-case cost if so."""
+    route, price = resolve_model(ctx, key, payload, endpoint, now)
+    _check_shape(payload, endpoint)
+    if endpoint == "embeddings":
+        max_out = 0
+    else:
+        requested = _requested_max_tokens(payload)
+        cap = route.max_output_tokens or ctx.options.default_max_tokens
+        max_out = min(requested, cap) if requested else cap
+    prompt_bound = prompt_upper_bound(payload, endpoint)
+    choices = _choices(payload, endpoint)  # a malformed n is a 400 before any limit is touched
+    key_id = str(key.id)
+    ok, reason, wait = ctx.rate_limiter.admit(key_id, time.monotonic(), key.rpm_limit,
+                                             key.tpm_limit, prompt_bound + max_out)
+    if not ok:
+        ctx.metrics.refused("rate_limit")
+        raise errors.rate_limited(f"{reason} for this key; retry in {wait} s", wait)
+    scopes = [(Scope.KEY, key_id), (Scope.USER, key.user_id)]
+    if key.team_id:
+        scopes.append((Scope.TEAM, key.team_id))
+    amount = price.worst_case_cost(prompt_bound, max_out * choices)
+    reservation, decision = ctx.guard.reserve(scopes, amount, now)
+    if reservation is None:
+        ctx.rate_limiter.correct(key_id, prompt_bound + max_out, 0)
+        ctx.metrics.refused(f"quota_{decision.scope}")
+        raise errors.insufficient_quota(
+            f"{decision.reason} (policy v{decision.policy_version}). Ask an admin to raise the "
+            "budget or wait for the next period.")
+    return Admitted(key, route, price, payload, endpoint, max_out, prompt_bound, reservation, job_id,
+                    key_id)

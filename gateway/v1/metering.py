@@ -1,0 +1,101 @@
+"""Metering a served request: its RequestMetered fact, settled against its reservation and
+handed durably to the bus before the answer goes out."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from domain.ids import random_id
+from domain.ports.bus import USAGE_TOPIC, BusMessage, EventBus
+from domain.pricing import Usage
+from domain.usage import EVENT_TYPE as REQUEST_METERED
+from domain.usage import RequestMetered, UsageSource, billed_cost
+from gateway import errors
+from gateway.context import GatewayContext
+from gateway.v1.admission import ENDPOINT_PATH, Admitted
+from gateway.v1.estimate import estimate_prompt_tokens, estimate_tokens
+
+log = logging.getLogger(__name__)
+
+
+
+def parse_usage(raw: Any) -> Usage | None:
+    """The upstream's usage block, or None if it is missing or malformed."""
+    if not isinstance(raw, dict):
+        return None
+    prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens", 0)
+    details = raw.get("prompt_tokens_details") or {}
+    cached = details.get("cached_tokens", 0) if isinstance(details, dict) else 0
+    values = (prompt, completion or 0, cached or 0)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+        return None
+    try:
+        return Usage(values[0], values[1], min(values[2], values[0]))
+    except ValueError:
+        return None
+
+
+def choice_text_bytes(data: dict[str, Any]) -> int:
+    total = 0
+    for choice in data.get("choices") or []:
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get("message") or choice.get("delta") or {}
+        text = choice.get("text") or (message.get("content") if isinstance(message, dict) else "")
+        if isinstance(text, str):
+            total += len(text.encode())
+    return total
+
+
+async def meter(ctx: GatewayContext, adm: Admitted, *, status: int, usage: Usage | None,
+                started: float, stream: bool = False, disconnected: bool = False,
+                generated_bytes: int = 0) -> RequestMetered:
+    """Records a request's usage durably; raises 503 (nothing served) if that fails."""
+    source = UsageSource.UPSTREAM
+    if usage is None:
+        source = UsageSource.ESTIMATED
+        prompt = estimate_prompt_tokens(adm.payload, adm.endpoint) if 200 <= status < 300 or \
+            generated_bytes else 0
+        usage = Usage(prompt, estimate_tokens(generated_bytes))
+    key = adm.key
+    fact = RequestMetered(
+        event_id=random_id(), occurred_at=ctx.clock.now(), key_id=adm.key_id, user_id=key.user_id,
+        team_id=key.team_id, model=adm.route.name, endpoint="/v1" + ENDPOINT_PATH[adm.endpoint],
+        prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens, latency_ms=int((time.perf_counter() - started) * 1000),
+        status=status, usage_source=source, price_version=adm.price.version,
+        cost=billed_cost(adm.price, usage, status), job_id=adm.job_id, stream=stream,
+        client_disconnected=disconnected, gateway_id=ctx.options.gateway_id)
+    if fact.cost > adm.reservation.amount:
+        log.warning("request %s cost %d above its reservation %d: the upstream ignored max_tokens",
+                    fact.event_id, fact.cost, adm.reservation.amount)
+    ctx.guard.settle(adm.reservation, fact.event_id, fact.cost)
+    ctx.rate_limiter.correct(adm.key_id, adm.prompt_bound + adm.max_output_tokens, usage.total_tokens)
+    try:
+        # No shield needed: every bus queues the message before its first suspension point,
+        # so a cancelled request's fact still goes out (tests/contract/test_event_bus.py).
+        await publish_metered(ctx.bus, fact, ctx.options.gateway_id)
+    except Exception as exc:
+        ctx.guard.forget(adm.reservation.scopes, fact.event_id)
+        ctx.metrics.refused("metering_unavailable")
+        log.error("metering publish failed for %s: %s", fact.event_id, exc)
+        raise errors.GatewayError(503, "metering is unavailable, so the response was withheld "
+                                  "rather than served unmetered; retry shortly", "api_error",
+                                  "metering_unavailable") from exc
+    ctx.metrics.observe_request(adm.route.name, adm.endpoint, status, fact.latency_ms,
+                                usage.prompt_tokens, usage.completion_tokens, fact.cost)
+    ctx.registry_view.last_key_use[key.id] = fact.occurred_at
+    return fact
+
+
+def to_message(fact: RequestMetered, gateway_id: str) -> BusMessage:
+    return BusMessage(id=fact.event_id, type=REQUEST_METERED, source=f"/meterline/gateway/{gateway_id}",
+                      subject=f"key/{fact.key_id}", time=fact.occurred_at, data=fact.to_data(),
+                      key=fact.key_id, schema_version=fact.schema_version)
+
+
+async def publish_metered(bus: EventBus, fact: RequestMetered, gateway_id: str) -> None:
+    """Returns once the bus has durably accepted the fact; the response may go out after."""
+    await bus.publish(USAGE_TOPIC, [to_message(fact, gateway_id)])

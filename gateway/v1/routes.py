@@ -1,0 +1,93 @@
+"""The OpenAI-compatible surface: /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from functools import partial
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from gateway import errors
+from gateway.context import GatewayContext
+from gateway.v1.admission import ENDPOINT_PATH, admit, authenticate
+from gateway.v1.body import BodySource, job_of, parse_json, read_body
+from gateway.v1.upstream_call import call_once, call_streaming, upstream_body
+
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
+OPENAPI_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"type": "object", "required": ["model"], "additionalProperties": True,
+               "properties": {"model": {"type": "string"}}}}}}}
+
+
+async def handle(request: Request, endpoint: str) -> Response:
+    """The FastAPI route's entry (documented in /docs); the ASGI fast path calls `serve`."""
+    headers = request.headers
+    return await serve(request.app.state.ctx, endpoint, headers.get("authorization"),
+                       headers.get("x-meterline-job"), headers.get("content-length"),
+                       partial(_stream_of, request))
+
+
+async def _stream_of(request: Request) -> AsyncIterator[bytes]:
+    return request.stream()
+
+
+async def serve(ctx: GatewayContext, endpoint: str, authorization: str | None, job: str | None,
+                content_length: str | None, body: BodySource) -> Response:
+    """One /v1 request: admit, forward, meter, answer. Errors come back as responses."""
+    started = time.perf_counter()
+    now = ctx.clock.now()
+    try:
+        key = authenticate(ctx, authorization, now)
+        payload = parse_json(await read_body(body, content_length, ctx.options.max_body_bytes))
+        stream = payload.get("stream", False)
+        if not isinstance(stream, bool):
+            raise errors.bad_request("'stream' must be true or false", "stream")
+        if endpoint == "embeddings" and stream:
+            raise errors.bad_request("embeddings cannot be streamed", "stream")
+        adm = admit(ctx, endpoint, payload, key, job_of(job), now)
+    except errors.GatewayError as exc:
+        return exc.response()
+    url = adm.route.upstream_url + ENDPOINT_PATH[endpoint]
+    try:
+        body = upstream_body(adm)
+        if stream:
+            return await call_streaming(ctx, adm, url, body, started)
+        return await call_once(ctx, adm, url, body, started)
+    except errors.GatewayError as exc:
+        return exc.response()
+    except BaseException:
+        ctx.guard.release(adm.reservation)
+        raise
+
+
+@router.post("/chat/completions", openapi_extra=OPENAPI_BODY, summary="Create a chat completion")
+async def chat_completions(request: Request) -> Response:
+    return await handle(request, "chat")
+
+
+@router.post("/completions", openapi_extra=OPENAPI_BODY, summary="Create a completion")
+async def completions(request: Request) -> Response:
+    return await handle(request, "completions")
+
+
+@router.post("/embeddings", openapi_extra=OPENAPI_BODY, summary="Create embeddings")
+async def embeddings(request: Request) -> Response:
+    return await handle(request, "embeddings")
+
+
+@router.get("/models", summary="List the models this key may use")
+async def list_models(request: Request) -> Response:
+    ctx: GatewayContext = request.app.state.ctx
+    try:
+        key = authenticate(ctx, request.headers.get("authorization"))
+    except errors.GatewayError as exc:
+        return exc.response()
+    data = [{"id": book.model, "object": "model", "created": int(book.created_on.timestamp()),
+             "owned_by": "meterline"}
+            for book in ctx.registry_view.models()
+            if book.enabled and book.model in ctx.routes and key.allows_model(book.model)]
+    return Response(orjson.dumps({"object": "list", "data": sorted(data, key=lambda m: m["id"])}),
+                    media_type="application/json")

@@ -1,0 +1,96 @@
+"""SSE streams: pass chunks through, meter before the last one leaves, survive disconnects.
+
+One chunk is always held back, so the client cannot hold the complete answer before its
+usage is durably metered. The usage chunk the gateway asked for is hidden from clients
+that did not ask for it themselves. A client that goes away mid-stream is metered for
+what was generated up to then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from domain.ports.upstream import UpstreamStream, UpstreamTimeout, UpstreamUnavailable
+from domain.pricing import Usage
+from gateway.context import GatewayContext
+from gateway.errors import GatewayError
+from gateway.v1.admission import Admitted
+from gateway.v1.metering import choice_text_bytes, meter, parse_usage
+
+DONE = b"data: [DONE]\n\n"
+
+
+def _error_event(message: str, code: str) -> bytes:
+    body = {"error": {"message": message, "type": "api_error", "param": None, "code": code}}
+    return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+async def relay(ctx: GatewayContext, adm: Admitted, upstream: UpstreamStream,
+                started: float) -> AsyncIterator[bytes]:
+    client_model = adm.payload["model"]
+    wants_usage = bool((adm.payload.get("stream_options") or {}).get("include_usage"))
+    usage: Usage | None = None
+    generated = 0
+    held: bytes | None = None
+    metered = False
+    status = 200
+
+    async def settle(disconnected: bool) -> None:
+        nonlocal metered
+        metered = True
+        await meter(ctx, adm, status=status, usage=usage, started=started, stream=True,
+                    disconnected=disconnected, generated_bytes=generated)
+
+    try:
+        async for line in upstream.lines():
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                break
+            try:
+                chunk: dict[str, Any] = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                continue
+            if "usage" in chunk and chunk["usage"] is not None:
+                usage = parse_usage(chunk["usage"]) or usage
+                if not chunk.get("choices") and not wants_usage:
+                    continue  # the usage chunk only the gateway asked for
+                if not wants_usage:
+                    chunk.pop("usage", None)
+            generated += choice_text_bytes(chunk)
+            if "model" in chunk:
+                chunk["model"] = client_model
+            if held is not None:
+                yield held
+            held = b"data: " + orjson.dumps(chunk) + b"\n\n"
+        await settle(disconnected=False)
+    except (UpstreamTimeout, UpstreamUnavailable) as exc:
+        status = 504 if isinstance(exc, UpstreamTimeout) else 502
+        ctx.metrics.upstream_error(adm.route.name, "timeout" if status == 504 else "unavailable")
+        await settle(disconnected=False)
+        if held is not None:
+            yield held
+        yield _error_event(f"the model server failed mid-stream ({exc}); the partial answer "
+                           "above was metered", "upstream_error")
+        return
+    except GatewayError as exc:  # metering failed: withhold the end of the answer
+        yield _error_event(exc.message, exc.code or "metering_unavailable")
+        return
+    except BaseException:
+        # The client went away (cancellation) or something broke: meter what was generated.
+        if not metered:
+            task = asyncio.ensure_future(settle(disconnected=True))
+            await asyncio.shield(task)
+        raise
+    finally:
+        await upstream.close()
+    if held is not None:
+        yield held
+    yield DONE
+
+

@@ -1,0 +1,95 @@
+"""Calling the model server for an admitted request: the body it is sent, and its answer
+metered before it is relayed (whole, or as a stream by `streaming.relay`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.responses import Response, StreamingResponse
+
+from domain.ports.upstream import UpstreamTimeout, UpstreamUnavailable
+from gateway import errors
+from gateway.context import GatewayContext
+from gateway.responses import JsonBytesResponse
+from gateway.v1.admission import Admitted
+from gateway.v1.metering import choice_text_bytes, meter, parse_usage
+from gateway.v1.streaming import relay
+
+
+def upstream_body(adm: Admitted) -> bytes:
+    """The client's request with the upstream model name, a hard output cap and default stops."""
+    body = dict(adm.payload)
+    body["model"] = adm.route.upstream_model
+    if adm.endpoint != "embeddings":
+        body.pop("max_completion_tokens", None)
+        body["max_tokens"] = adm.max_output_tokens  # the reservation covers no more than this
+        if adm.route.stop and body.get("stop") is None:
+            body["stop"] = list(adm.route.stop)
+        if body.get("stream") is True:
+            options = dict(body.get("stream_options") or {})
+            options["include_usage"] = True
+            body["stream_options"] = options
+    return orjson.dumps(body)
+
+
+async def call_once(ctx: GatewayContext, adm: Admitted, url: str, body: bytes, started: float) -> Response:
+    try:
+        upstream = await ctx.upstream.post(url, body, ctx.options.upstream_timeout_s)
+    except (UpstreamTimeout, UpstreamUnavailable) as exc:
+        return await no_answer(ctx, adm, exc, started)
+    if upstream.status >= 400:
+        await meter(ctx, adm, status=upstream.status, usage=None, started=started)
+        return upstream_error(upstream.status, upstream.body, adm.route.name)
+    try:
+        data: dict[str, Any] = orjson.loads(upstream.body)
+    except orjson.JSONDecodeError:
+        await meter(ctx, adm, status=502, usage=None, started=started)
+        raise errors.upstream_failed(f"the model server for '{adm.route.name}' sent a body "
+                                     "that is not JSON") from None
+    usage = parse_usage(data.get("usage"))
+    await meter(ctx, adm, status=upstream.status, usage=usage, started=started,
+                generated_bytes=choice_text_bytes(data))
+    if "model" in data:
+        data["model"] = adm.payload["model"]
+    return JsonBytesResponse(orjson.dumps(data), upstream.status)
+
+
+async def call_streaming(ctx: GatewayContext, adm: Admitted, url: str, body: bytes,
+                         started: float) -> Response:
+    try:
+        upstream = await ctx.upstream.stream(url, body, ctx.options.upstream_timeout_s)
+    except (UpstreamTimeout, UpstreamUnavailable) as exc:
+        return await no_answer(ctx, adm, exc, started)
+    if upstream.status >= 400:
+        raw = await upstream.read()
+        await upstream.close()
+        await meter(ctx, adm, status=upstream.status, usage=None, started=started, stream=True)
+        return upstream_error(upstream.status, raw, adm.route.name)
+    return StreamingResponse(relay(ctx, adm, upstream, started), media_type="text/event-stream",
+                             headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+
+
+async def no_answer(ctx: GatewayContext, adm: Admitted, exc: Exception, started: float) -> Response:
+    """The model server timed out or could not be reached: metered (nothing generated), 504 or 502."""
+    timeout = isinstance(exc, UpstreamTimeout)
+    status = 504 if timeout else 502
+    ctx.metrics.upstream_error(adm.route.name, "timeout" if timeout else "unavailable")
+    await meter(ctx, adm, status=status, usage=None, started=started)
+    if timeout:
+        return errors.upstream_timeout(f"the model server for '{adm.route.name}' did not answer "
+                                       f"within {ctx.options.upstream_timeout_s:g} s; retry").response()
+    return errors.upstream_failed(f"the model server for '{adm.route.name}' is unreachable "
+                                  f"({exc}); retry later").response()
+
+
+def upstream_error(status: int, body: bytes, model: str) -> Response:
+    """Passes an upstream's OpenAI-shaped 4xx through; anything else becomes a clear 502."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = None
+    if 400 <= status < 500 and isinstance(data, dict) and isinstance(data.get("error"), dict):
+        return JsonBytesResponse(body, status)
+    return errors.upstream_failed(f"the model server for '{model}' answered HTTP {status}; "
+                                  "try again later").response()

@@ -1,0 +1,220 @@
+"""Process settings from METERLINE_* environment variables, and the secrets they name."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from infra.config.errors import ConfigError, check_timezone, choice, hinted, problems_from
+
+ENV_PREFIX = "METERLINE_"
+MIN_ADMIN_TOKEN = 16
+MIN_KEY_SECRET = 32
+# values copied from examples and templates; a deployment that kept one is not secret
+KNOWN_DEFAULTS = frozenset({"changeme", "change-me", "changethis", "secret", "password",
+                            "admin", "meterline", "dev", "test", "token"})
+DEV_SECRETS_FILE = "dev-secrets.json"
+_EXAMPLES = {"bus": "inproc", "port": "8080", "dev": "1", "upstream_timeout_s": "60",
+             "max_body_bytes": "1048576", "reservation_default_max_tokens": "4096",
+             "database_url": "postgresql://meterline:secret@127.0.0.1:5432/meterline",
+             "analytics_url": "http://127.0.0.1:8123", "billing_timezone": "Europe/Berlin"}
+
+
+def _default_gateway_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _postgres_url(value: Any) -> Any:
+    if value is not None:
+        parsed = _parse_postgres(value.get_secret_value() if isinstance(value, SecretStr) else value)
+        if isinstance(parsed, str):
+            raise hinted(parsed)
+    return value
+
+
+def _analytics_url(value: Any) -> Any:
+    try:
+        scheme = urlsplit(value).scheme if isinstance(value, str) else ""
+    except ValueError:
+        scheme = ""
+    if value is not None and scheme not in ("http", "https", "clickhouse"):
+        # the URL is not echoed: it may carry a password
+        raise hinted("is not a ClickHouse server URL; use e.g. "
+                     f"METERLINE_ANALYTICS_URL={_EXAMPLES['analytics_url']}, "
+                     "or leave it unset to use embedded chDB")
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything a process needs before it reads the configuration file."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True)
+
+    data_dir: Path = Path("data")
+    config: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    dev: bool = False
+    admin_token: SecretStr | None = None
+    key_secret: SecretStr | None = None  # HMAC-SHA256 secret for API keys and user tokens
+    bus: Annotated[Literal["inproc", "kafka"],
+                   BeforeValidator(lambda v: choice(v, ("inproc", "kafka"), "bus"))] = "inproc"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    database_url: Annotated[SecretStr | None, BeforeValidator(_postgres_url)] = None
+    billing_timezone: Annotated[str, BeforeValidator(check_timezone)] = "UTC"
+    gateway_id: str = Field(default_factory=_default_gateway_id)
+    upstream_timeout_s: float = Field(60.0, gt=0)
+    max_body_bytes: int = Field(1_048_576, gt=0)
+    reservation_default_max_tokens: int = Field(4096, gt=0)
+    ledger_max_batch: int = Field(5000, gt=0)  # usage facts the ledger fetches per round
+    ledger_linger_ms: int = Field(100, ge=0)  # how long a round gathers facts under load
+    analytics_url: Annotated[str | None, BeforeValidator(_analytics_url)] = None
+
+    @property
+    def event_store_path(self) -> Path:
+        """The SQLite event store, used when no database_url is set."""
+        return self.data_dir / "events.sqlite"
+
+    @property
+    def analytics_path(self) -> Path:
+        """The chDB data directory, used when no analytics_url is set."""
+        return self.data_dir / "analytics"
+
+    def postgres_dsn(self) -> PostgresDsn | None:
+        """The PostgreSQL connection parts, or None for the SQLite event store."""
+        if self.database_url is None:
+            return None
+        return parse_postgres_url(self.database_url.get_secret_value())
+
+    def check_production_safety(self) -> None:
+        """Refuses missing, default or short secrets unless in dev mode."""
+        if self.dev:
+            return
+        problems = [p for p in (
+            _weak_secret("METERLINE_ADMIN_TOKEN", self.admin_token, MIN_ADMIN_TOKEN),
+            _weak_secret("METERLINE_KEY_SECRET", self.key_secret, MIN_KEY_SECRET)) if p]
+        if problems:
+            raise ConfigError("", problems)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (overrides win); errors name the environment variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError("", problems_from(exc, _env_name, _env_example, _env_fields)) from None
+
+
+def resolve_secrets(settings: Settings) -> tuple[SecretStr, SecretStr]:
+    """(admin_token, key_secret); in dev mode missing ones come from a 0600 file in data_dir."""
+    settings.check_production_safety()
+    if settings.admin_token is not None and settings.key_secret is not None:
+        return settings.admin_token, settings.key_secret
+    stored = _dev_secrets(settings.data_dir / DEV_SECRETS_FILE)
+    return (settings.admin_token or SecretStr(stored["admin_token"]),
+            settings.key_secret or SecretStr(stored["key_secret"]))
+
+
+@dataclass(frozen=True)
+class PostgresDsn:
+    """What psycopg and eventsourcing need to reach PostgreSQL."""
+
+    host: str
+    port: int
+    dbname: str
+    user: str
+    password: SecretStr = field(default_factory=lambda: SecretStr(""))
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        """Environment for eventsourcing's PostgreSQL persistence module."""
+        return {"PERSISTENCE_MODULE": "eventsourcing.postgres", "POSTGRES_HOST": self.host,
+                "POSTGRES_PORT": str(self.port), "POSTGRES_DBNAME": self.dbname,
+                "POSTGRES_USER": self.user, "POSTGRES_PASSWORD": self.password.get_secret_value()}
+
+
+def parse_postgres_url(url: str) -> PostgresDsn:
+    """postgresql://user:pass@host:port/db -> PostgresDsn; a bad URL raises ConfigError."""
+    parsed = _parse_postgres(url)
+    if isinstance(parsed, str):
+        raise ConfigError("", [f"METERLINE_DATABASE_URL: {parsed}"])
+    return parsed
+
+
+def _parse_postgres(url: str) -> PostgresDsn | str:
+    """The parts of a PostgreSQL URL, or what is wrong with it (never echoing the password)."""
+    hint = f"use e.g. METERLINE_DATABASE_URL={_EXAMPLES['database_url']}"
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 5432
+    except (ValueError, TypeError):
+        return f"is not a valid URL (check the port); {hint}"
+    if parts.scheme not in ("postgresql", "postgres"):
+        return (f"scheme {parts.scheme!r} is not PostgreSQL; {hint}, "
+                "or leave it unset for the SQLite event store")
+    dbname = unquote(parts.path.lstrip("/"))
+    if not parts.hostname or not dbname or not parts.username:
+        return f"needs a user, a host and a database name; {hint}"
+    return PostgresDsn(host=parts.hostname, port=port, dbname=dbname,
+                       user=unquote(parts.username),
+                       password=SecretStr(unquote(parts.password or "")))
+
+
+def _weak_secret(env: str, value: SecretStr | None, minimum: int) -> str | None:
+    fix = (f"set it to a random secret of at least {minimum} characters, "
+           "or run with METERLINE_DEV=1 for a local trial")
+    if value is None:
+        return f"{env} is not set; {fix}"
+    secret = value.get_secret_value()
+    if secret.strip().lower() in KNOWN_DEFAULTS:
+        return f"{env} is a well-known default value; {fix}"
+    if len(secret) < minimum:
+        return f"{env} is too short ({len(secret)} characters); {fix}"
+    return None
+
+
+def _dev_secrets(path: Path) -> dict[str, str]:
+    """The dev secrets stored at `path`, created on first use so restarts keep key hashes."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = {"admin_token": secrets.token_urlsafe(24), "key_secret": secrets.token_urlsafe(48)}
+        temp = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(fresh, out)
+        try:
+            # link, not rename: when two processes start at once the first file wins
+            os.link(temp, path)
+        except FileExistsError:
+            pass
+        finally:
+            temp.unlink()
+    try:
+        stored = json.loads(path.read_text())
+        if isinstance(stored.get("admin_token"), str) and isinstance(stored.get("key_secret"), str):
+            return stored
+    except (ValueError, AttributeError):
+        pass
+    raise ConfigError(str(path), ["is not a valid dev secrets file; delete it to generate new "
+                                  "dev secrets (API keys issued with the old ones stop working)"])
+
+
+def _env_name(loc: Any) -> str:
+    return f"{ENV_PREFIX}{str(loc[0]).upper()}" if loc else ""
+
+
+def _env_example(loc: Any) -> str | None:
+    sample = _EXAMPLES.get(str(loc[0])) if loc else None
+    return f"{_env_name(loc)}={sample}" if sample else None
+
+
+def _env_fields(loc: Any) -> list[str]:
+    return list(Settings.model_fields)

@@ -1,0 +1,59 @@
+"""Periodic work (apscheduler): budget period rollover, grace-window expiry, key expiry."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Protocol
+
+import anyio
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from domain.budget import Budget
+from domain.keys import ApiKey
+from domain.quota_policy import Scope
+from domain.services.ledger import Ledger
+from domain.services.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+class KnownPrincipals(Protocol):
+    """What the scheduler needs to know of the registry: an in-memory view kept by events
+    (the gateway's registry view, handed in by the composition root)."""
+
+    def budget_scopes(self) -> Iterable[tuple[Scope, str]]: ...
+
+    def api_keys(self) -> list[ApiKey]: ...
+
+
+def budget_ids(principals: KnownPrincipals) -> list:
+    """Every budget a known principal may have."""
+    return [Budget.id_for(scope, scope_id) for scope, scope_id in principals.budget_scopes()]
+
+
+def observe_budgets(ledger: Ledger, principals: KnownPrincipals) -> int:
+    ids = [i for i in budget_ids(principals) if i in ledger.repository]
+    return ledger.observe_budgets(ids)
+
+
+def expire_keys(registry: Registry, principals: KnownPrincipals) -> int:
+    return registry.expire_keys(principals.api_keys())
+
+
+def build_scheduler(registry: Registry, ledger: Ledger, principals: KnownPrincipals,
+                    after: object = None, interval_s: int = 60) -> AsyncIOScheduler:
+    scheduler = AsyncIOScheduler(timezone="UTC")
+
+    async def tick() -> None:
+        try:
+            changed = await anyio.to_thread.run_sync(observe_budgets, ledger, principals)
+            changed += await anyio.to_thread.run_sync(expire_keys, registry, principals)
+            if changed and callable(after):
+                await anyio.to_thread.run_sync(after)
+        except Exception:
+            log.exception("scheduler: periodic budget and key checks failed; retrying next tick")
+
+    scheduler.add_job(tick, "interval", seconds=interval_s, id="budgets-and-keys",
+                      max_instances=1, coalesce=True)
+    return scheduler
