@@ -156,7 +156,7 @@ class DemoModelServer:
             else tempfile.TemporaryFile()  # noqa: SIM115
         )
         # The child imports this module by name, installed or not.
-        path = [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
+        path = [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
         cmd = [sys.executable, "-m", "infra.demo.model_server", "serve", "--model", str(model),
                "--port", str(self.port), "--threads", str(self.threads), "--lifeline"]

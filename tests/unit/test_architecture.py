@@ -204,3 +204,19 @@ def test_the_rule_checker_sees_relative_and_dynamic_imports() -> None:
               "importlib.import_module('gateway.app')\n")
     assert [name for _, name in sorted(imports_in(source, ("domain",)))] == [
         "adapters", "domain.budget", "infra.config.env_settings", "gateway.app"]
+
+
+MAX_MODULE_LINES = 300
+
+
+def test_every_module_is_under_300_lines() -> None:
+    """A module that grows past this is doing more than one thing: split it by concern."""
+    long = [f"{path.relative_to(ROOT)}: {n} lines"
+            for package in sorted(OUR_PACKAGES) for path in modules(package)
+            if (n := len(path.read_text().splitlines())) >= MAX_MODULE_LINES]
+    assert not long, "\n".join(long)
+
+
+@pytest.mark.parametrize("package", sorted(OUR_PACKAGES))
+def test_every_top_level_package_has_a_readme(package: str) -> None:
+    assert (ROOT / package / "README.md").is_file()
