@@ -1,4 +1,8 @@
-"""The clock port: the domain never reads the system time itself."""
+"""The clock port: the domain never reads the system time itself.
+
+Adapters: `adapters/clock.py` (`SystemClock`, and `FixedClock`, the twin tests move by
+hand); both pass `tests/contract/test_clock.py`.
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -220,3 +221,18 @@ def test_every_module_is_under_300_lines() -> None:
 @pytest.mark.parametrize("package", sorted(OUR_PACKAGES))
 def test_every_top_level_package_has_a_readme(package: str) -> None:
     assert (ROOT / package / "README.md").is_file()
+
+
+@pytest.mark.parametrize("port", sorted(p.stem for p in (ROOT / "domain" / "ports").glob("[!_]*.py")))
+def test_each_port_names_adapters_and_a_contract_suite_that_exist(port: str) -> None:
+    """A port's docstring promises its adapters and the suite they pass: hold it to that."""
+    doc = ast.get_docstring(ast.parse((ROOT / "domain" / "ports" / f"{port}.py").read_text())) or ""
+    named = re.findall(r"`((?:adapters|tests)/[\w/]+\.py)`", doc)
+    assert any(n.startswith("adapters/") for n in named), f"{port}: names no adapter"
+    assert any(n.startswith("tests/contract/") for n in named), f"{port}: names no contract suite"
+    missing = [n for n in named if not (ROOT / n).is_file()]
+    assert not missing, f"{port} names files that do not exist: {missing}"
+    suite = next(ROOT / n for n in named if n.startswith("tests/contract/"))
+    for adapter in (n for n in named if n.startswith("adapters/")):
+        module = adapter.removesuffix(".py").replace("/", ".")
+        assert module in suite.read_text(), f"{suite.name} does not test {module}"
