@@ -15,6 +15,7 @@ from domain.errors import DomainError
 from gateway import errors
 from gateway.api import routes as management
 from gateway.context import GatewayContext
+from gateway.request_guard import RequestGuard
 from gateway.v1.routes import router as v1_router
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ def create_app(ctx: GatewayContext,
         return PlainTextResponse(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
 
     install_error_handlers(app)
+    app.add_middleware(RequestGuard, ctx=ctx)
     return app
 
 

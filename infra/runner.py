@@ -128,9 +128,13 @@ def http_server_config(system: Meterline, roles: frozenset[str], host: str, port
     import uvicorn
 
     from gateway.v1.fast_path import V1FastPath
+    from infra.http_protocol import GuardedHttpToolsProtocol
+    settings = system.settings
+    protocol = GuardedHttpToolsProtocol.configured(settings.request_timeout_s, settings.max_connections)
     return uvicorn.Config(V1FastPath(gateway_app(system, roles), system.ctx), host=host, port=port,
                           log_level=log_level, access_log=False, proxy_headers=False,
-                          lifespan="on", timeout_graceful_shutdown=10, loop="auto", http="auto")
+                          lifespan="on", timeout_graceful_shutdown=10, loop="auto", http=protocol,
+                          timeout_keep_alive=settings.keepalive_timeout_s)
 
 
 def serve(system: Meterline, roles: frozenset[str], host: str, port: int) -> None:

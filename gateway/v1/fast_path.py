@@ -1,7 +1,7 @@
 """An ASGI fast path for the /v1 POST endpoints, in front of the FastAPI app.
 
 FastAPI's routing and middleware stack cost more CPU per request than the whole metered
-proxy step (docs/benchmarks.md). The same handler (`routes_v1.serve`) answers both ways;
+proxy step (docs/benchmarks.md). The same handler (`v1.routes.serve`) answers both ways;
 the FastAPI routes remain for the OpenAPI documentation and any other method or path.
 """
 

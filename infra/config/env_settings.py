@@ -73,7 +73,10 @@ class Settings(BaseSettings):
     billing_timezone: Annotated[str, BeforeValidator(check_timezone)] = "UTC"
     gateway_id: str = Field(default_factory=_default_gateway_id)
     upstream_timeout_s: float = Field(60.0, gt=0)
-    max_body_bytes: int = Field(1_048_576, gt=0)
+    max_body_bytes: int = Field(1_048_576, gt=0)  # every route's body cap (413 past it)
+    request_timeout_s: float = Field(30.0, gt=0)  # a request not fully received by then: 408, closed
+    keepalive_timeout_s: float = Field(5.0, gt=0)  # an idle keep-alive connection is closed after
+    max_connections: int = Field(1000, gt=0)  # per process; one more is answered 503 and closed
     reservation_default_max_tokens: int = Field(4096, gt=0)
     ledger_max_batch: int = Field(5000, gt=0)  # usage facts the ledger fetches per round
     ledger_linger_ms: int = Field(100, ge=0)  # how long a round gathers facts under load
