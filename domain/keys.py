@@ -50,6 +50,24 @@ class ApiKey(Aggregate):
     def usable_at(self, at: datetime) -> bool:
         return self.status is KeyStatus.ACTIVE and (self.expires_at is None or at < self.expires_at)
 
+    def accepts(self, secret_hmac: str, at: datetime) -> bool:
+        """Whether a presented secret opens this key at `at`: the current secret, or the one
+        the last rotation retired until that rotation's grace ends; nothing while unusable."""
+        return self.usable_at(at) and (secret_hmac == self.secret_hmac
+                                       or self.in_grace(secret_hmac, at))
+
+    def in_grace(self, secret_hmac: str, at: datetime) -> bool:
+        """Whether `secret_hmac` is the retired secret and its grace has not ended at `at`.
+
+        Only the last rotation's secret has a grace: each rotation overwrites the slot, so a
+        secret retired earlier can never come back, whatever grace a later rotation gives."""
+        return (self.previous_hmac is not None and secret_hmac == self.previous_hmac
+                and self.previous_valid_until is not None and at < self.previous_valid_until)
+
+    def live_hmacs(self) -> tuple[str, ...]:
+        """The secrets that can open the key at some time, for an index; `accepts` decides."""
+        return (self.secret_hmac,) + ((self.previous_hmac,) if self.previous_hmac else ())
+
     def allows_model(self, model: str) -> bool:
         return "*" in self.models or model in self.models
 

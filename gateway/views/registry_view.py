@@ -31,6 +31,10 @@ class RegistryView:
         self._aggregates: dict[UUID, Any] = {}
         self._by_hmac: dict[str, UUID] = {}
         self._by_token: dict[str, UUID] = {}
+        # What each aggregate put in the two indexes, to take it out again on the next change:
+        # it cannot be read back from the old copy, because `event.mutate` changes the copy
+        # in place, so the "previous" aggregate is already the new one.
+        self._indexed: dict[UUID, tuple[str, ...]] = {}
         self._users: dict[str, User] = {}
         self._teams: dict[str, Team] = {}
         self._models: dict[str, PriceBook] = {}
@@ -58,26 +62,25 @@ class RegistryView:
                 self._put(aggregate)
 
     def _put(self, aggregate: Any) -> None:
-        previous = self._aggregates.get(aggregate.id)
         self._aggregates[aggregate.id] = aggregate
         if isinstance(aggregate, ApiKey):
-            if previous is not None:
-                for h in (previous.secret_hmac, previous.previous_hmac):
-                    self._by_hmac.pop(h, None)
-            self._by_hmac[aggregate.secret_hmac] = aggregate.id
-            if aggregate.previous_hmac:
-                self._by_hmac[aggregate.previous_hmac] = aggregate.id
+            self._index(self._by_hmac, aggregate.id, aggregate.live_hmacs())
         elif isinstance(aggregate, User):
-            if previous is not None:
-                for h in previous.token_hmacs:
-                    self._by_token.pop(h, None)
-            for h in aggregate.token_hmacs:
-                self._by_token[h] = aggregate.id
+            self._index(self._by_token, aggregate.id, tuple(aggregate.token_hmacs))
             self._users[aggregate.user_id] = aggregate
         elif isinstance(aggregate, Team):
             self._teams[aggregate.team_id] = aggregate
         elif isinstance(aggregate, PriceBook):
             self._models[aggregate.model] = aggregate
+
+    def _index(self, index: dict[str, UUID], owner: UUID, hmacs: tuple[str, ...]) -> None:
+        """Makes `hmacs` the only entries of `index` that name `owner`."""
+        for h in self._indexed.pop(owner, ()):
+            if index.get(h) == owner:
+                del index[h]
+        for h in hmacs:
+            index[h] = owner
+        self._indexed[owner] = hmacs
 
     # ----- queries (no I/O) ----------------------------------------------------------------
 
@@ -85,18 +88,15 @@ class RegistryView:
         """The live key a secret belongs to, honouring a rotation's grace for the old secret."""
         key_id = self._by_hmac.get(secret_hmac)
         key = self._aggregates.get(key_id) if key_id else None
-        if key is None or not key.usable_at(at):
+        # The index only narrows the search; the key itself decides (a stale entry opens nothing).
+        if key is None or not key.accepts(secret_hmac, at):
             return None
-        if secret_hmac == key.secret_hmac:
-            return KeyMatch(key, False)
-        if key.previous_valid_until is not None and at < key.previous_valid_until:
-            return KeyMatch(key, True)
-        return None
+        return KeyMatch(key, secret_hmac != key.secret_hmac)
 
     def user_for_token(self, token_hmac: str) -> User | None:
         user_id = self._by_token.get(token_hmac)
         user = self._aggregates.get(user_id) if user_id else None
-        return user if user is not None and user.active else None
+        return user if user is not None and user.active and token_hmac in user.token_hmacs else None
 
     def key(self, key_id: UUID) -> ApiKey | None:
         found = self._aggregates.get(key_id)
