@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import os
+import re
 from uuid import UUID, uuid5
 
 NAMESPACE = UUID("6d1c8a52-3f0e-4b7e-9a51-6f0f6c1e2a10")
+
+# User and team ids appear in URL paths, log lines and report file names, so they are plain
+# ASCII with no separator a path, a shell or a terminal would read: e-mail addresses pass.
+ID_MAX_LENGTH = 128
+ID_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._@+-]{{0,{ID_MAX_LENGTH - 1}}}$"
+ID_RULE = (f"1 to {ID_MAX_LENGTH} characters: ASCII letters, digits and . _ @ + -, starting with a "
+           "letter or digit (no '/', spaces, control or bidi characters), e.g. 'john@acme.com'")
+_ID = re.compile(ID_PATTERN.strip("^$"))
+
+
+def is_valid_id(value: str) -> bool:
+    """Whether `value` may name a new user or team: it follows ID_RULE."""
+    return _ID.fullmatch(value) is not None
 
 
 def stable_id(kind: str, *parts: str) -> UUID:

@@ -33,7 +33,9 @@ def create_app(ctx: GatewayContext,
             async with lifespan(app):
                 yield
 
-    app = FastAPI(title="Meterline", version="0.1.0", lifespan=_lifespan,
+    # No redirect from '/v1/models/' to '/v1/models': OpenAI clients do not follow an empty
+    # 307 on a POST; such a path is a 404 in the error shape that names the right one.
+    app = FastAPI(title="Meterline", version="0.1.0", lifespan=_lifespan, redirect_slashes=False,
                   description="Metered OpenAI-compatible gateway and billing API.")
     app.state.ctx = ctx
     app.include_router(v1_router)
@@ -68,18 +70,33 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> Response:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}"
-                             for e in exc.errors())
-        return errors.bad_request(f"invalid request: {problems}", code="invalid_request").response()
+        fields = {".".join(str(p) for p in e["loc"][1:]) or "body" for e in exc.errors()}
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: "
+                             f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
+        return errors.bad_request(f"invalid request: {problems}",
+                                  fields.pop() if len(fields) == 1 else None,
+                                  code="invalid_request").response()
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
-        return JSONResponse({"error": {"message": str(exc.detail), "type": "invalid_request_error",
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        message = str(exc.detail)
+        path = request.url.path if request.url.path.isprintable() else repr(request.url.path)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"there is no {request.method} {path}"
+            if len(path) > 1 and path.endswith("/"):
+                message += f"; paths take no trailing slash: call {path.rstrip('/')}"
+            message += "; see /docs for the API"
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {path}; see /docs for the API"
+        return JSONResponse({"error": {"message": message, "type": "invalid_request_error",
                                        "param": None, "code": f"http_{exc.status_code}"}},
                             status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> Response:
+        # Starlette re-raises after this answer and uvicorn then drops the connection, so
+        # the answer says so: a client must not send its next request on it.
         log.exception("unhandled error")
         return errors.GatewayError(500, "internal error; it was logged, please retry or report it",
-                                   "api_error", "internal_error").response()
+                                   "api_error", "internal_error",
+                                   headers={"connection": "close"}).response()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from uuid import UUID
 
 from fastapi import APIRouter, Query
@@ -55,11 +54,9 @@ async def create_key(body: NewKey, ctx: Ctx, who: Caller) -> dict:
     if unknown:
         raise errors.bad_request(f"unknown models {unknown}; see GET /v1/models", "models",
                                  code="model_not_found")
-    expires_at = body.expires_at
-    if expires_at is not None:
-        expires_at = expires_at.astimezone(UTC) if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
-        if expires_at <= ctx.clock.now():
-            raise errors.bad_request("'expires_at' must be in the future", "expires_at")
+    expires_at = body.expires_at  # in UTC and within the supported years (schemas.Instant)
+    if expires_at is not None and expires_at <= ctx.clock.now():
+        raise errors.bad_request("'expires_at' must be in the future", "expires_at")
     budget = usd_to_nanos(body.budget_usd, "budget_usd") if body.budget_usd is not None else None
     secret = new_secret()
     key = await ctx.command(ctx.registry.issue_key, user_id, body.name, body.models,

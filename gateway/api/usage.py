@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from fastapi import APIRouter, Query
@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from domain.ports.analytics import UsageQuery
 from gateway import errors
 from gateway.api.deps import Caller, Ctx, acting_user, usd
+from gateway.api.schemas import DATE_RULE, utc_instant
 
 router = APIRouter(prefix="/api", tags=["usage"])
 
@@ -18,17 +19,17 @@ def _instant(value: str | None, field: str, default: datetime) -> datetime:
     if value is None:
         return default
     try:
-        parsed = datetime.fromisoformat(value)
+        return utc_instant(datetime.fromisoformat(value))
     except ValueError:
-        raise errors.bad_request(f"'{field}' must be an ISO 8601 date or time, got {value!r}",
-                                 field) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        raise errors.bad_request(f"'{field}' must be {DATE_RULE}; got {value!r}", field,
+                                 code="invalid_date") from None
 
 
 @router.get("/usage", summary="Usage totals: requests, tokens and cost")
 async def usage(ctx: Ctx, who: Caller, user_id: str | None = None,
-                from_: str | None = Query(default=None, alias="from"),
-                to: str | None = None,
+                from_: str | None = Query(default=None, alias="from",
+                                          description=f"{DATE_RULE}; 30 days ago if omitted"),
+                to: str | None = Query(default=None, description=f"{DATE_RULE}; now if omitted"),
                 group_by: Literal["day", "model", "key"] | None = None) -> dict:
     now = ctx.clock.now()
     start = _instant(from_, "from", now - timedelta(days=30))
