@@ -1,91 +1,30 @@
-"""Contract: every AnalyticsStore adapter answers usage questions like a plain fold of its facts.
-
-One suite, run on the in-memory twin, on chDB, and on the ClickHouse-server adapter
-with a stand-in client that hands clickhouse-connect's bound statements to chDB (no
-ClickHouse server is installed here, so the HTTP transport itself is not exercised).
-"""
+"""The AnalyticsStore contract for inserts (each fact once, exactly) on every adapter; ClickHouse encoding."""
 
 from __future__ import annotations
 
-import tempfile
-import threading
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import orjson
 import pytest
-from chdb.session import Session
-from clickhouse_connect.driver.binding import bind_query
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from adapters.analytics.arrow import ARROW_SCHEMA, arrow_stream_bytes, facts_to_arrow
+from adapters.analytics.arrow import ARROW_SCHEMA, facts_to_arrow
 from adapters.analytics.chdb import ChdbAnalytics
 from adapters.analytics.clickhouse import ClickHouseAnalytics
 from adapters.analytics.memory import InMemoryAnalytics
 from adapters.analytics.schema import SCHEMA, USAGE_COLUMNS, USAGE_TABLE
-from adapters.analytics.sql import INSERT_SETTINGS, INSERT_SQL, escape_param, usage_statement
-from domain.ports.analytics import AnalyticsStore, UsageQuery, UsageTotals
-from domain.usage import RequestMetered, UsageSource
-
-T0 = datetime(2024, 3, 8, tzinfo=UTC)  # a week spanning the US (Mar 10) and EU (Mar 31) DST changes
-MONTH = UsageQuery(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 4, 1, tzinfo=UTC))
-NASTY_IDS = ["alice", "o'brien", "back\\slash", "tab\tbed", "new\nline", "cr\rlf", "\\N", "ünï☃", "", "`x`"]
-ZONES = ["UTC", "America/New_York", "Europe/Paris", "Asia/Kolkata", "Pacific/Chatham"]
+from adapters.analytics.sql import INSERT_SETTINGS, escape_param, usage_statement
+from domain.ports.analytics import AnalyticsStore, UsageTotals
+from tests.support.analytics import MONTH, T0, AnalyticsStoreFixtures, ChdbBackedClient, fact, fold
 
 
-def fact(**fields: Any) -> RequestMetered:
-    """A fact with plausible defaults; `fields` override them."""
-    defaults: dict[str, Any] = dict(
-        event_id=str(uuid.uuid4()), occurred_at=T0, key_id="key-1", user_id="alice", team_id="red",
-        model="gemma-3", endpoint="/v1/chat/completions", prompt_tokens=100, completion_tokens=20,
-        cached_tokens=10, latency_ms=250, status=200, usage_source=UsageSource.UPSTREAM,
-        price_version=1, cost=1_500_000, labels={"env": "test"})
-    return RequestMetered(**{**defaults, **fields})
-
-
-def fold(facts: list[RequestMetered], query: UsageQuery) -> list[UsageTotals]:
-    """The deliberately simple model: first copy per event id, then sums per group."""
-    unique: dict[str, RequestMetered] = {}
-    for f in facts:
-        unique.setdefault(f.event_id, f)
-    zone = ZoneInfo(query.timezone)
-    groups: dict[str, list[int]] = {"": [0] * 5} if query.group_by is None else {}
-    for f in unique.values():
-        if not (query.start <= f.occurred_at < query.end):
-            continue
-        wanted = {"user_id": query.user_id, "team_id": query.team_id, "key_id": query.key_id,
-                  "model": query.model}
-        if any(value is not None and (getattr(f, name) or "") != value for name, value in wanted.items()):
-            continue
-        group = {None: "", "day": f.occurred_at.astimezone(zone).date().isoformat(), "model": f.model,
-                 "key": f.key_id, "user": f.user_id, "team": f.team_id or ""}[query.group_by]
-        sums = groups.setdefault(group, [0] * 5)
-        for i, amount in enumerate((1, f.prompt_tokens, f.completion_tokens, f.cached_tokens, f.cost)):
-            sums[i] += amount
-    return [UsageTotals(group, *sums) for group, sums in sorted(groups.items())]
-
-
-class AnalyticsStoreContract:
-    """The behaviour every AnalyticsStore adapter must have; subclasses say how to open one."""
-
-    @contextmanager
-    def open_store(self, directory: Path) -> Iterator[AnalyticsStore]:
-        raise NotImplementedError
-
-    @pytest.fixture
-    def store(self, tmp_path: Path) -> Iterator[AnalyticsStore]:
-        with self.open_store(tmp_path) as store:
-            store.ensure_schema()
-            yield store
+class AnalyticsStoreInsertContract(AnalyticsStoreFixtures):
+    """What every AnalyticsStore adapter promises about inserts: each fact counted once, exactly."""
 
     def test_totals_are_the_sums_of_the_inserted_facts(self, store: AnalyticsStore) -> None:
         facts = [fact(occurred_at=T0 + timedelta(minutes=i), cost=1000 + i) for i in range(10)]
@@ -115,54 +54,6 @@ class AnalyticsStoreContract:
         assert store.usage(MONTH) == [UsageTotals("", 0, 0, 0, 0, 0)]
         assert store.usage(replace(MONTH, group_by="user")) == []
 
-    @pytest.mark.parametrize("group_by", ["model", "key", "user", "team", "day"])
-    def test_groups_are_totalled_and_ordered_by_group(self, store: AnalyticsStore, group_by: str) -> None:
-        facts = [fact(model=model, key_id=key, user_id=user, team_id=team, cost=cost,
-                      occurred_at=T0 + timedelta(hours=hours))
-                 for model, key, user, team, cost, hours in [
-                     ("m-b", "k2", "bob", "blue", 7, 0), ("m-a", "k1", "alice", None, 11, 30),
-                     ("m-b", "k1", "alice", "red", 13, 50), ("m-c", "k3", "carol", "red", 17, 75)]]
-        store.insert_usage(facts)
-        query = replace(MONTH, group_by=group_by)
-        totals = store.usage(query)
-        assert totals == fold(facts, query)
-        assert [t.group for t in totals] == sorted({t.group for t in totals})
-        assert sum(t.cost for t in totals) == 48
-
-    def test_a_day_is_a_calendar_day_of_the_query_time_zone(self, store: AnalyticsStore) -> None:
-        # 03:30 UTC on Mar 10 is still Mar 9 in New York; 23:30 UTC on Mar 9 is Mar 10 in Paris
-        late = fact(occurred_at=datetime(2024, 3, 10, 3, 30, tzinfo=UTC), cost=1)
-        later = fact(occurred_at=datetime(2024, 3, 9, 23, 30, tzinfo=UTC), cost=2)
-        store.insert_usage([late, later])
-        by_day = [(t.group, t.cost) for t in store.usage(replace(MONTH, group_by="day"))]
-        assert by_day == [("2024-03-09", 2), ("2024-03-10", 1)]
-        new_york = store.usage(replace(MONTH, group_by="day", timezone="America/New_York"))
-        assert [(t.group, t.cost) for t in new_york] == [("2024-03-09", 3)]
-        paris = store.usage(replace(MONTH, group_by="day", timezone="Europe/Paris"))
-        assert [(t.group, t.cost) for t in paris] == [("2024-03-10", 3)]
-
-    @pytest.mark.parametrize("field", ["user_id", "team_id", "key_id", "model"])
-    def test_filters_keep_only_matching_facts(self, store: AnalyticsStore, field: str) -> None:
-        facts = [fact(**{field: value}, cost=cost) for value, cost in
-                 [("a", 1), ("b", 2), ("a", 4), ("o'brien\\\t", 8)]]
-        store.insert_usage(facts)
-        for value, cost in [("a", 5), ("b", 2), ("o'brien\\\t", 8), ("nobody", 0), ("' OR 1=1 --", 0)]:
-            assert store.usage(replace(MONTH, **{field: value}))[0].cost == cost
-
-    def test_a_fact_without_a_team_is_in_the_empty_team(self, store: AnalyticsStore) -> None:
-        store.insert_usage([fact(team_id=None, cost=3), fact(team_id="red", cost=4)])
-        assert store.usage(replace(MONTH, team_id=""))[0].cost == 3
-
-    def test_the_interval_is_half_open_to_the_microsecond(self, store: AnalyticsStore) -> None:
-        start, end = datetime(2024, 3, 9, tzinfo=UTC), datetime(2024, 3, 10, tzinfo=UTC)
-        micro = timedelta(microseconds=1)
-        costs = {start - micro: 1, start: 2, end - micro: 4, end: 8}
-        store.insert_usage([fact(occurred_at=at, cost=cost) for at, cost in costs.items()])
-        assert store.usage(UsageQuery(start, end))[0].cost == 6
-        assert store.usage(UsageQuery(start + micro, end - micro))[0].cost == 0
-        paris = ZoneInfo("Europe/Paris")  # the bounds' own zone does not matter, only the instant
-        assert store.usage(UsageQuery(start.astimezone(paris), end.astimezone(paris)))[0].cost == 6
-
     def test_totals_are_exact_to_the_nano_unit(self, store: AnalyticsStore) -> None:
         # 2**53 + 1 is where a float sum would start rounding
         costs = [2**53 + 1, 3, 999_999_999_999, -7]
@@ -179,58 +70,18 @@ class AnalyticsStoreContract:
         assert store.count_usage() == 400
         assert store.usage(MONTH)[0].cost == sum(range(400))
 
-    @pytest.mark.parametrize("bad", [
-        {"group_by": "week"}, {"timezone": "Mars/Olympus"},
-        {"start": datetime(2024, 3, 1)}, {"end": datetime(2024, 4, 1)}])
-    def test_a_question_it_cannot_answer_is_refused_clearly(self, store: AnalyticsStore, bad: dict) -> None:
-        with pytest.raises(ValueError, match="UsageQuery"):
-            store.usage(replace(MONTH, **bad))
-
     def test_a_fact_with_a_naive_time_is_refused(self, store: AnalyticsStore) -> None:
         with pytest.raises(ValueError, match="timezone-aware|naive|cannot be stored"):
             store.insert_usage([fact(occurred_at=datetime(2024, 3, 8))])
 
-    # one inherited test per adapter class is the contract pattern, hence differing executors
-    @settings(max_examples=30, deadline=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
-    @given(data=st.data())
-    def test_answers_like_a_plain_fold_of_random_facts(self, data: st.DataObject) -> None:
-        facts = data.draw(st.lists(random_facts(), max_size=40))
-        copies = data.draw(st.lists(st.sampled_from(facts), max_size=10)) if facts else []
-        with tempfile.TemporaryDirectory() as directory, self.open_store(Path(directory)) as store:
-            store.ensure_schema()
-            store.insert_usage(facts + copies)
-            store.insert_usage(copies)
-            assert store.count_usage() == len({f.event_id for f in facts})
-            instants = [f.occurred_at for f in facts] + [T0, T0 + timedelta(days=30)]
-            for group_by in [None, "day", "model", "key", "user", "team"]:
-                query = UsageQuery(
-                    start=data.draw(st.sampled_from(instants)), end=data.draw(st.sampled_from(instants)),
-                    user_id=data.draw(st.none() | st.sampled_from(NASTY_IDS[:4])),
-                    team_id=data.draw(st.none() | st.sampled_from(["red", ""])),
-                    model=data.draw(st.none() | st.just("m-a")),
-                    group_by=group_by, timezone=data.draw(st.sampled_from(ZONES)))
-                assert store.usage(query) == fold(facts, query), query
 
-
-def random_facts() -> st.SearchStrategy[RequestMetered]:
-    """Facts over two DST weeks, with awkward ids and costs up to 2**50 nano-units either way."""
-    moments = st.integers(0, 25 * 86_400 * 10**6).map(lambda us: T0 + timedelta(microseconds=us))
-    counts = st.integers(0, 2**40)
-    return st.builds(
-        fact, event_id=st.uuids().map(str), occurred_at=moments, user_id=st.sampled_from(NASTY_IDS),
-        key_id=st.sampled_from(["k1", "k2", "k'3"]), team_id=st.sampled_from([None, "red", "blue"]),
-        model=st.sampled_from(["m-a", "m-b"]), prompt_tokens=counts, completion_tokens=counts,
-        cached_tokens=counts, cost=st.integers(-(2**50), 2**50))
-
-
-class TestInMemoryAnalytics(AnalyticsStoreContract):
+class TestInMemoryAnalytics(AnalyticsStoreInsertContract):
     @contextmanager
     def open_store(self, directory: Path) -> Iterator[AnalyticsStore]:
         yield InMemoryAnalytics()
 
 
-class TestChdbAnalytics(AnalyticsStoreContract):
+class TestChdbAnalytics(AnalyticsStoreInsertContract):
     @contextmanager
     def open_store(self, directory: Path) -> Iterator[AnalyticsStore]:
         store = ChdbAnalytics(directory / "chdb")
@@ -256,35 +107,7 @@ class TestChdbAnalytics(AnalyticsStoreContract):
             other.count_usage()
 
 
-class ChdbBackedClient:
-    """The slice of clickhouse-connect's Client the adapter uses, answered by chDB in-process."""
-
-    def __init__(self, directory: Path) -> None:
-        self.session = Session(str(directory))
-        self.lock = threading.Lock()  # a server takes concurrent inserts; one chDB connection does not
-
-    def command(self, sql: str) -> None:
-        self.session.query(sql)
-
-    def insert_arrow(self, table: str, arrow_table: Any, settings: dict[str, str]) -> None:
-        assert (table, settings) == (USAGE_TABLE, INSERT_SETTINGS)  # INSERT_SQL carries the settings
-        with self.lock, self.session._conn.send_insert(INSERT_SQL, "ArrowStream") as insert:
-            insert.append(arrow_stream_bytes(arrow_table))
-            insert.finish()
-
-    def query(self, sql: str, parameters: dict[str, str] | None = None) -> SimpleNamespace:
-        # clickhouse-connect's own binding decides what the server would receive
-        bound_sql, bound = bind_query(sql, parameters)
-        params = {name.removeprefix("param_"): value for name, value in bound.items()}
-        with self.lock:
-            result = self.session.query(bound_sql, "JSONCompact", params=params)
-        return SimpleNamespace(result_rows=orjson.loads(result.bytes())["data"])
-
-    def close(self) -> None:
-        self.session.close()
-
-
-class TestClickHouseAnalyticsOverChdb(AnalyticsStoreContract):
+class TestClickHouseAnalyticsOverChdb(AnalyticsStoreInsertContract):
     @contextmanager
     def open_store(self, directory: Path) -> Iterator[AnalyticsStore]:
         store = ClickHouseAnalytics(connect=lambda **_: ChdbBackedClient(directory / "chdb"))

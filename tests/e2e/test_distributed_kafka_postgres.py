@@ -24,17 +24,16 @@ from domain.ports.bus import USAGE_TOPIC
 from domain.quota_policy import Scope
 from testkit.simulator.server import Simulator
 from testkit.tansu import running_tansu
-from tests.support.gateway import free_port
-from tests.support.processes import (
+from tests.support.deployment import (
     BusThread,
-    MeterlineProcess,
-    Processes,
     fresh_database,
     ledger_store,
     meterline_env,
     stored_facts,
     write_config,
 )
+from tests.support.gateway import free_port
+from tests.support.processes import MeterlineProcess, Processes
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 

@@ -26,15 +26,15 @@ from domain.services.ledger import Ledger
 from domain.usage import RequestMetered, UsageSource
 from gateway.v1.metering import to_message
 from testkit.tansu import running_tansu
-from tests.support.processes import (
+from tests.support.deployment import (
     BusThread,
-    Processes,
     fresh_database,
     ledger_store,
     meterline_env,
     stored_facts,
     write_config,
 )
+from tests.support.processes import Processes
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 

@@ -1,0 +1,138 @@
+"""The AnalyticsStore contract for queries (groups, days, filters, intervals) on every adapter."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from adapters.analytics.chdb import ChdbAnalytics
+from adapters.analytics.clickhouse import ClickHouseAnalytics
+from adapters.analytics.memory import InMemoryAnalytics
+from domain.ports.analytics import AnalyticsStore, UsageQuery
+from tests.support.analytics import (
+    MONTH,
+    NASTY_IDS,
+    T0,
+    ZONES,
+    AnalyticsStoreFixtures,
+    ChdbBackedClient,
+    fact,
+    fold,
+    random_facts,
+)
+
+
+class AnalyticsStoreQueryContract(AnalyticsStoreFixtures):
+    """What every AnalyticsStore adapter promises about queries: answers like a plain fold of its facts."""
+
+    @pytest.mark.parametrize("group_by", ["model", "key", "user", "team", "day"])
+    def test_groups_are_totalled_and_ordered_by_group(self, store: AnalyticsStore, group_by: str) -> None:
+        facts = [fact(model=model, key_id=key, user_id=user, team_id=team, cost=cost,
+                      occurred_at=T0 + timedelta(hours=hours))
+                 for model, key, user, team, cost, hours in [
+                     ("m-b", "k2", "bob", "blue", 7, 0), ("m-a", "k1", "alice", None, 11, 30),
+                     ("m-b", "k1", "alice", "red", 13, 50), ("m-c", "k3", "carol", "red", 17, 75)]]
+        store.insert_usage(facts)
+        query = replace(MONTH, group_by=group_by)
+        totals = store.usage(query)
+        assert totals == fold(facts, query)
+        assert [t.group for t in totals] == sorted({t.group for t in totals})
+        assert sum(t.cost for t in totals) == 48
+
+    def test_a_day_is_a_calendar_day_of_the_query_time_zone(self, store: AnalyticsStore) -> None:
+        # 03:30 UTC on Mar 10 is still Mar 9 in New York; 23:30 UTC on Mar 9 is Mar 10 in Paris
+        late = fact(occurred_at=datetime(2024, 3, 10, 3, 30, tzinfo=UTC), cost=1)
+        later = fact(occurred_at=datetime(2024, 3, 9, 23, 30, tzinfo=UTC), cost=2)
+        store.insert_usage([late, later])
+        by_day = [(t.group, t.cost) for t in store.usage(replace(MONTH, group_by="day"))]
+        assert by_day == [("2024-03-09", 2), ("2024-03-10", 1)]
+        new_york = store.usage(replace(MONTH, group_by="day", timezone="America/New_York"))
+        assert [(t.group, t.cost) for t in new_york] == [("2024-03-09", 3)]
+        paris = store.usage(replace(MONTH, group_by="day", timezone="Europe/Paris"))
+        assert [(t.group, t.cost) for t in paris] == [("2024-03-10", 3)]
+
+    @pytest.mark.parametrize("field", ["user_id", "team_id", "key_id", "model"])
+    def test_filters_keep_only_matching_facts(self, store: AnalyticsStore, field: str) -> None:
+        facts = [fact(**{field: value}, cost=cost) for value, cost in
+                 [("a", 1), ("b", 2), ("a", 4), ("o'brien\\\t", 8)]]
+        store.insert_usage(facts)
+        for value, cost in [("a", 5), ("b", 2), ("o'brien\\\t", 8), ("nobody", 0), ("' OR 1=1 --", 0)]:
+            assert store.usage(replace(MONTH, **{field: value}))[0].cost == cost
+
+    def test_a_fact_without_a_team_is_in_the_empty_team(self, store: AnalyticsStore) -> None:
+        store.insert_usage([fact(team_id=None, cost=3), fact(team_id="red", cost=4)])
+        assert store.usage(replace(MONTH, team_id=""))[0].cost == 3
+
+    def test_the_interval_is_half_open_to_the_microsecond(self, store: AnalyticsStore) -> None:
+        start, end = datetime(2024, 3, 9, tzinfo=UTC), datetime(2024, 3, 10, tzinfo=UTC)
+        micro = timedelta(microseconds=1)
+        costs = {start - micro: 1, start: 2, end - micro: 4, end: 8}
+        store.insert_usage([fact(occurred_at=at, cost=cost) for at, cost in costs.items()])
+        assert store.usage(UsageQuery(start, end))[0].cost == 6
+        assert store.usage(UsageQuery(start + micro, end - micro))[0].cost == 0
+        paris = ZoneInfo("Europe/Paris")  # the bounds' own zone does not matter, only the instant
+        assert store.usage(UsageQuery(start.astimezone(paris), end.astimezone(paris)))[0].cost == 6
+
+    @pytest.mark.parametrize("bad", [
+        {"group_by": "week"}, {"timezone": "Mars/Olympus"},
+        {"start": datetime(2024, 3, 1)}, {"end": datetime(2024, 4, 1)}])
+    def test_a_question_it_cannot_answer_is_refused_clearly(self, store: AnalyticsStore, bad: dict) -> None:
+        with pytest.raises(ValueError, match="UsageQuery"):
+            store.usage(replace(MONTH, **bad))
+
+    # one inherited test per adapter class is the contract pattern, hence differing executors
+    @settings(max_examples=30, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
+    @given(data=st.data())
+    def test_answers_like_a_plain_fold_of_random_facts(self, data: st.DataObject) -> None:
+        facts = data.draw(st.lists(random_facts(), max_size=40))
+        copies = data.draw(st.lists(st.sampled_from(facts), max_size=10)) if facts else []
+        with tempfile.TemporaryDirectory() as directory, self.open_store(Path(directory)) as store:
+            store.ensure_schema()
+            store.insert_usage(facts + copies)
+            store.insert_usage(copies)
+            assert store.count_usage() == len({f.event_id for f in facts})
+            instants = [f.occurred_at for f in facts] + [T0, T0 + timedelta(days=30)]
+            for group_by in [None, "day", "model", "key", "user", "team"]:
+                query = UsageQuery(
+                    start=data.draw(st.sampled_from(instants)), end=data.draw(st.sampled_from(instants)),
+                    user_id=data.draw(st.none() | st.sampled_from(NASTY_IDS[:4])),
+                    team_id=data.draw(st.none() | st.sampled_from(["red", ""])),
+                    model=data.draw(st.none() | st.just("m-a")),
+                    group_by=group_by, timezone=data.draw(st.sampled_from(ZONES)))
+                assert store.usage(query) == fold(facts, query), query
+
+
+class TestInMemoryAnalytics(AnalyticsStoreQueryContract):
+    @contextmanager
+    def open_store(self, directory: Path) -> Iterator[AnalyticsStore]:
+        yield InMemoryAnalytics()
+
+
+class TestChdbAnalytics(AnalyticsStoreQueryContract):
+    @contextmanager
+    def open_store(self, directory: Path) -> Iterator[AnalyticsStore]:
+        store = ChdbAnalytics(directory / "chdb")
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+class TestClickHouseAnalyticsOverChdb(AnalyticsStoreQueryContract):
+    @contextmanager
+    def open_store(self, directory: Path) -> Iterator[AnalyticsStore]:
+        store = ClickHouseAnalytics(connect=lambda **_: ChdbBackedClient(directory / "chdb"))
+        try:
+            yield store
+        finally:
+            store.close()
