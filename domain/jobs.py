@@ -44,12 +44,14 @@ class Job(Aggregate):
         self.error: str | None = None
 
     def record_call(self, request_id: str, cost: int, prompt_tokens: int,
-                    completion_tokens: int, at: datetime) -> None:
-        """Adds one metered call; a call already recorded is ignored (redelivery)."""
+                    completion_tokens: int, at: datetime, calls: int = 1) -> None:
+        """Adds a metered fact of a call; a fact already recorded is ignored (redelivery).
+
+        `calls` is 0 for the later parts of a call metered in several facts (a long stream)."""
         if request_id in self.recorded:
             return
         self._call_recorded(request_id=request_id, cost=cost, prompt_tokens=prompt_tokens,
-                            completion_tokens=completion_tokens, at=at)
+                            completion_tokens=completion_tokens, at=at, calls=calls)
 
     def complete(self, status: JobStatus, error: str | None, metadata: dict[str, Any],
                  at: datetime) -> None:
@@ -63,9 +65,9 @@ class Job(Aggregate):
 
     @event("JobCallRecorded", topic="meterline.JobCallRecorded")
     def _call_recorded(self, request_id: str, cost: int, prompt_tokens: int,
-                       completion_tokens: int, at: datetime) -> None:
+                       completion_tokens: int, at: datetime, calls: int = 1) -> None:
         self.recorded.add(request_id)
-        self.calls += 1
+        self.calls += calls
         self.cost += cost
         self.prompt_tokens += prompt_tokens
         self.completion_tokens += completion_tokens

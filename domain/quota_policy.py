@@ -71,6 +71,9 @@ class Decision:
     mode: Mode | None = None
     policy_version: int | None = None
     reason: str = ""
+    # Refused only because of what other requests hold reserved: spent plus this request's
+    # own worst case fits, so the answer may change once those requests settle.
+    waits_on_reserved: bool = False
 
     @property
     def allowed(self) -> bool:
@@ -88,14 +91,16 @@ def decide(policy: BudgetPolicy, *, scope: Scope, scope_id: str, spent: int, res
                    and grace_started_at is not None
                    and now >= grace_started_at + timedelta(hours=policy.grace_hours))
     if window_over and projected > policy.limit:
-        return Decision(Verdict.REFUSE, **facts, reason=(
+        return Decision(Verdict.REFUSE, **facts, waits_on_reserved=spent + requested <= policy.limit,
+                        reason=(
             f"{scope} {scope_id}: the {policy.grace_hours} h grace window that began "
             f"{grace_started_at.isoformat()} is over and the budget of "
             f"${usd_text(policy.limit)} is spent"))
     cap = policy.cap
     if cap is not None and projected > cap:
         allowance = "" if policy.mode is Mode.HARD else f" plus {policy.grace_percent}% grace"
-        return Decision(Verdict.REFUSE, **facts, reason=(
+        return Decision(Verdict.REFUSE, **facts, waits_on_reserved=spent + requested <= cap,
+                        reason=(
             f"{scope} {scope_id} budget of ${usd_text(policy.limit)}{allowance} per "
             f"{policy.period} would be exceeded: spent ${usd_text(spent)}, reserved "
             f"${usd_text(reserved)}, this request up to ${usd_text(requested)}"))

@@ -2,6 +2,12 @@
 
 It names the principals, the model, the tokens, the status and the price version that
 rated it. It never carries prompt or completion text.
+
+A long stream is metered in parts, so a gateway crash loses little of its bill: progress
+facts while it runs and a final fact at its end, all sharing one `request_id`. Each part
+carries only what it adds (tokens and cost since the part before), and only the first
+carries `requests=1`, so sums over facts count the request once and its usage exactly.
+A request metered in one fact has `request_id` "" (the fact's own id stands for it).
 """
 
 from __future__ import annotations
@@ -51,6 +57,14 @@ class RequestMetered(NamedTuple):
     gateway_id: str = ""
     schema_version: int = SCHEMA_VERSION
     labels: Mapping[str, str] = MappingProxyType({})
+    request_id: str = ""  # shared by the parts of one request metered in several facts
+    requests: int = 1     # 1 on a request's first (or only) fact, 0 on its later parts
+    final: bool = True    # False on a progress fact: more of this request may follow
+
+    @property
+    def request(self) -> str:
+        """The request this fact meters (part of)."""
+        return self.request_id or self.event_id
 
     @property
     def succeeded(self) -> bool:

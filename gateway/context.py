@@ -42,6 +42,9 @@ class GatewayOptions:
     upstream_timeout_s: float = 60.0
     default_max_tokens: int = 4096
     billing_timezone: str = "UTC"
+    reservation_wait_s: float = 5.0  # a request refused only for others' reservations waits this long
+    stream_progress_tokens: int = 256  # a stream publishes a progress fact every this many tokens
+    stream_progress_s: float = 10.0  # … or every this many seconds, whichever comes first
 
 
 @dataclass

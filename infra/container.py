@@ -135,7 +135,9 @@ def build(settings: Settings, config: MeterlineConfig, *, clock: Clock | None = 
     options = GatewayOptions(gateway_id=settings.gateway_id, max_body_bytes=settings.max_body_bytes,
                              upstream_timeout_s=settings.upstream_timeout_s,
                              default_max_tokens=settings.reservation_default_max_tokens,
-                             billing_timezone=tz)
+                             billing_timezone=tz, reservation_wait_s=settings.reservation_wait_s,
+                             stream_progress_tokens=settings.stream_progress_tokens,
+                             stream_progress_s=settings.stream_progress_s)
     ctx = GatewayContext(clock=clock, registry=registry, ledger=ledger, bus=bus,
                          upstream=upstream or UpstreamPool(), analytics=analytics,
                          routes=routes_of(config), server_secret=key_secret.get_secret_value().encode(),

@@ -13,9 +13,9 @@ from domain.usage import RequestMetered
 
 _COUNTS = ("prompt_tokens", "completion_tokens", "cached_tokens", "latency_ms", "price_version")
 _SMALL = ("status", "schema_version")  # UInt16 columns
-_TEXTS = ("event_id", "key_id", "user_id", "model", "endpoint", "gateway_id")
+_TEXTS = ("event_id", "key_id", "user_id", "model", "endpoint", "gateway_id", "request_id")
 _OPTIONAL_TEXTS = ("team_id", "job_id")
-_FLAGS = ("stream", "client_disconnected")
+_FLAGS = ("stream", "client_disconnected", "final")
 _INT64 = 2**63
 
 
@@ -42,6 +42,8 @@ def _problem(fact: RequestMetered) -> str | None:
         top = 2**16 if name in _SMALL else _INT64
         if not _is_int(value) or not 0 <= value < top:
             return f"{name} {value!r} is not an integer in [0, {top})"
+    if fact.requests not in (0, 1) or isinstance(fact.requests, bool):
+        return f"requests {fact.requests!r} is not 0 or 1"
     if not _is_int(fact.cost) or not -_INT64 <= fact.cost < _INT64:
         return f"cost {fact.cost!r} is not a 64-bit integer of nano-units"
     for name in _TEXTS + _OPTIONAL_TEXTS:

@@ -38,6 +38,9 @@ ARROW_SCHEMA = pa.schema([
     ("gateway_id", pa.string()),
     ("schema_version", pa.uint16()),
     ("labels", pa.map_(pa.string(), pa.string())),
+    ("request_id", pa.string()),
+    ("requests", pa.uint8()),
+    ("final", pa.bool_()),
 ])
 
 
@@ -67,6 +70,9 @@ def facts_to_arrow(facts: Sequence[RequestMetered]) -> pa.Table:
             [f.gateway_id for f in facts],
             [f.schema_version for f in facts],
             [f.labels for f in facts],
+            [f.request_id for f in facts],
+            [f.requests for f in facts],
+            [f.final for f in facts],
         ]
         arrays = [pa.array(values, type=field.type)
                   for values, field in zip(columns, ARROW_SCHEMA, strict=True)]

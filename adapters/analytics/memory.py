@@ -40,7 +40,7 @@ class InMemoryAnalytics:
             if not _matches(query, fact):
                 continue
             sums = totals.setdefault(group_of(fact), [0] * 5)
-            sums[0] += 1
+            sums[0] += fact.requests
             sums[1] += fact.prompt_tokens
             sums[2] += fact.completion_tokens
             sums[3] += fact.cached_tokens

@@ -1,6 +1,7 @@
 """ClickHouse DDL for the analytics tables; one dialect for chDB and ClickHouse server.
 
-`usage_events` holds one row per RequestMetered. It is a ReplacingMergeTree whose
+`usage_events` holds one row per RequestMetered; a request metered in parts (a long
+stream) has several rows, and `sum(requests)` counts it once. It is a ReplacingMergeTree whose
 sorting key ends with `event_id`: copies of a fact (redelivery, a replayed batch)
 share every key column, so merges keep one, and queries read it `FINAL` so the copies
 never count twice before a merge has run. The month partition and the
@@ -38,7 +39,10 @@ CREATE TABLE IF NOT EXISTS {USAGE_TABLE}
     client_disconnected Bool,
     gateway_id          LowCardinality(String),
     schema_version      UInt16,
-    labels              Map(String, String)
+    labels              Map(String, String),
+    request_id          String DEFAULT '',
+    requests            UInt8 DEFAULT 1,
+    final               Bool DEFAULT true
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(occurred_at)
@@ -49,7 +53,15 @@ USAGE_COLUMNS = (
     "event_id", "occurred_at", "key_id", "user_id", "team_id", "model", "endpoint",
     "prompt_tokens", "completion_tokens", "cached_tokens", "latency_ms", "status",
     "usage_source", "price_version", "cost", "job_id", "stream", "client_disconnected",
-    "gateway_id", "schema_version", "labels",
+    "gateway_id", "schema_version", "labels", "request_id", "requests", "final",
 )
 
-SCHEMA = (USAGE_EVENTS_DDL,)
+# A store made before a column existed gets it, with the value every old row meant: a
+# request metered in one fact ("", 1, true).
+ADDED_COLUMNS = (
+    f"ALTER TABLE {USAGE_TABLE} ADD COLUMN IF NOT EXISTS request_id String DEFAULT ''",
+    f"ALTER TABLE {USAGE_TABLE} ADD COLUMN IF NOT EXISTS requests UInt8 DEFAULT 1",
+    f"ALTER TABLE {USAGE_TABLE} ADD COLUMN IF NOT EXISTS final Bool DEFAULT true",
+)
+
+SCHEMA = (USAGE_EVENTS_DDL, *ADDED_COLUMNS)

@@ -74,7 +74,7 @@ def usage_statement(query: UsageQuery) -> Statement:
             params[field] = value
     if query.group_by == "day":
         params["timezone"] = query.timezone
-    sql = (f"SELECT {GROUPS[query.group_by]} AS grp, count() AS requests, "
+    sql = (f"SELECT {GROUPS[query.group_by]} AS grp, sum(requests) AS request_count, "
            "sum(prompt_tokens), sum(completion_tokens), sum(cached_tokens), sum(cost) "
            f"FROM {USAGE_TABLE} FINAL WHERE {' AND '.join(where)}")
     if query.group_by is not None:

@@ -182,7 +182,7 @@ class Ledger(Application):
         for (scope, scope_id), days in spend.items():
             budget = self.open_budget(scope, scope_id)
             for day, group in sorted(days.items()):
-                budget.accrue(sum(f.cost for f in group), len(group), day, now,
+                budget.accrue(sum(f.cost for f in group), sum(f.requests for f in group), day, now,
                               [f.event_id for f in group])
             aggregates.append(budget)
         aggregates.extend(self._job_calls(facts, now))
@@ -197,7 +197,7 @@ class Ledger(Application):
             if job is None:
                 continue  # an unknown job id is kept on the request, not invented here
             job.record_call(fact.event_id, fact.cost, fact.prompt_tokens,
-                            fact.completion_tokens, now)
+                            fact.completion_tokens, now, calls=fact.requests)
             jobs[fact.job_id] = job
         return list(jobs.values())
 

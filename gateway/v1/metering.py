@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from domain.ids import random_id
@@ -18,7 +19,6 @@ from gateway.v1.admission import ENDPOINT_PATH, Admitted
 from gateway.v1.estimate import estimate_prompt_tokens, estimate_tokens
 
 log = logging.getLogger(__name__)
-
 
 
 def parse_usage(raw: Any) -> Usage | None:
@@ -49,45 +49,92 @@ def choice_text_bytes(data: dict[str, Any]) -> int:
     return total
 
 
+@dataclass
+class StreamBill:
+    """What the parts of one stream published so far billed: a stream that runs long is
+    metered in parts (gateway/v1/streaming.py), each for what it adds."""
+
+    request_id: str = field(default_factory=random_id)
+    parts: int = 0
+    usage: Usage = Usage(0, 0)
+    cost: int = 0
+    released: int = 0  # of the reservation, handed back by the parts so far
+
+
 async def meter(ctx: GatewayContext, adm: Admitted, *, status: int, usage: Usage | None,
                 started: float, stream: bool = False, disconnected: bool = False,
-                generated_bytes: int = 0) -> RequestMetered:
-    """Records a request's usage durably; raises 503 (nothing served) if that fails."""
+                generated_bytes: int = 0, bill: StreamBill | None = None,
+                final: bool = True) -> RequestMetered:
+    """Records a request's usage durably; raises 503 (nothing served) if that fails.
+
+    With a `bill`, `usage` is the stream's total so far and the fact carries only what it
+    adds to the parts already published (never less than nothing: a part's counts are
+    lower bounds, so the final part settles the exact total)."""
     source = UsageSource.UPSTREAM
     if usage is None:
         source = UsageSource.ESTIMATED
         prompt = estimate_prompt_tokens(adm.payload, adm.endpoint) if 200 <= status < 300 or \
             generated_bytes else 0
         usage = Usage(prompt, estimate_tokens(generated_bytes))
+    total_cost = billed_cost(adm.price, usage, status)
+    part, cost, request_id, requests = usage, total_cost, "", 1
+    release = adm.reservation.amount
+    if bill is not None:
+        part = _added(usage, bill.usage)
+        cost = max(0, total_cost - bill.cost)
+        request_id, requests = bill.request_id, int(bill.parts == 0)
+        left = adm.reservation.amount - bill.released
+        release = left if final else min(cost, left)
     key = adm.key
     fact = RequestMetered(
         event_id=random_id(), occurred_at=ctx.clock.now(), key_id=adm.key_id, user_id=key.user_id,
         team_id=key.team_id, model=adm.route.name, endpoint="/v1" + ENDPOINT_PATH[adm.endpoint],
-        prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-        cached_tokens=usage.cached_tokens, latency_ms=int((time.perf_counter() - started) * 1000),
+        prompt_tokens=part.prompt_tokens, completion_tokens=part.completion_tokens,
+        cached_tokens=part.cached_tokens, latency_ms=int((time.perf_counter() - started) * 1000),
         status=status, usage_source=source, price_version=adm.price.version,
-        cost=billed_cost(adm.price, usage, status), job_id=adm.job_id, stream=stream,
-        client_disconnected=disconnected, gateway_id=ctx.options.gateway_id)
-    if fact.cost > adm.reservation.amount:
+        cost=cost, job_id=adm.job_id, stream=stream,
+        client_disconnected=disconnected, gateway_id=ctx.options.gateway_id,
+        request_id=request_id, requests=requests, final=final)
+    if final and total_cost > adm.reservation.amount:
         log.warning("request %s cost %d above its reservation %d: the upstream ignored max_tokens",
-                    fact.event_id, fact.cost, adm.reservation.amount)
-    ctx.guard.settle(adm.reservation, fact.event_id, fact.cost)
-    ctx.rate_limiter.correct(adm.key_id, adm.prompt_bound + adm.max_output_tokens, usage.total_tokens)
+                    fact.request, total_cost, adm.reservation.amount)
+    ctx.guard.settle(adm.reservation, fact.event_id, fact.cost, release)
+    if final:
+        ctx.rate_limiter.correct(adm.key_id, adm.prompt_bound + adm.max_output_tokens,
+                                 usage.total_tokens)
     try:
         # No shield needed: every bus queues the message before its first suspension point,
         # so a cancelled request's fact still goes out (tests/contract/test_event_bus.py).
         await publish_metered(ctx.bus, fact, ctx.options.gateway_id)
     except Exception as exc:
         ctx.guard.forget(adm.reservation.scopes, fact.event_id)
+        if bill is not None and not final:  # the stream ends here: hand back what it held
+            ctx.guard.release(adm.reservation, adm.reservation.amount - bill.released - release)
         ctx.metrics.refused("metering_unavailable")
         log.error("metering publish failed for %s: %s", fact.event_id, exc)
         raise errors.GatewayError(503, "metering is unavailable, so the response was withheld "
                                   "rather than served unmetered; retry shortly", "api_error",
                                   "metering_unavailable") from exc
-    ctx.metrics.observe_request(adm.route.name, adm.endpoint, status, fact.latency_ms,
-                                usage.prompt_tokens, usage.completion_tokens, fact.cost)
+    if bill is not None:
+        bill.parts += 1
+        bill.usage, bill.cost, bill.released = _sum(bill.usage, part), bill.cost + cost, \
+            bill.released + release
+    if final:
+        ctx.metrics.observe_request(adm.route.name, adm.endpoint, status, fact.latency_ms,
+                                    usage.prompt_tokens, usage.completion_tokens, total_cost)
     ctx.registry_view.last_key_use[key.id] = fact.occurred_at
     return fact
+
+
+def _added(total: Usage, billed: Usage) -> Usage:
+    prompt = max(0, total.prompt_tokens - billed.prompt_tokens)
+    cached = min(prompt, max(0, total.cached_tokens - billed.cached_tokens))
+    return Usage(prompt, max(0, total.completion_tokens - billed.completion_tokens), cached)
+
+
+def _sum(a: Usage, b: Usage) -> Usage:
+    return Usage(a.prompt_tokens + b.prompt_tokens, a.completion_tokens + b.completion_tokens,
+                 a.cached_tokens + b.cached_tokens)
 
 
 def to_message(fact: RequestMetered, gateway_id: str) -> BusMessage:

@@ -4,11 +4,20 @@ One chunk is always held back, so the client cannot hold the complete answer bef
 usage is durably metered. The usage chunk the gateway asked for is hidden from clients
 that did not ask for it themselves. A client that goes away mid-stream is metered for
 what was generated up to then.
+
+A stream that runs long is metered in parts, so a crash of the gateway loses at most one
+part of its bill: every `stream_progress_tokens` content chunks or `stream_progress_s`
+seconds a progress fact is published (durably, before the next chunk is relayed). Until
+the model server reports usage, a part counts one completion token per content chunk: a
+lower bound (a chunk carries at least one token), so the final part only ever adds to
+the parts before it and the total is the model server's own count. Prompt tokens are
+known only from the model server's usage, so a crash before it arrives loses them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,7 +28,7 @@ from domain.pricing import Usage
 from gateway.context import GatewayContext
 from gateway.errors import GatewayError
 from gateway.v1.admission import Admitted
-from gateway.v1.metering import choice_text_bytes, meter, parse_usage
+from gateway.v1.metering import StreamBill, choice_text_bytes, meter, parse_usage
 
 DONE = b"data: [DONE]\n\n"
 
@@ -38,12 +47,25 @@ async def relay(ctx: GatewayContext, adm: Admitted, upstream: UpstreamStream,
     held: bytes | None = None
     metered = False
     status = 200
+    bill = StreamBill()
+    chunks = 0  # content chunks so far: a lower bound of the completion tokens
+    every_tokens, every_s = ctx.options.stream_progress_tokens, ctx.options.stream_progress_s
+    next_part_at, part_deadline = every_tokens, time.monotonic() + every_s
 
     async def settle(disconnected: bool) -> None:
         nonlocal metered
         metered = True
         await meter(ctx, adm, status=status, usage=usage, started=started, stream=True,
-                    disconnected=disconnected, generated_bytes=generated)
+                    disconnected=disconnected, generated_bytes=generated,
+                    bill=bill if bill.parts else None)
+
+    async def progress() -> None:
+        nonlocal next_part_at, part_deadline
+        so_far = usage if usage is not None else Usage(0, chunks)
+        if so_far.total_tokens > bill.usage.total_tokens:
+            await meter(ctx, adm, status=status, usage=so_far, started=started, stream=True,
+                        bill=bill, final=False)
+        next_part_at, part_deadline = chunks + every_tokens, time.monotonic() + every_s
 
     try:
         async for line in upstream.lines():
@@ -62,10 +84,15 @@ async def relay(ctx: GatewayContext, adm: Admitted, upstream: UpstreamStream,
                     continue  # the usage chunk only the gateway asked for
                 if not wants_usage:
                     chunk.pop("usage", None)
-            generated += choice_text_bytes(chunk)
+            text_bytes = choice_text_bytes(chunk)
+            generated += text_bytes
+            if text_bytes:
+                chunks += 1
             if "model" in chunk:
                 chunk["model"] = client_model
             if held is not None:
+                if chunks >= next_part_at or time.monotonic() >= part_deadline:
+                    await progress()
                 yield held
             held = b"data: " + orjson.dumps(chunk) + b"\n\n"
         await settle(disconnected=False)

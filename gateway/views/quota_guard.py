@@ -4,15 +4,24 @@ For every scope a request falls under, the guard sees
     spent = the ledger's spend this period + costs settled here but not yet in the ledger
 and refuses when spent + reserved + the new reservation would pass the policy's cap.
 With one gateway process every request is in exactly one of those terms, so settled
-spend never passes the cap. With R replicas a replica cannot see the others' reserved
-or unacknowledged amounts: the excess is bounded by what they hold (see README).
+spend never passes the cap.
+
+Reservations are worst cases, far above what most requests cost, so a burst can find the
+cap held by reservations while money is left. A request refused only because of what
+others hold reserved (spent plus its own worst case fits) may wait, bounded, for them to
+settle, and is decided again each time something settles (`reserve_waiting`).
+
+With R replicas a replica cannot see the others' reserved or unacknowledged amounts: the
+excess is bounded by what they hold (see README).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -52,6 +61,7 @@ class QuotaGuard:
         self._accounts: dict[ScopeKey, _Account] = {}
         self._by_budget_id: dict[Any, ScopeKey] = {}
         self._ids = itertools.count(1)
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     # ----- the hot path --------------------------------------------------------------------
 
@@ -60,34 +70,76 @@ class QuotaGuard:
         """Holds `amount` against every scope, or refuses with the strictest scope's reason."""
         now = now or self._clock.now()
         with self._lock:
-            decisions = [self._decide(key, amount, now) for key in scopes]
-            verdict = strictest([d for d in decisions if d is not None])
+            decisions = [d for d in (self._decide(key, amount, now) for key in scopes) if d]
+            verdict = strictest(decisions)
             if verdict.verdict is Verdict.REFUSE:
-                return None, verdict
+                refusals = [d for d in decisions if d.verdict is Verdict.REFUSE]
+                waits = all(d.waits_on_reserved for d in refusals)
+                return None, (verdict if verdict.waits_on_reserved == waits
+                              else replace(verdict, waits_on_reserved=waits))
             held = tuple(key for key in scopes if key in self._accounts)
             for key in held:
                 self._accounts[key].reserved += amount
             return Reservation(next(self._ids), tuple(scopes), amount, held), verdict
 
-    def settle(self, reservation: Reservation, event_id: str, cost: int) -> None:
-        """Replaces a reservation with the metered cost, until the ledger acknowledges it."""
+    async def reserve_waiting(self, scopes: list[ScopeKey], amount: int, wait_s: float
+                              ) -> tuple[Reservation | None, Decision]:
+        """`reserve`, but a request refused only for what others hold reserved waits up to
+        `wait_s` for them to settle, deciding again after each change."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            reservation, decision = self.reserve(scopes, amount)
+            left = deadline - time.monotonic()
+            if reservation is not None or not decision.waits_on_reserved or left <= 0:
+                return reservation, decision
+            loop = asyncio.get_running_loop()
+            changed: asyncio.Future[None] = loop.create_future()
+            with self._lock:
+                self._waiters.append((loop, changed))
+            try:
+                # Re-decide at least every 50 ms: a budget period may roll over meanwhile.
+                await asyncio.wait_for(asyncio.shield(changed), min(left, 0.05))
+            except TimeoutError:
+                pass
+            finally:
+                with self._lock:
+                    if (loop, changed) in self._waiters:
+                        self._waiters.remove((loop, changed))
+
+    def _wake_waiters(self) -> None:
+        """Called with the lock held, from any thread, when held or spent amounts changed."""
+        for loop, changed in self._waiters:
+            loop.call_soon_threadsafe(_set_once, changed)
+        self._waiters.clear()
+
+    def settle(self, reservation: Reservation, event_id: str, cost: int,
+               release: int | None = None) -> None:
+        """Replaces a reservation (or `release` of it, for a part of a stream) with the
+        metered cost, until the ledger acknowledges it."""
+        release = reservation.amount if release is None else release
         with self._lock:
             for key in reservation.scopes:
                 account = self._accounts.get(key)
                 if account is None:
                     continue
                 if key in reservation.held:  # a budget set since holds nothing of this request
-                    account.reserved = max(0, account.reserved - reservation.amount)
+                    account.reserved = max(0, account.reserved - release)
                 if event_id not in account.unacked:
                     account.unacked[event_id] = cost
                     account.unacked_total += cost
+            if self._waiters:
+                self._wake_waiters()
 
-    def release(self, reservation: Reservation) -> None:
+    def release(self, reservation: Reservation, amount: int | None = None) -> None:
+        """Hands back a reservation unused (or `amount` of it: what a stream's parts left)."""
+        amount = reservation.amount if amount is None else amount
         with self._lock:
             for key in reservation.held:
                 account = self._accounts.get(key)
                 if account is not None:
-                    account.reserved = max(0, account.reserved - reservation.amount)
+                    account.reserved = max(0, account.reserved - amount)
+            if self._waiters:
+                self._wake_waiters()
 
     def forget(self, scopes: tuple[ScopeKey, ...], event_id: str) -> None:
         """Drops a settled cost that was never metered (the metering publish failed)."""
@@ -96,6 +148,8 @@ class QuotaGuard:
                 account = self._accounts.get(key)
                 if account is not None and event_id in account.unacked:
                     account.unacked_total -= account.unacked.pop(event_id)
+            if self._waiters:
+                self._wake_waiters()
 
     def _decide(self, key: ScopeKey, amount: int, now: datetime) -> Decision | None:
         account = self._accounts.get(key)
@@ -128,6 +182,8 @@ class QuotaGuard:
             for request_id in getattr(event, "request_ids", ()):
                 if request_id in account.unacked:
                     account.unacked_total -= account.unacked.pop(request_id)
+            if self._waiters:
+                self._wake_waiters()
             return True
 
     def put(self, budget: Budget) -> None:
@@ -138,6 +194,8 @@ class QuotaGuard:
                 self._install(budget)
             elif budget.version >= account.budget.version:
                 account.budget = budget
+            if self._waiters:
+                self._wake_waiters()
 
     def _install(self, budget: Budget) -> _Account:
         key = (budget.scope, budget.scope_id)
@@ -166,3 +224,8 @@ class QuotaGuard:
                         "limit": policy.limit, "period": str(policy.period),
                         "mode": str(policy.mode), "grace_percent": policy.grace_percent,
                         "grace_hours": policy.grace_hours, "version": policy.version}}
+
+
+def _set_once(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     keepalive_timeout_s: float = Field(5.0, gt=0)  # an idle keep-alive connection is closed after
     max_connections: int = Field(1000, gt=0)  # per process; one more is answered 503 and closed
     reservation_default_max_tokens: int = Field(4096, gt=0)
+    reservation_wait_s: float = Field(5.0, ge=0)  # how long a burst waits for reservations to settle
+    stream_progress_tokens: int = Field(256, gt=0)  # a long stream is metered in parts of this size
+    stream_progress_s: float = Field(10.0, gt=0)  # … or of this duration
     ledger_max_batch: int = Field(5000, gt=0)  # usage facts the ledger fetches per round
     ledger_linger_ms: int = Field(100, ge=0)  # how long a round gathers facts under load
     analytics_url: Annotated[str | None, BeforeValidator(_analytics_url)] = None
