@@ -115,14 +115,19 @@ class Registry(Application):
         return key
 
     def expire_keys(self, keys: Iterable[ApiKey]) -> int:
-        """Records expiry of every given key whose time has come; returns how many."""
+        """Records expiry of every given key whose time has come; returns how many.
+
+        The given keys only say which to look at (they may be a read model's copies, which
+        must change only through stored events): each is loaded afresh before it expires."""
         now = self.clock.now()
-        due = [k for k in keys if k.status == "active" and k.expires_at and now >= k.expires_at]
-        for key in due:
+        due = [k.id for k in keys if k.status == "active" and k.expires_at and now >= k.expires_at]
+        fresh = [key for key in (self.key(key_id) for key_id in due)
+                 if key.status == "active" and key.expires_at and now >= key.expires_at]
+        for key in fresh:
             key.expire(now)
-        if due:
-            self.save(*due)
-        return len(due)
+        if fresh:
+            self.save(*fresh)
+        return len(fresh)
 
     # ----- models and prices ---------------------------------------------------------------
 

@@ -159,3 +159,17 @@ def test_two_conflicting_saves_of_one_aggregate_raise_integrity_error(
     with pytest.raises(IntegrityError):
         ledger.save(two)
     assert ledger.budget(Scope.USER, "u1").policy.limit == DOLLAR
+
+
+def test_expiring_keys_leaves_the_copies_it_was_handed_unchanged(
+        apps: tuple[Registry, Ledger], clock: FixedClock) -> None:
+    """The scheduler hands in the registry view's copies: only stored events may change them."""
+    registry, _ = apps
+    seed_registry(registry)
+    key, _ = issue(registry, "u1", "demo", expires_at=START + timedelta(hours=1))
+    handed = registry.key(key.id)
+    clock.advance(hours=2)
+    assert registry.expire_keys([handed]) == 1
+    assert (handed.status, handed.version) == (KeyStatus.ACTIVE, key.version)
+    assert registry.key(key.id).status is KeyStatus.EXPIRED
+    assert registry.expire_keys([handed]) == 0  # already expired in the store: nothing recorded
