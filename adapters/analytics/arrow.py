@@ -69,7 +69,7 @@ def facts_to_arrow(facts: Sequence[RequestMetered]) -> pa.Table:
             [f.client_disconnected for f in facts],
             [f.gateway_id for f in facts],
             [f.schema_version for f in facts],
-            [f.labels for f in facts],
+            [dict(f.labels) for f in facts],  # any Mapping (the default is read-only)
             [f.request_id for f in facts],
             [f.requests for f in facts],
             [f.final for f in facts],

@@ -41,7 +41,8 @@ def fact(**fields: Any) -> RequestMetered:
 
 
 def fold(facts: list[RequestMetered], query: UsageQuery) -> list[UsageTotals]:
-    """The deliberately simple model: first copy per event id, then sums per group."""
+    """The deliberately simple model: first copy per event id, then sums per group (a fact
+    counts the requests it says: 0 for the later parts of a request metered in parts)."""
     unique: dict[str, RequestMetered] = {}
     for f in facts:
         unique.setdefault(f.event_id, f)
@@ -57,7 +58,8 @@ def fold(facts: list[RequestMetered], query: UsageQuery) -> list[UsageTotals]:
         group = {None: "", "day": f.occurred_at.astimezone(zone).date().isoformat(), "model": f.model,
                  "key": f.key_id, "user": f.user_id, "team": f.team_id or ""}[query.group_by]
         sums = groups.setdefault(group, [0] * 5)
-        for i, amount in enumerate((1, f.prompt_tokens, f.completion_tokens, f.cached_tokens, f.cost)):
+        for i, amount in enumerate((f.requests, f.prompt_tokens, f.completion_tokens, f.cached_tokens,
+                                    f.cost)):
             sums[i] += amount
     return [UsageTotals(group, *sums) for group, sums in sorted(groups.items())]
 
@@ -70,7 +72,8 @@ def random_facts() -> st.SearchStrategy[RequestMetered]:
         fact, event_id=st.uuids().map(str), occurred_at=moments, user_id=st.sampled_from(NASTY_IDS),
         key_id=st.sampled_from(["k1", "k2", "k'3"]), team_id=st.sampled_from([None, "red", "blue"]),
         model=st.sampled_from(["m-a", "m-b"]), prompt_tokens=counts, completion_tokens=counts,
-        cached_tokens=counts, cost=st.integers(-(2**50), 2**50))
+        cached_tokens=counts, cost=st.integers(-(2**50), 2**50),
+        request_id=st.sampled_from(["", "r-1", "r-2"]), requests=st.integers(0, 1), final=st.booleans())
 
 
 class AnalyticsStoreFixtures:
