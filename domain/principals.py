@@ -9,6 +9,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import PrincipalInactiveError
+from domain.grants import Grant
 from domain.ids import stable_id
 
 
@@ -19,6 +20,8 @@ class Role(StrEnum):
 
 class Team(Aggregate):
     TOPIC = "meterline.Team"
+    # A class default, not set in __init__: teams stored before grants existed load open.
+    grant = Grant()
 
     class Created(Aggregate.Created):
         TOPIC = "meterline.Team.Created"
@@ -41,14 +44,24 @@ class Team(Aggregate):
         if (name, cost_center) != (self.name, self.cost_center):
             self._changed(name=name, cost_center=cost_center, at=at)
 
+    def change_grant(self, grant: Grant, at: datetime) -> None:
+        if grant != self.grant:
+            self._grant_changed(grant=grant.state(), at=at)
+
     @event("TeamChanged", topic="meterline.TeamChanged")
     def _changed(self, name: str, cost_center: str | None, at: datetime) -> None:
         self.name = name
         self.cost_center = cost_center
 
+    @event("TeamGrantChanged", topic="meterline.TeamGrantChanged")
+    def _grant_changed(self, grant: dict, at: datetime) -> None:
+        self.grant = Grant.from_state(grant)
+
 
 class User(Aggregate):
     TOPIC = "meterline.User"
+    # A class default, not set in __init__: users stored before grants existed load open.
+    grant = Grant()
 
     class Created(Aggregate.Created):
         TOPIC = "meterline.User.Created"
@@ -81,6 +94,11 @@ class User(Aggregate):
         self._require_active()
         self._token_issued(token_hmac=token_hmac, at=at)
 
+    def change_grant(self, grant: Grant, at: datetime) -> None:
+        self._require_active()
+        if grant != self.grant:
+            self._grant_changed(grant=grant.state(), at=at)
+
     def deactivate(self, reason: str, at: datetime) -> None:
         if self.active:
             self._deactivated(reason=reason, at=at)
@@ -96,6 +114,10 @@ class User(Aggregate):
     @event("UserTokenIssued", topic="meterline.UserTokenIssued")
     def _token_issued(self, token_hmac: str, at: datetime) -> None:
         self.token_hmacs.append(token_hmac)
+
+    @event("UserGrantChanged", topic="meterline.UserGrantChanged")
+    def _grant_changed(self, grant: dict, at: datetime) -> None:
+        self.grant = Grant.from_state(grant)
 
     @event("UserDeactivated", topic="meterline.UserDeactivated")
     def _deactivated(self, reason: str, at: datetime) -> None:

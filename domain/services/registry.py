@@ -15,6 +15,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 
 from domain.credentials import display_prefix
 from domain.errors import DomainError
+from domain.grants import Grant, GrantExceededError, effective_grant
 from domain.keys import ApiKey
 from domain.ports.clock import Clock
 from domain.pricing import Price, PriceBook
@@ -65,6 +66,20 @@ class Registry(Application):
         user.issue_token(token_hmac, self.clock.now())
         self.save(user)
 
+    def grant_user(self, user_id: str, grant: Grant) -> User:
+        """Replaces what an active user may give the keys created for them."""
+        user = self.user(user_id)
+        user.change_grant(grant, self.clock.now())
+        self.save(user)
+        return user
+
+    def grant_team(self, team_id: str, grant: Grant) -> Team:
+        """Replaces what the team's users may give their keys (narrowing their own grants)."""
+        team = self.team(team_id)
+        team.change_grant(grant, self.clock.now())
+        self.save(team)
+        return team
+
     def deactivate_user(self, user_id: str, reason: str) -> list[UUID]:
         """Offboards a user: deactivated and every live key revoked, in one transaction."""
         now = self.clock.now()
@@ -88,6 +103,9 @@ class Registry(Application):
         for model in models:
             if model != "*":
                 self.price_book(model)
+        refused = self.effective_grant(user_id).refused_models(models)
+        if refused:  # the gateway checks first with a fuller message; this holds under races
+            raise GrantExceededError(f"models {refused} are not granted to user {user_id!r}")
         key = ApiKey(user_id=user_id, team_id=user.team_id, name=name, description=description,
                      models=models, prefix=display_prefix(secret), secret_hmac=secret_hmac,
                      expires_at=expires_at, rpm_limit=rpm_limit, tpm_limit=tpm_limit,
@@ -159,6 +177,11 @@ class Registry(Application):
 
     def user(self, user_id: str) -> User:
         return self._get(User, User.id_for(user_id), f"user {user_id!r}")
+
+    def effective_grant(self, user_id: str) -> Grant:
+        """The user's grant narrowed by their team's (`domain.grants.effective_grant`)."""
+        user = self.user(user_id)
+        return effective_grant(user.grant, self.team(user.team_id).grant if user.team_id else None)
 
     def key(self, key_id: UUID) -> ApiKey:
         return self._get(ApiKey, key_id, f"key {key_id}")

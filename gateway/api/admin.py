@@ -1,4 +1,4 @@
-"""Admin endpoints: teams, users, user tokens, offboarding, budgets."""
+"""Admin endpoints: teams, users, user tokens, offboarding, budgets (grants: `grants.py`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from domain.credentials import TOKEN_PREFIX, new_secret
 from domain.quota_policy import BudgetPolicy, Scope
 from gateway import errors
 from gateway.api.deps import Admin, Ctx, usd, usd_to_nanos
+from gateway.api.grants import check_key_budget
 from gateway.api.schemas import BudgetBody, NewTeam, NewUser
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
@@ -76,6 +77,8 @@ async def set_budget(scope: str, scope_id: str, body: BudgetBody, ctx: Ctx, _: A
     policy = BudgetPolicy(limit=usd_to_nanos(body.limit_usd, "limit_usd"), period=body.period,
                           mode=body.mode, grace_percent=body.grace_percent,
                           grace_hours=body.grace_hours)
+    if parsed is Scope.KEY:  # a key's budget is held to its user's grant, whoever sets it
+        check_key_budget(ctx, ctx.registry_view.key(UUID(scope_id)).user_id, policy)
     await ctx.command(ctx.ledger.set_budget, parsed, scope_id, policy)
     return budget_view(ctx, parsed, scope_id)
 

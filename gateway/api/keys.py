@@ -1,4 +1,7 @@
-"""API keys: create (secret shown once), list, rotate, revoke. Users act on their own keys."""
+"""API keys: create (secret shown once), list, rotate, revoke. Users act on their own keys.
+
+A new key's models and budget are held to its user's grant (`gateway.api.grants`).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from domain.keys import ApiKey
 from domain.quota_policy import BudgetPolicy, Scope
 from gateway import errors
 from gateway.api.deps import Caller, Ctx, Principal, acting_user, usd, usd_to_nanos
+from gateway.api.grants import held_to_grant
 from gateway.api.schemas import NewKey, RotateBody
 
 router = APIRouter(prefix="/api/keys", tags=["keys"])
@@ -57,14 +61,15 @@ async def create_key(body: NewKey, ctx: Ctx, who: Caller) -> dict:
     expires_at = body.expires_at  # in UTC and within the supported years (schemas.Instant)
     if expires_at is not None and expires_at <= ctx.clock.now():
         raise errors.bad_request("'expires_at' must be in the future", "expires_at")
-    budget = usd_to_nanos(body.budget_usd, "budget_usd") if body.budget_usd is not None else None
+    requested = (BudgetPolicy(limit=usd_to_nanos(body.budget_usd, "budget_usd"), mode=body.budget_mode)
+                 if body.budget_usd is not None else None)
+    policy = held_to_grant(ctx, user_id, body.models, requested)
     secret = new_secret()
     key = await ctx.command(ctx.registry.issue_key, user_id, body.name, body.models,
                             ctx.hmac(secret), secret, body.description, expires_at,
                             body.rpm_limit, body.tpm_limit)
-    if budget is not None:
-        await ctx.command(ctx.ledger.set_budget, Scope.KEY, str(key.id),
-                          BudgetPolicy(limit=budget, mode=body.budget_mode))
+    if policy is not None:
+        await ctx.command(ctx.ledger.set_budget, Scope.KEY, str(key.id), policy)
     return {**key_view(ctx, key), "key": secret,
             "note": "store this key now: it is shown only once"}
 

@@ -2,9 +2,10 @@
 
 from fastapi import APIRouter
 
-from gateway.api import admin, keys, usage
+from gateway.api import admin, grants, keys, usage
 
 router = APIRouter()
 router.include_router(admin.router)
+router.include_router(grants.router)
 router.include_router(keys.router)
 router.include_router(usage.router)

@@ -99,6 +99,14 @@ class BudgetBody(Strict):
     grace_hours: int | None = Field(default=None, gt=0, le=24 * 366)
 
 
+class GrantBody(Strict):
+    """A whole grant: what is left out is unrestricted (every model, no default, no maximum)."""
+    models: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        default=None, max_length=1000, description="model names, or ['*'] for every model")
+    default_key_budget: BudgetBody | None = None
+    max_key_budget_usd: Money | None = None
+
+
 class NewKey(Strict):
     name: Label = Field(min_length=1)
     description: Note = ""

@@ -78,16 +78,18 @@ async def embeddings(request: Request) -> Response:
     return await handle(request, "embeddings")
 
 
-@router.get("/models", summary="List the models this key may use")
+@router.get("/models", summary="List the models this key and its user's grant allow")
 async def list_models(request: Request) -> Response:
     ctx: GatewayContext = request.app.state.ctx
     try:
         key = authenticate(ctx, request.headers.get("authorization"))
     except errors.GatewayError as exc:
         return exc.response()
+    granted = ctx.registry_view.granted_models(key.user_id)  # None: the grant allows every model
     data = [{"id": book.model, "object": "model", "created": int(book.created_on.timestamp()),
              "owned_by": "meterline"}
             for book in ctx.registry_view.models()
-            if book.enabled and book.model in ctx.routes and key.allows_model(book.model)]
+            if book.enabled and book.model in ctx.routes and key.allows_model(book.model)
+            and (granted is None or book.model in granted)]
     return Response(orjson.dumps({"object": "list", "data": sorted(data, key=lambda m: m["id"])}),
                     media_type="application/json")

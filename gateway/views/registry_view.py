@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from domain.grants import Grant, effective_grant
 from domain.keys import ApiKey
 from domain.pricing import PriceBook
 from domain.principals import Team, User
@@ -122,6 +123,21 @@ class RegistryView:
 
     def team(self, team_id: str) -> Team | None:
         return self._teams.get(team_id)
+
+    def effective_grant(self, user_id: str) -> Grant | None:
+        """The user's grant narrowed by their team's; None if the user is unknown."""
+        user = self._users.get(user_id)
+        if user is None:
+            return None
+        team = self._teams.get(user.team_id) if user.team_id else None
+        return effective_grant(user.grant, team.grant if team is not None else None)
+
+    def granted_models(self, user_id: str) -> frozenset[str] | None:
+        """The models a user's keys may use under their effective grant; None: every model
+        (also for a user this view does not know). For admission: a request needs a model
+        its key's own list allows and this allows."""
+        grant = self.effective_grant(user_id)
+        return None if grant is None else grant.allowed_models
 
     def model(self, name: str) -> PriceBook | None:
         return self._models.get(name)
