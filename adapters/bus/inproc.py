@@ -1,8 +1,10 @@
-"""The embedded event bus: Kafka's model (topics, partitions, offsets, groups) in one process.
+"""The in-process event bus: Kafka's model (topics, partitions, offsets, groups) in one process.
 
-With a journal directory every publish is fsync'ed before it returns (group commit: one
-flush per batch of concurrent publishers) and a restart reloads everything; without one
-it lives in memory, for tests. Records are kept as CloudEvents bytes, as on Kafka, so
+Without a journal directory it lives in memory: the twin of the other buses, for tests.
+With one, every publish is synced before it returns (group commit: one flush per batch of
+concurrent publishers) and a restart reloads everything; its consumers must then share its
+process. `meterline up` uses `journal_bus` instead, on the same files, whose consumers follow
+them from other processes. Records are kept as CloudEvents bytes, as on Kafka, so
 consumers get fresh objects and unserialisable data fails at publish on both buses.
 """
 

@@ -3,6 +3,7 @@
 Layout under the journal directory:
     bus.json                        {"partitions": N}, fixed when the directory is first used
     topics/<topic>/<partition>.jsonl  one CloudEvents JSON record per line
+    topics/<topic>/durable            the bytes of each partition that are fsync'ed (journal_marks)
     offsets.json                    {topic: {group: {partition: next offset}}}, atomically replaced
 Every method blocks on the disk: the bus calls them from a worker thread.
 """
@@ -16,7 +17,13 @@ from pathlib import Path
 
 import orjson
 
+from adapters.bus.journal_marks import MarksWriter
+
 log = logging.getLogger(__name__)
+# For an append, fdatasync flushes the data and the new file size, all a later read needs;
+# it skips only the timestamps that fsync would also write (PostgreSQL's WAL default on Linux).
+_sync_data = getattr(os, "fdatasync", os.fsync)
+TAIL_CHUNK = 65536  # bytes read at a time from a file's end, looking for its last complete record
 
 Records = dict[str, list[list[bytes]]]      # topic -> partition -> records
 Offsets = dict[str, dict[str, dict[int, int]]]  # topic -> group -> partition -> next offset
@@ -31,15 +38,22 @@ class Journal:
         self._files: dict[tuple[str, int], int] = {}  # open file descriptors
         self._sizes: dict[tuple[str, int], int] = {}
         self._syncers: ThreadPoolExecutor | None = None
+        self._marks: dict[str, MarksWriter] = {}
         self._unusable: OSError | None = None
 
-    def open(self) -> tuple[Records, Offsets]:
-        """Checks the layout, drops torn trailing records, and returns what is stored."""
+    def open(self, load: bool = True) -> tuple[Records, Offsets]:
+        """Checks the layout, drops torn trailing records, and returns what is stored.
+
+        With `load=False` (a writer whose readers follow the files: `JournalBus`) only the
+        ends of the files are read, and no records are returned. Either way every file is
+        synced and its durable mark published, so followers may read all that is there."""
         (self._root / "topics").mkdir(parents=True, exist_ok=True)
         self._check_partition_count()
         # fsyncs of different files run side by side: ext4 folds them into fewer commits
         self._syncers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="journal-fsync")
-        records = {topic.name: self._load_topic(topic) for topic in self._topic_dirs()}
+        records = {topic.name: self._load_topic(topic, load) for topic in self._topic_dirs()}
+        for topic in self._topic_dirs():
+            self._publish_marks(topic.name)
         offsets_file = self._root / "offsets.json"
         raw = orjson.loads(offsets_file.read_bytes()) if offsets_file.exists() else {}
         offsets = {topic: {group: {int(p): o for p, o in positions.items()}
@@ -58,13 +72,18 @@ class Journal:
         try:
             for where, chunk in lines.items():
                 self._write_all(self._fd(where), b"\n".join(chunk) + b"\n")
-            assert self._syncers is not None
-            list(self._syncers.map(os.fsync, [self._files[where] for where in lines]))
+            if len(lines) == 1:  # the usual case under light load: no hand-off to another thread
+                _sync_data(self._files[next(iter(lines))])
+            else:
+                assert self._syncers is not None
+                list(self._syncers.map(_sync_data, [self._files[where] for where in lines]))
         except BaseException:
             self._undo(lines)
             raise
         for where, chunk in lines.items():
             self._sizes[where] += sum(len(line) + 1 for line in chunk)
+        for topic in {topic for topic, _ in lines}:
+            self._publish_marks(topic)
 
     def save_offsets(self, snapshot: bytes) -> None:
         """Replaces offsets.json with `snapshot` atomically (write, fsync, rename, fsync dir)."""
@@ -81,6 +100,9 @@ class Journal:
         for fd in self._files.values():
             os.close(fd)
         self._files.clear()
+        for marks in self._marks.values():
+            marks.close()
+        self._marks.clear()
         if self._syncers:
             self._syncers.shutdown()
 
@@ -99,15 +121,25 @@ class Journal:
     def _topic_dirs(self) -> list[Path]:
         return sorted(path for path in (self._root / "topics").iterdir() if path.is_dir())
 
-    def _load_topic(self, directory: Path) -> list[list[bytes]]:
+    def _load_topic(self, directory: Path, load: bool) -> list[list[bytes]]:
         partitions: list[list[bytes]] = [[] for _ in range(self._partitions)]
         for path in directory.glob("*.jsonl"):
             partition = int(path.stem)
             if partition >= self._partitions:
                 raise ValueError(f"{path} is beyond the {self._partitions} partitions configured")
-            partitions[partition] = self._load_file(path)
+            if load:
+                partitions[partition] = self._load_file(path)
+            else:
+                self._repair_tail(path)
+            with open(path, "rb") as file:  # what a killed writer left in the page cache, on disk
+                _sync_data(file.fileno())
             self._sizes[(directory.name, partition)] = path.stat().st_size
         return partitions
+
+    def _publish_marks(self, topic: str) -> None:
+        if topic not in self._marks:
+            self._marks[topic] = MarksWriter(self._root / "topics" / topic, self._partitions)
+        self._marks[topic].write([self._sizes.get((topic, p), 0) for p in range(self._partitions)])
 
     def _load_file(self, path: Path) -> list[bytes]:
         data = path.read_bytes()
@@ -120,6 +152,23 @@ class Journal:
                 file.truncate(complete)
                 os.fsync(file.fileno())
         return data[:complete].split(b"\n")[:-1]
+
+    def _repair_tail(self, path: Path) -> None:
+        """Cuts a torn trailing record, reading the file from its end only."""
+        with open(path, "r+b") as file:
+            end = size = file.seek(0, os.SEEK_END)
+            while end > 0:
+                start = max(0, end - TAIL_CHUNK)
+                file.seek(start)
+                newline = file.read(end - start).rfind(b"\n")
+                if newline >= 0:
+                    end = start + newline + 1
+                    break
+                end = start
+            if end < size:
+                log.warning("dropping a torn record of %d bytes at the end of %s", size - end, path)
+                file.truncate(end)
+                os.fsync(file.fileno())
 
     def _fd(self, where: tuple[str, int]) -> int:
         if where not in self._files:

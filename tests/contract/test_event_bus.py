@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
 from adapters.bus.inproc import InProcessBus
+from adapters.bus.journal_bus import JournalBus
 from adapters.bus.kafka import OTHER_TOPIC_PARTITIONS, KafkaBus
 from domain.ports.bus import BusMessage, Delivery, EventBus
 from tests.support.buses import EventBusFixtures, OpenConsumer, in_log_order, message, read, seqs
@@ -131,6 +132,22 @@ class TestJournalledBus(EventBusPublishingContract):
     @pytest.fixture
     def inject_raw(self, bus: InProcessBus) -> Callable[[str, str, bytes], Awaitable[None]]:
         return append_raw(bus)
+
+
+class TestJournalBus(EventBusPublishingContract):
+    """The embedded default across processes: consumers follow the files (a JournalFollower)."""
+
+    @pytest.fixture
+    def make_bus(self, tmp_path: Path) -> Callable[[], JournalBus]:
+        return lambda: JournalBus(tmp_path / "bus", partitions=4)
+
+    @pytest.fixture
+    def inject_raw(self, bus: JournalBus) -> Callable[[str, str, bytes], Awaitable[None]]:
+        async def inject(topic: str, key: str, raw: bytes) -> None:
+            await bus.open_writer()
+            await asyncio.to_thread(bus._journal.append, [(topic, bus.partition_of(key), raw)])
+
+        return inject
 
 
 @pytest.mark.kafka

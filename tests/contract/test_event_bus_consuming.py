@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from adapters.bus.inproc import InProcessBus
+from adapters.bus.journal_bus import JournalBus
 from adapters.bus.kafka import KafkaBus
 from domain.ports.bus import EventBus
 from tests.support.buses import EventBusFixtures, OpenConsumer, in_log_order, message, read, seqs
@@ -159,6 +160,12 @@ class TestJournalledBus(EventBusConsumingContract):
         await first.stop()
         with pytest.raises(ValueError, match="written with 4 partitions"):
             await InProcessBus(partitions=8, journal_dir=tmp_path).start()
+
+
+class TestJournalBus(EventBusConsumingContract):
+    @pytest.fixture
+    def make_bus(self, tmp_path: Path) -> Callable[[], EventBus]:
+        return lambda: JournalBus(tmp_path / "bus", partitions=4)
 
 
 @pytest.mark.kafka
