@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -17,6 +18,8 @@ from adapters.analytics.arrow import ARROW_SCHEMA, facts_to_arrow
 from adapters.analytics.chdb import ChdbAnalytics
 from adapters.analytics.clickhouse import ClickHouseAnalytics
 from adapters.analytics.memory import InMemoryAnalytics
+from adapters.analytics.remote import RemoteAnalytics
+from adapters.analytics.remote_server import AnalyticsServer
 from adapters.analytics.schema import SCHEMA, USAGE_COLUMNS, USAGE_TABLE
 from adapters.analytics.sql import INSERT_SETTINGS, escape_param, usage_statement
 from domain.ports.analytics import AnalyticsStore, UsageTotals
@@ -115,6 +118,40 @@ class TestClickHouseAnalyticsOverChdb(AnalyticsStoreInsertContract):
             yield store
         finally:
             store.close()
+
+
+class TestRemoteAnalyticsOverChdb(AnalyticsStoreInsertContract):
+    """The gateway's view of the projector's chDB on the embedded default (a unix socket)."""
+
+    @contextmanager
+    def open_store(self, directory: Path) -> Iterator[AnalyticsStore]:
+        owner = ChdbAnalytics(directory / "chdb")
+        with AnalyticsServer(owner, directory / "analytics.sock"):
+            store = RemoteAnalytics(directory / "analytics.sock")
+            try:
+                yield store
+            finally:
+                store.close()
+                owner.close()
+
+    def test_a_call_waits_for_the_owner_to_come_back(self, tmp_path: Path) -> None:
+        owner = InMemoryAnalytics()
+        server = AnalyticsServer(owner, tmp_path / "a.sock").start()
+        store = RemoteAnalytics(tmp_path / "a.sock", wait_s=10)
+        store.insert_usage([fact()])
+        server.stop()  # the projector restarts: the next call retries until it answers
+        restart = threading.Timer(0.5, lambda: AnalyticsServer(owner, tmp_path / "a.sock").start())
+        restart.start()
+        try:
+            assert store.count_usage() == 1
+        finally:
+            restart.join()
+            store.close()
+
+    def test_an_absent_owner_is_named_after_the_wait(self, tmp_path: Path) -> None:
+        store = RemoteAnalytics(tmp_path / "nobody.sock", wait_s=0.3)
+        with pytest.raises(ConnectionError, match="projector"):
+            store.count_usage()
 
 
 class RecordingClient:

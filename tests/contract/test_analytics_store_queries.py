@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from adapters.analytics.chdb import ChdbAnalytics
 from adapters.analytics.clickhouse import ClickHouseAnalytics
 from adapters.analytics.memory import InMemoryAnalytics
+from adapters.analytics.remote import RemoteAnalytics
+from adapters.analytics.remote_server import AnalyticsServer
 from domain.ports.analytics import AnalyticsStore, UsageQuery
 from tests.support.analytics import (
     MONTH,
@@ -136,3 +138,16 @@ class TestClickHouseAnalyticsOverChdb(AnalyticsStoreQueryContract):
             yield store
         finally:
             store.close()
+
+
+class TestRemoteAnalyticsOverChdb(AnalyticsStoreQueryContract):
+    @contextmanager
+    def open_store(self, directory: Path) -> Iterator[AnalyticsStore]:
+        owner = ChdbAnalytics(directory / "chdb")
+        with AnalyticsServer(owner, directory / "analytics.sock"):
+            store = RemoteAnalytics(directory / "analytics.sock")
+            try:
+                yield store
+            finally:
+                store.close()
+                owner.close()

@@ -1,0 +1,109 @@
+"""The analytics store of another process, asked over its unix socket (`remote_server`).
+
+On the embedded default the projector's process owns chDB (one process per directory) and
+serves it; the gateway's `/api/usage` reads come here. Blocking, like every AnalyticsStore:
+call it from worker threads. Each thread keeps one keep-alive connection. Every call is
+safe to repeat (inserts count a fact once), so a call whose connection fails is sent again
+on a new one, for up to `wait_s` while the owner restarts.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from adapters.analytics.remote_server import query_data
+from domain.ports.analytics import UsageQuery, UsageTotals
+from domain.usage import RequestMetered
+
+_GONE = (ConnectionError, FileNotFoundError, http.client.RemoteDisconnected,
+         http.client.CannotSendRequest, http.client.BadStatusLine, TimeoutError)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout_s: float) -> None:
+        super().__init__("localhost", timeout=timeout_s)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class RemoteAnalytics:
+    """AnalyticsStore served by the process that owns it, at the unix socket `path`."""
+
+    def __init__(self, path: Path | str, timeout_s: float = 60, wait_s: float = 15) -> None:
+        self.path = str(path)
+        self.timeout_s = timeout_s  # a month grouped over millions of facts takes a while
+        self.wait_s = wait_s
+        self._local = threading.local()
+        self._opened: list[_UnixConnection] = []
+        self._opened_lock = threading.Lock()
+
+    def ensure_schema(self) -> None:
+        self._call("/schema", {})
+
+    def insert_usage(self, facts: Sequence[RequestMetered]) -> None:
+        for fact in facts:  # refused here: an ISO time without an offset would not say it was naive
+            if fact.occurred_at.tzinfo is None or fact.occurred_at.utcoffset() is None:
+                raise ValueError(f"fact {fact.event_id}: occurred_at must be timezone-aware")
+        if facts:
+            self._call("/insert", {"facts": [fact.to_data() for fact in facts]})
+
+    def usage(self, query: UsageQuery) -> list[UsageTotals]:
+        """Totals per group, ordered by group."""
+        return [UsageTotals(**row) for row in self._call("/usage", query_data(query))["rows"]]
+
+    def count_usage(self) -> int:
+        """How many distinct facts the store holds."""
+        return int(self._call("/count", {})["count"])
+
+    def close(self) -> None:
+        """Closes every thread's connection (a thread that calls again opens it again)."""
+        with self._opened_lock:
+            opened = list(self._opened)
+        for connection in opened:
+            connection.close()
+
+    def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        payload = json.dumps(body).encode()
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                status, answer = self._send(path, payload)
+                break
+            except _GONE as error:
+                self._local.connection.close()  # the next request opens a new one
+                if time.monotonic() >= deadline:
+                    raise ConnectionError(
+                        f"the analytics store at {self.path} does not answer ({error}): is the "
+                        "projector running? On the embedded default it owns the analytics") from error
+                time.sleep(0.1)
+        if status == 400:
+            raise ValueError(answer["error"])
+        if status != 200:
+            raise RuntimeError(f"the analytics store failed: {answer.get('error', status)}")
+        return answer
+
+    def _send(self, path: str, payload: bytes) -> tuple[int, dict[str, Any]]:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = _UnixConnection(self.path, self.timeout_s)
+            with self._opened_lock:
+                self._opened.append(connection)
+        connection.request("POST", path, payload, {"content-type": "application/json"})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
