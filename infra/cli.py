@@ -43,31 +43,28 @@ def _config(settings) -> MeterlineConfig:
     return load_config(settings.config)
 
 
-def _run(roles: frozenset[str], data_dir, config, port, host, demo_model: bool = False) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _logging(label: str) -> None:
+    logging.basicConfig(level=logging.INFO,
+                        format=f"%(asctime)s {label} %(levelname)s %(name)s: %(message)s")
+
+
+def _run(roles: frozenset[str], data_dir, config, port, host) -> None:
+    _logging("+".join(sorted(roles)))
     from infra.container import build
-    from infra.runner import serve
+    from infra.runner import analytics_socket, serve
     try:
         settings = _settings(data_dir, config, port, host)
-        demo = None
-        if demo_model:
-            from infra.demo.demo_config import demo_config, start_demo_model
-            demo = start_demo_model(settings.data_dir)
-            cfg = demo_config(demo.base_url) if settings.config is None else _config(settings)
-        else:
-            cfg = _config(settings)
+        if settings.bus == "inproc" and "gateway" in roles and "projector" not in roles \
+                and settings.analytics_url is None:
+            # on the embedded default the projector's process owns chDB and answers for it
+            socket = analytics_socket(settings.data_dir)
+            settings = settings.model_copy(update={"analytics_url": f"unix:{socket}"})
+        cfg = _config(settings)
         _check_split_analytics(settings, roles)
         system = build(settings, cfg)
     except (ConfigError, ValueError, OSError) as exc:
         raise _fail(exc) from None
-    try:
-        if settings.dev:
-            err.print(f"dev mode: admin token and key secret are in {settings.data_dir / 'dev-secrets.json'}"
-                      " (or set METERLINE_ADMIN_TOKEN)")
-        serve(system, roles, settings.host, settings.port)
-    finally:
-        if demo is not None:
-            demo.stop()
+    serve(system, roles, settings.host, settings.port)
 
 
 def _check_split_analytics(settings, roles: frozenset[str]) -> None:
@@ -86,9 +83,31 @@ def up(data_dir: DataDir = None, config: ConfigFile = None, port: Port = None, h
        demo_model: Annotated[bool, typer.Option("--demo-model", help=(
            "Start the bundled Gemma 3 270M model server and serve it (the default config)."))] = False
        ) -> None:
-    """Run everything in one process: gateway, ledger, projector and scheduler."""
+    """Run everything on this machine: gateway, ledger (+ scheduler) and projector, supervised."""
+    _logging("up")
+    from infra.up import run_up
+    try:
+        settings = _settings(data_dir, config, port, host)
+        if not demo_model or settings.config is not None:
+            _config(settings)  # refused here, once, rather than by every child
+        if settings.dev:
+            err.print(f"dev mode: admin token and key secret are in {settings.data_dir / 'dev-secrets.json'}"
+                      " (or set METERLINE_ADMIN_TOKEN)")
+        code = run_up(settings, settings.config, demo_model)
+    except (ConfigError, ValueError, OSError) as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
+@app.command(hidden=True)
+def run(roles: Annotated[str, typer.Argument(help="Comma-separated: gateway, ledger, projector, scheduler.")],
+        data_dir: DataDir = None, config: ConfigFile = None, port: Port = None, host: Host = None) -> None:
+    """Run several roles in one process (what `up` starts its children with)."""
+    chosen = frozenset(role.strip() for role in roles.split(","))
     from infra.runner import ALL_ROLES
-    _run(ALL_ROLES, data_dir, config, port, host, demo_model)
+    if not chosen or not chosen <= ALL_ROLES:
+        raise _fail(ConfigError("roles", [f"{roles!r}: choose among {', '.join(sorted(ALL_ROLES))}"]))
+    _run(chosen, data_dir, config, port, host)
 
 
 @app.command()
@@ -130,3 +149,7 @@ def config_check(config: ConfigFile = None) -> None:
         typer.echo(f"budget {budget.scope}/{budget.scope_id}: {budget.policy.limit} nano-USD "
                    f"per {budget.policy.period}, {budget.policy.mode}")
     typer.echo("configuration is valid")
+
+
+if __name__ == "__main__":  # `python -m infra.cli`: how `up` starts its children
+    app()

@@ -67,7 +67,7 @@ def open_stores(settings: Settings, config: MeterlineConfig, clock: Clock, tz: s
         try:
             registry, ledger = open_applications(event_store_env(settings), clock, tz)
         except DatabaseError as exc:
-            if attempt == attempts or settings.database_url is None:
+            if attempt == attempts:  # `up` starts its processes together on SQLite too
                 raise
             log.warning("opening the event store failed (%s); retrying", exc)
         else:
@@ -88,11 +88,15 @@ def build_bus(settings: Settings) -> EventBus:
     if settings.bus == "kafka":
         from adapters.bus.kafka import KafkaBus
         return KafkaBus(settings.kafka_bootstrap, client_id=f"meterline-{settings.gateway_id}")
-    from adapters.bus.inproc import InProcessBus
-    return InProcessBus(partitions=4, journal_dir=settings.data_dir / "bus")
+    # the journal on disk: the gateway appends, the ledger and the projector follow it (`meterline up`)
+    from adapters.bus.journal_bus import JournalBus
+    return JournalBus(settings.data_dir / "bus", partitions=4)
 
 
 def build_analytics(settings: Settings) -> AnalyticsStore:
+    if settings.analytics_url and settings.analytics_url.startswith("unix:"):
+        from adapters.analytics.remote import RemoteAnalytics  # the projector's chDB, served
+        return RemoteAnalytics(settings.analytics_url.removeprefix("unix:"))
     if settings.analytics_url:
         from adapters.analytics.clickhouse import ClickHouseAnalytics
         return ClickHouseAnalytics(settings.analytics_url)

@@ -1,23 +1,31 @@
-"""Running the processes: gateway, ledger, projector, scheduler, or all four in one (`up`)."""
+"""Running the roles of one process: gateway, ledger, projector, scheduler, or several together.
+
+`meterline up` runs them as supervised processes (`infra/up.py`); this module runs one of them.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import os
 import signal
+import tempfile
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
 
 from domain.ports.bus import DOMAIN_TOPIC, USAGE_TOPIC
 from gateway.views.bus_feed import BusFeed
-from infra.container import Meterline
+from infra.container import Meterline, event_store_env
 from infra.workers.ledger_worker import LedgerWorker
 from infra.workers.outbox_relay import OutboxRelay
 from infra.workers.scheduler import build_scheduler
+from infra.workers.store_watch import StoreWatch
 
 if TYPE_CHECKING:
     import uvicorn
@@ -25,6 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 ALL_ROLES = frozenset({"gateway", "ledger", "projector", "scheduler"})
+FEED_INTERVAL_S = 0.05  # how often the views look for events others wrote to the store
 
 
 class Workers:
@@ -42,12 +51,21 @@ class Workers:
     async def start(self) -> None:
         system = self.system
         distributed = system.settings.bus == "kafka"
+        views = bool(self.roles & {"gateway", "scheduler"})  # the in-memory views, fed by the store
         await system.bus.start()
+        open_writer = getattr(system.bus, "open_writer", None)
+        if "gateway" in self.roles and open_writer is not None:
+            await open_writer()  # the embedded journal has one writer: fail now, not on a request
         if "projector" in self.roles:
             # Only the projector opens analytics at start (a gateway opens it on its first usage
             # query): an embedded chDB directory admits one process, and the engine adds
             # ~220 MB to the process that loads it.
             await anyio.to_thread.run_sync(system.analytics.ensure_schema)
+            if system.settings.analytics_url is None:  # embedded chDB: serve it to the gateway
+                from adapters.analytics.remote_server import AnalyticsServer
+                server = AnalyticsServer(system.analytics, analytics_socket(system.settings.data_dir))
+                await anyio.to_thread.run_sync(server.start)
+                self.closers.append(lambda: anyio.to_thread.run_sync(server.stop))
         if distributed and "gateway" in self.roles:
             # Replicas learn of other processes' changes from meterline.domain.
             bus_feed = BusFeed(
@@ -56,14 +74,17 @@ class Workers:
             await bus_feed.start()
             self.closers.append(bus_feed.stop)
             self._spawn(bus_feed.run(self.stop_event), "bus-feed")
-        await anyio.to_thread.run_sync(system.feed.bootstrap)
+        if views:
+            await anyio.to_thread.run_sync(system.feed.bootstrap)
         relay = None
         if distributed and "ledger" in self.roles:
             relay = OutboxRelay(system.registry, system.ledger, system.bus, system.clock)
             self._spawn(relay.run(self.stop_event), "outbox-relay")
         if "ledger" in self.roles:
+            # In the gateway's process its views learn the new spend at once; elsewhere the feed polls.
+            on_recorded = system.feed.pull_ledger if "gateway" in self.roles else None
             self.ledger = LedgerWorker(system.bus.consumer(USAGE_TOPIC, "meterline-ledger"),
-                                       system.ledger, on_recorded=system.feed.pull_ledger,
+                                       system.ledger, on_recorded=on_recorded,
                                        after_batch=relay.wake if relay else None,
                                        max_batch=system.settings.ledger_max_batch,
                                        linger_ms=system.settings.ledger_linger_ms)
@@ -75,13 +96,22 @@ class Workers:
                                        system.analytics)
             await projector.start()
             self._spawn(projector.run(self.stop_event), "projector")
-        if not distributed:
-            # One process (or several on one SQLite store): follow the store's logs directly.
-            self._spawn(system.feed.run(self.stop_event), "event-feed")
+        if not distributed and views:
+            # Several processes on one store: follow its logs directly, on SQLite when they change.
+            self._spawn(self._follow_store(), "event-feed")
         if "scheduler" in self.roles:
             self.scheduler = build_scheduler(system.registry, system.ledger, system.ctx.registry_view,
                                              after=system.feed.pull)
             self.scheduler.start()
+
+    def _follow_store(self) -> Awaitable[None]:
+        system = self.system
+        if system.settings.database_url is not None:
+            return system.feed.run(self.stop_event, FEED_INTERVAL_S)
+        stores = [path for name, path in event_store_env(system.settings).items()
+                  if name.endswith("SQLITE_DBNAME")]
+        logs = [Path(f"{path}{suffix}") for path in stores for suffix in ("", "-wal")]
+        return StoreWatch(logs, system.feed.pull).run(self.stop_event)
 
     def _spawn(self, work: Awaitable[None], name: str) -> None:
         self.tasks.append(asyncio.ensure_future(work))
@@ -99,6 +129,20 @@ class Workers:
             await close()
         await self.system.ctx.upstream.close()
         await self.system.bus.stop()
+
+
+def analytics_socket(data_dir: Path) -> Path:
+    """Where the projector serves embedded chDB: in the data directory, or, when that path is
+    too long for a unix socket (108 bytes), in a private directory named by its hash."""
+    path = Path(data_dir).resolve() / "analytics.sock"
+    if len(os.fsencode(path)) < 100:
+        return path
+    private = Path(tempfile.gettempdir()) / f"meterline-{os.getuid()}"
+    private.mkdir(mode=0o700, exist_ok=True)
+    if private.stat().st_uid != os.getuid() or private.stat().st_mode & 0o077:
+        raise RuntimeError(f"{private} belongs to another user or is open to others; remove it, "
+                           "or use a shorter data directory path")
+    return private / f"{hashlib.sha256(os.fsencode(path)).hexdigest()[:20]}.sock"
 
 
 def gateway_app(system: Meterline, roles: frozenset[str]) -> FastAPI:

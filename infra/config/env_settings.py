@@ -46,7 +46,8 @@ def _analytics_url(value: Any) -> Any:
         scheme = urlsplit(value).scheme if isinstance(value, str) else ""
     except ValueError:
         scheme = ""
-    if value is not None and scheme not in ("http", "https", "clickhouse"):
+    # unix:PATH is the projector's socket on the embedded default (`meterline up` sets it)
+    if value is not None and scheme not in ("http", "https", "clickhouse", "unix"):
         # the URL is not echoed: it may carry a password
         raise hinted("is not a ClickHouse server URL; use e.g. "
                      f"METERLINE_ANALYTICS_URL={_EXAMPLES['analytics_url']}, "
