@@ -4,11 +4,13 @@ python -m bench.bench_gateway [--duration 10] [--requests-for-rss 100000] [--no-
 
 Starts the OpenAI-compatible simulator (testkit/simulator/server.py, a separate process), then:
   1. the simulator alone (direct),
-  2. `meterline up` (embedded default: journal bus with fsync, SQLite ledger, chDB
-     projector, one uvicorn worker) with a key, and
+  2. `meterline up` (embedded default: a supervisor and its gateway, ledger+scheduler and
+     projector processes; journal bus with fdatasync, SQLite ledger, chDB) with a key, and
   3. LiteLLM's proxy (own venv in .bench/litellm-venv, master key, 1 worker),
 each measured with testkit/loadgen.py: req/s at 64 connections, latency p50/p99 at one
-connection; the gateway's RSS after `--requests-for-rss` requests.
+connection; the gateway's RSS after `--requests-for-rss` requests. For `up` the CPU and the
+RSS are the gateway process's; the CPU of all its processes is given beside. Ports are
+chosen free, so runs of others on the machine do not answer in this one's place.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 ADMIN = "bench-admin-token-0123456789"
 BODY = {"model": "sim", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
 LITELLM_VENV = ROOT / ".bench" / "litellm-venv"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
 
 
 def spawn(args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
@@ -62,15 +72,30 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(name: str, url: str, headers: dict, duration: float, pid: int | None = None) -> dict:
+def children(pid: int) -> dict[str, int]:
+    """`meterline up`'s processes by role (`meterline run <roles>`)."""
+    found = {}
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        args = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        if b"run" in args:
+            found[args[args.index(b"run") + 1].decode()] = int(child)
+    return found
+
+
+def measure(name: str, url: str, headers: dict, duration: float, pid: int | None = None,
+            tree: list[int] | None = None) -> dict:
+    """`pid` is the server process whose CPU counts; `tree` all of its processes (for `up`)."""
     run_load(url, BODY, connections=8, duration_s=2, headers=headers)  # warm-up
-    cpu_before = cpu_seconds(pid) if pid else 0.0
+    tree = tree or ([pid] if pid else [])
+    cpu_before = {p: cpu_seconds(p) for p in tree}
     wide = run_load(url, BODY, connections=64, duration_s=duration, headers=headers)
-    cpu_used = cpu_seconds(pid) - cpu_before if pid else 0.0
+    cpu_used = {p: cpu_seconds(p) - cpu_before[p] for p in tree}
     narrow = run_load(url, BODY, connections=1, duration_s=duration / 2, headers=headers)
+    own = cpu_used.get(pid or 0, 0.0)
     result = {"name": name, "rps_64": wide.rps, "errors_64": wide.errors,
               # requests served per second of the server's own CPU: what one worker does with a core
-              "requests_per_cpu_s": round(wide.requests / cpu_used) if cpu_used else None,
+              "requests_per_cpu_s": round(wide.requests / own) if own else None,
+              "cpu_s_all_processes": round(sum(cpu_used.values()), 2),
               "p50_1_ms": narrow.percentile(50), "p99_1_ms": narrow.percentile(99), "rps_1": narrow.rps}
     print(json.dumps(result), flush=True)
     return result
@@ -91,16 +116,16 @@ def bench_key(base_url: str) -> str:
     return key.json()["key"]
 
 
-def meterline(work: Path, sim_url: str) -> tuple[subprocess.Popen, str]:
+def meterline(work: Path, sim_url: str, port: int) -> tuple[subprocess.Popen, str]:
     config = sim_config(work / "meterline.toml", sim_url)
     proc = spawn([str(ROOT / ".venv/bin/meterline"), "up", "--data-dir", str(work / "data"),
-                  "--port", "19201", "--config", str(config)], work / "meterline.log",
+                  "--port", str(port), "--config", str(config)], work / "meterline.log",
                  {"METERLINE_ADMIN_TOKEN": ADMIN, "METERLINE_KEY_SECRET": "b" * 40})
-    wait_http("http://127.0.0.1:19201/healthz")
-    return proc, bench_key("http://127.0.0.1:19201")
+    wait_http(f"http://127.0.0.1:{port}/healthz")
+    return proc, bench_key(f"http://127.0.0.1:{port}")
 
 
-def kafka_gateway(work: Path, sim_url: str, bootstrap: str, database_url: str
+def kafka_gateway(work: Path, sim_url: str, bootstrap: str, database_url: str, port: int
                   ) -> tuple[subprocess.Popen, subprocess.Popen, str]:
     """`meterline ledger` and `meterline gateway` apart, on Kafka (tansu) and PostgreSQL."""
     config = sim_config(work / "meterline-kafka.toml", sim_url)
@@ -109,22 +134,24 @@ def kafka_gateway(work: Path, sim_url: str, bootstrap: str, database_url: str
            "METERLINE_DATABASE_URL": database_url, "METERLINE_CONFIG": str(config)}
     meterline_bin = str(ROOT / ".venv/bin/meterline")
     ledger = spawn([meterline_bin, "ledger", "--data-dir", str(work / "ledger")], work / "ledger.log", env)
-    gateway = spawn([meterline_bin, "gateway", "--data-dir", str(work / "gateway"), "--port", "19203"],
+    gateway = spawn([meterline_bin, "gateway", "--data-dir", str(work / "gateway"), "--port", str(port)],
                     work / "gateway.log", env)
-    wait_http("http://127.0.0.1:19203/healthz")
-    return ledger, gateway, bench_key("http://127.0.0.1:19203")
+    wait_http(f"http://127.0.0.1:{port}/healthz")
+    return ledger, gateway, bench_key(f"http://127.0.0.1:{port}")
 
 
 def run_kafka(work: Path, sim_url: str, duration: float, rss_requests: int, procs: list) -> dict:
     from testkit.postgres import temporary_database
     from testkit.tansu import running_tansu
     with temporary_database("bench_gw") as database_url, running_tansu() as bootstrap:
-        ledger, gateway, key = kafka_gateway(work, sim_url, bootstrap, database_url)
+        port = free_port()
+        ledger, gateway, key = kafka_gateway(work, sim_url, bootstrap, database_url, port)
         procs += [ledger, gateway]
         auth = {"authorization": f"Bearer {key}"}
-        result = measure("meterline gateway (kafka)", "http://127.0.0.1:19203/v1/chat/completions",
-                         auth, duration, gateway.pid)
-        sent = run_load("http://127.0.0.1:19203/v1/chat/completions", BODY, connections=64,
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        result = measure("meterline gateway (kafka)", url, auth, duration, gateway.pid,
+                         [gateway.pid, ledger.pid])
+        sent = run_load(url, BODY, connections=64,
                         total_requests=rss_requests, headers=auth)
         print(json.dumps({"name": "meterline gateway (kafka) rss", "requests": sent.requests,
                           "rss_mb": round(rss_mb(gateway.pid), 1)}), flush=True)
@@ -134,7 +161,7 @@ def run_kafka(work: Path, sim_url: str, duration: float, rss_requests: int, proc
         return result
 
 
-def litellm(work: Path, sim_url: str) -> subprocess.Popen | None:
+def litellm(work: Path, sim_url: str, port: int) -> subprocess.Popen | None:
     binary = LITELLM_VENV / "bin" / "litellm"
     if not binary.exists():
         print(f"LiteLLM not installed: python3 -m venv {LITELLM_VENV} && "
@@ -144,10 +171,10 @@ def litellm(work: Path, sim_url: str) -> subprocess.Popen | None:
     config.write_text("model_list:\n  - model_name: sim\n    litellm_params:\n"
                       f"      model: openai/sim-model\n      api_base: {sim_url}\n      api_key: none\n"
                       "general_settings:\n  master_key: sk-bench-master\n")
-    proc = spawn([str(binary), "--config", str(config), "--port", "19202", "--num_workers", "1"],
+    proc = spawn([str(binary), "--config", str(config), "--port", str(port), "--num_workers", "1"],
                  work / "litellm.log", {"LITELLM_LOCAL_MODEL_COST_MAP": "True",
                                         "LITELLM_LOG": "ERROR"})
-    wait_http("http://127.0.0.1:19202/health/liveliness", timeout_s=180)
+    wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout_s=180)
     return proc
 
 
@@ -160,35 +187,39 @@ def main() -> None:
                     help="also run gateway and ledger apart on tansu + PostgreSQL")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="meterline-bench-"))
-    sim = spawn([sys.executable, "-m", "testkit.simulator.server", "--port", "19200"], work / "sim.log")
+    sim_port, up_port, litellm_port = free_port(), free_port(), free_port()
+    sim = spawn([sys.executable, "-m", "testkit.simulator.server", "--port", str(sim_port)], work / "sim.log")
     procs = [sim]
     try:
-        wait_http("http://127.0.0.1:19200/health")
-        sim_url = "http://127.0.0.1:19200/v1"
+        wait_http(f"http://127.0.0.1:{sim_port}/health")
+        sim_url = f"http://127.0.0.1:{sim_port}/v1"
         results = [measure("direct (simulator)", sim_url + "/chat/completions", {}, args.duration)]
-        gw, key = meterline(work, sim_url)
+        gw, key = meterline(work, sim_url, up_port)
         procs.append(gw)
         auth = {"authorization": f"Bearer {key}"}
-        results.append(measure("meterline up", "http://127.0.0.1:19201/v1/chat/completions", auth,
-                               args.duration, gw.pid))
-        sent = run_load("http://127.0.0.1:19201/v1/chat/completions", BODY, connections=64,
-                        total_requests=args.requests_for_rss, headers=auth)
+        up_url = f"http://127.0.0.1:{up_port}/v1/chat/completions"
+        roles = children(gw.pid)
+        results.append(measure("meterline up", up_url, auth, args.duration, roles["gateway"],
+                               [gw.pid, *roles.values()]))
+        sent = run_load(up_url, BODY, connections=64, total_requests=args.requests_for_rss, headers=auth)
         print(json.dumps({"name": "meterline rss", "requests": sent.requests,
-                          "rss_mb": round(rss_mb(gw.pid), 1)}), flush=True)
+                          "rss_mb": round(rss_mb(roles["gateway"]), 1),
+                          "rss_mb_by_process": {role: round(rss_mb(pid), 1) for role, pid in
+                                                {"up": gw.pid, **roles}.items()}}), flush=True)
         gw.terminate()  # idle, but its ledger, projector and scheduler still poll: not during the next run
         gw.wait(15)
         if args.kafka:
             results.append(run_kafka(work, sim_url, args.duration, args.requests_for_rss, procs))
-        if not args.no_litellm and (lite := litellm(work, sim_url)) is not None:
+        if not args.no_litellm and (lite := litellm(work, sim_url, litellm_port)) is not None:
             procs.append(lite)
-            results.append(measure("litellm proxy", "http://127.0.0.1:19202/v1/chat/completions",
+            results.append(measure("litellm proxy", f"http://127.0.0.1:{litellm_port}/v1/chat/completions",
                                    {"authorization": "Bearer sk-bench-master"}, args.duration, lite.pid))
         direct = results[0]
         for r in results[1:]:
             added_p50 = r["p50_1_ms"] - direct["p50_1_ms"]
             added_p99 = r["p99_1_ms"] - direct["p99_1_ms"]
-            print(f"{r['name']}: {r['rps_64']:,.0f} req/s at 64 conns "
-                  f"({r['requests_per_cpu_s']} per CPU-second of its own process); "
+            print(f"{r['name']}: {r['rps_64']:,.0f} req/s at 64 conns ({r['rps_64'] / direct['rps_64']:.1%} "
+                  f"of direct; {r['requests_per_cpu_s']} per CPU-second of its own process); "
                   f"added p50 {added_p50:.2f} ms, p99 {added_p99:.2f} ms at 1 conn")
     finally:
         for proc in reversed(procs):

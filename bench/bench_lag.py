@@ -6,6 +6,7 @@ Runs the simulator, a tansu broker, a fresh PostgreSQL database, `meterline ledg
 `meterline gateway` apart (bench_gateway.kafka_gateway), sends an open-loop load at
 `--rate` requests/s, then reads the ledger: a fact's lag is the timestamp of the batch event
 that recorded it minus the fact's `occurred_at` (set just before the response is sent).
+`bench_up_lag` measures the same for `meterline up` on the embedded default.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import aiohttp
 
 from adapters.clock import SystemClock
 from adapters.eventstore.environments import open_applications, postgres_env
-from bench.bench_gateway import BODY, kafka_gateway, spawn, wait_http
+from bench.bench_gateway import BODY, free_port, kafka_gateway, spawn, wait_http
 from domain.usage import facts_of
 from testkit.postgres import temporary_database
 from testkit.tansu import running_tansu
@@ -53,8 +54,8 @@ async def open_loop(url: str, key: str, rate: int, seconds: float) -> tuple[int,
     return ok, failed
 
 
-def lags(database_url: str) -> list[float]:
-    registry, ledger = open_applications(postgres_env(database_url), SystemClock())
+def lags(database_url: str | None = None, env: dict[str, str] | None = None) -> list[float]:
+    registry, ledger = open_applications(env or postgres_env(database_url or ""), SystemClock())
     try:
         return [(batch.timestamp - fact.occurred_at).total_seconds()
                 for batch in ledger.usage_batches(page=200)
@@ -80,19 +81,25 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, work: Path, database_url: str, procs: list) -> None:
-    procs.append(spawn([sys.executable, "-m", "testkit.simulator.server", "--port", "19200"],
+    sim_port, port = free_port(), free_port()
+    procs.append(spawn([sys.executable, "-m", "testkit.simulator.server", "--port", str(sim_port)],
                        work / "sim.log"))
-    wait_http("http://127.0.0.1:19200/health")
+    wait_http(f"http://127.0.0.1:{sim_port}/health")
     with running_tansu() as bootstrap:
-        ledger, gateway, key = kafka_gateway(work, "http://127.0.0.1:19200/v1", bootstrap, database_url)
+        ledger, gateway, key = kafka_gateway(work, f"http://127.0.0.1:{sim_port}/v1", bootstrap,
+                                             database_url, port)
         procs += [ledger, gateway]
-        ok, failed = asyncio.run(open_loop("http://127.0.0.1:19203/v1/chat/completions", key,
+        ok, failed = asyncio.run(open_loop(f"http://127.0.0.1:{port}/v1/chat/completions", key,
                                            args.rate, args.seconds))
         time.sleep(3)  # let the ledger catch up before reading it
         measured = sorted(lags(database_url))
         for proc in (gateway, ledger):
             proc.terminate()
             proc.wait(15)
+    report(args, ok, failed, measured)
+
+
+def report(args: argparse.Namespace, ok: int, failed: int, measured: list[float]) -> None:
     ms = [lag * 1000 for lag in measured]
     print(f"open loop {args.rate} req/s for {args.seconds:g} s: {ok} answered, {failed} failed; "
           f"{len(ms)} facts in the ledger; lag p50 {percentile(ms, 50):.0f} ms, "

@@ -22,6 +22,7 @@ BENCHMARKS = {
     "gateway": ["bench.bench_gateway", "--duration", "10", "--kafka"],
     "ledger": ["bench.bench_ledger", "--facts", "200000", "--batch", "5000", "--keys", "200"],
     "lag": ["bench.bench_lag", "--rate", "1000", "--seconds", "10"],
+    "up-lag": ["bench.bench_up_lag", "--rate", "1000", "--seconds", "10"],
     "bus": ["bench.bench_bus"],
     "analytics": ["bench.bench_analytics", "--paths"],
     "simulator": ["bench.bench_simulator", "--duration", "5", "--pin"],
