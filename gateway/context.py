@@ -33,6 +33,12 @@ class ModelRoute:
     max_output_tokens: int | None = None
     kind: str = "chat"         # chat | embedding
     stop: tuple[str, ...] = ()
+    # The most prompt tokens the model counts for one image, audio clip, video or file part;
+    # None: unknown, so a hard or grace budget cannot hold a request carrying one.
+    max_image_tokens: int | None = None
+    max_audio_tokens: int | None = None
+    max_video_tokens: int | None = None
+    max_file_tokens: int | None = None
 
 
 @dataclass(frozen=True)

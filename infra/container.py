@@ -122,7 +122,9 @@ def sync_config(registry: Registry, ledger: Ledger, config: MeterlineConfig) -> 
 
 def routes_of(config: MeterlineConfig) -> dict[str, ModelRoute]:
     return {m.name: ModelRoute(m.name, m.upstream_url.rstrip("/"), m.upstream_model,
-                               m.max_output_tokens, m.kind, tuple(m.stop))
+                               m.max_output_tokens, m.kind, tuple(m.stop),
+                               max_image_tokens=m.max_image_tokens, max_audio_tokens=m.max_audio_tokens,
+                               max_video_tokens=m.max_video_tokens, max_file_tokens=m.max_file_tokens)
             for m in config.models}
 
 

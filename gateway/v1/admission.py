@@ -10,11 +10,11 @@ from typing import Any
 from domain.errors import NoPriceError
 from domain.keys import ApiKey
 from domain.pricing import Price
-from domain.quota_policy import Scope
+from domain.quota_policy import Mode, Scope
 from gateway import errors
 from gateway.context import GatewayContext, ModelRoute
-from gateway.v1.estimate import prompt_upper_bound
-from gateway.views.quota_guard import Reservation
+from gateway.v1.estimate import MEDIA_LIMIT_FIELD, bound_prompt
+from gateway.views.quota_guard import Reservation, ScopeKey
 
 ENDPOINT_PATH = {"chat": "/chat/completions", "completions": "/completions",
                  "embeddings": "/embeddings"}
@@ -118,6 +118,28 @@ def resolve_model(ctx: GatewayContext, key: ApiKey, payload: dict[str, Any], end
     return route, price
 
 
+def _check_budgets_can_hold(ctx: GatewayContext, scopes: list[ScopeKey], route: ModelRoute,
+                            kind: str) -> None:
+    """Refuses a media part with no per-model bound where a hard or grace budget must hold.
+
+    Its bytes do not bound what the model counts for it, so no reservation is sure to cover it.
+    Only requests carrying such a part get here: the budget snapshots are not on the hot path.
+    """
+    for scope in scopes:
+        snapshot = ctx.guard.snapshot(scope)
+        policy = snapshot["policy"] if snapshot else None
+        if policy is None or policy["mode"] == Mode.SOFT:
+            continue
+        field = MEDIA_LIMIT_FIELD[kind]
+        ctx.metrics.refused("unbounded_input")
+        raise errors.bad_request(
+            f"the model '{route.name}' has no {field} configured, so the prompt tokens of the {kind} "
+            f"in this request have no upper bound and cannot be held against the {policy['mode']} "
+            f"budget of {scope[0]} {scope[1]}; ask an admin to set {field} for '{route.name}' in "
+            f"its [[models]] entry, or send the request without {kind} parts", "messages",
+            code="unbounded_input")
+
+
 def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiKey,
           job_id: str | None, now: datetime) -> Admitted:
     """Decides whether a request may go upstream, holding its worst-case cost if so."""
@@ -129,17 +151,20 @@ def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiK
         requested = _requested_max_tokens(payload)
         cap = route.max_output_tokens or ctx.options.default_max_tokens
         max_out = min(requested, cap) if requested else cap
-    prompt_bound = prompt_upper_bound(payload, endpoint)
+    bound = bound_prompt(payload, endpoint, route)
+    prompt_bound = bound.tokens
     choices = _choices(payload, endpoint)  # a malformed n is a 400 before any limit is touched
     key_id = str(key.id)
+    scopes = [(Scope.KEY, key_id), (Scope.USER, key.user_id)]
+    if key.team_id:
+        scopes.append((Scope.TEAM, key.team_id))
+    if bound.unbounded is not None:
+        _check_budgets_can_hold(ctx, scopes, route, bound.unbounded)
     ok, reason, wait = ctx.rate_limiter.admit(key_id, time.monotonic(), key.rpm_limit,
                                              key.tpm_limit, prompt_bound + max_out)
     if not ok:
         ctx.metrics.refused("rate_limit")
         raise errors.rate_limited(f"{reason} for this key; retry in {wait} s", wait)
-    scopes = [(Scope.KEY, key_id), (Scope.USER, key.user_id)]
-    if key.team_id:
-        scopes.append((Scope.TEAM, key.team_id))
     amount = price.worst_case_cost(prompt_bound, max_out * choices)
     reservation, decision = ctx.guard.reserve(scopes, amount, now)
     if reservation is None:

@@ -51,6 +51,10 @@ class ModelConfig:
     kind: ModelKind = "chat"
     stop: tuple[str, ...] = ()
     bill_failed_requests: bool = False
+    max_image_tokens: int | None = None   # the most prompt tokens one part of that kind counts
+    max_audio_tokens: int | None = None
+    max_video_tokens: int | None = None
+    max_file_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,10 @@ class _Model(_Entry):
     bill_failed_requests: bool = False
     kind: Annotated[str, _one_of(KINDS, "kind")] = "chat"
     stop: list[Annotated[str, StringConstraints(min_length=1)]] = []
+    max_image_tokens: Positive | None = None
+    max_audio_tokens: Positive | None = None
+    max_video_tokens: Positive | None = None
+    max_file_tokens: Positive | None = None
 
 
 class _Budget(_Entry):
@@ -161,6 +169,10 @@ _EXAMPLES = {
     "max_output_tokens": "max_output_tokens = 1024",
     "bill_failed_requests": "bill_failed_requests = false",
     "stop": 'stop = ["\\nQuestion:"]',
+    "max_image_tokens": "max_image_tokens = 1600 (the most prompt tokens the model counts for one image)",
+    "max_audio_tokens": "max_audio_tokens = 1500 (the most prompt tokens for one audio clip)",
+    "max_video_tokens": "max_video_tokens = 16000 (the most prompt tokens for one video)",
+    "max_file_tokens": "max_file_tokens = 100000 (the most prompt tokens for one file, e.g. a PDF)",
     "scope": 'scope = "team"',
     "id": 'id = "research"',
     "limit_usd": 'limit_usd = "100"',
@@ -207,7 +219,9 @@ def _model(m: _Model) -> ModelConfig:
         cached_input_per_million=m.cached_input_price_per_million,
         gpu_cost_per_hour=m.gpu_cost_per_hour, max_output_tokens=m.max_output_tokens,
         kind=m.kind, stop=tuple(m.stop),  # type: ignore[arg-type]  # checked by _one_of
-        bill_failed_requests=m.bill_failed_requests)
+        bill_failed_requests=m.bill_failed_requests, max_image_tokens=m.max_image_tokens,
+        max_audio_tokens=m.max_audio_tokens, max_video_tokens=m.max_video_tokens,
+        max_file_tokens=m.max_file_tokens)
 
 
 def _budget(b: _Budget) -> BudgetConfig:
