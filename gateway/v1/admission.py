@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from domain.errors import NoPriceError
 from domain.keys import ApiKey
+from domain.money import usd_text
 from domain.pricing import Price
-from domain.quota_policy import Mode, Scope
+from domain.quota_policy import Decision, Mode, Scope
 from gateway import errors
 from gateway.context import GatewayContext, ModelRoute
 from gateway.v1.estimate import MEDIA_LIMIT_FIELD, bound_prompt
@@ -106,6 +107,12 @@ def resolve_model(ctx: GatewayContext, key: ApiKey, payload: dict[str, Any], end
         ctx.metrics.refused("model_not_allowed")
         raise errors.forbidden(f"this key may not use the model '{model}'; allowed: "
                                f"{', '.join(key.models) or 'none'}", "model_not_allowed")
+    granted = ctx.registry_view.granted_models(key.user_id)
+    if granted is not None and model not in granted:
+        ctx.metrics.refused("model_not_granted")
+        raise errors.forbidden(f"the model '{model}' is no longer granted to this key's user; "
+                               f"granted: {', '.join(sorted(granted)) or 'none'}. An admin changes "
+                               "grants with PUT /api/admin/users/{user_id}/grant", "model_not_granted")
     if ENDPOINT_KIND[endpoint] != route.kind:
         raise errors.bad_request(f"the model '{model}' is a {route.kind} model and does not "
                                  f"serve /v1/{endpoint.replace('chat', 'chat/completions')}",
@@ -166,12 +173,45 @@ def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiK
         ctx.metrics.refused("rate_limit")
         raise errors.rate_limited(f"{reason} for this key; retry in {wait} s", wait)
     amount = price.worst_case_cost(prompt_bound, max_out * choices)
+    admitted = Admitted(key, route, price, payload, endpoint, max_out, prompt_bound, NOT_YET, job_id,
+                        key_id)
     reservation, decision = ctx.guard.reserve(scopes, amount, now)
     if reservation is None:
-        ctx.rate_limiter.correct(key_id, prompt_bound + max_out, 0)
-        ctx.metrics.refused(f"quota_{decision.scope}")
-        raise errors.insufficient_quota(
-            f"{decision.reason} (policy v{decision.policy_version}). Ask an admin to raise the "
-            "budget or wait for the next period.")
-    return Admitted(key, route, price, payload, endpoint, max_out, prompt_bound, reservation, job_id,
-                    key_id)
+        if decision.waits_on_reserved and ctx.options.reservation_wait_s > 0:
+            raise MustWait(admitted, scopes, amount)
+        refuse_quota(ctx, admitted, decision)
+    admitted.reservation = reservation
+    return admitted
+
+
+NOT_YET = Reservation(0, (), 0)  # an admitted request's placeholder until the guard holds its cost
+
+
+class MustWait(Exception):  # noqa: N818 - not an error: the request waits, then is decided again
+    """The request fits its caps but not beside what others hold reserved: wait for them
+    (`wait_for_reservations`) instead of refusing affordable work."""
+
+    def __init__(self, admitted: Admitted, scopes: list[ScopeKey], amount: int) -> None:
+        super().__init__("waiting for reservations to settle")
+        self.admitted, self.scopes, self.amount = admitted, scopes, amount
+
+
+async def wait_for_reservations(ctx: GatewayContext, waiting: MustWait) -> Admitted:
+    """Holds the request's worst case once others' reservations settle enough, or refuses it
+    when the wait (`reservation_wait_s`) ends or its own worst case no longer fits."""
+    reservation, decision = await ctx.guard.reserve_waiting(waiting.scopes, waiting.amount,
+                                                            ctx.options.reservation_wait_s)
+    if reservation is None:
+        refuse_quota(ctx, waiting.admitted, decision)
+    waiting.admitted.reservation = reservation
+    return waiting.admitted
+
+
+def refuse_quota(ctx: GatewayContext, adm: Admitted, decision: Decision) -> NoReturn:
+    ctx.rate_limiter.correct(adm.key_id, adm.prompt_bound + adm.max_output_tokens, 0)
+    ctx.metrics.refused(f"quota_{decision.scope}")
+    waited = (f"; other requests held {usd_text(decision.reserved)} reserved and did not settle "
+              f"within {ctx.options.reservation_wait_s:g} s" if decision.waits_on_reserved else "")
+    raise errors.insufficient_quota(
+        f"{decision.reason}{waited} (policy v{decision.policy_version}). Ask an admin to raise the "
+        "budget or wait for the next period.")

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from gateway import errors
 from gateway.context import GatewayContext
-from gateway.v1.admission import ENDPOINT_PATH, admit, authenticate
+from gateway.v1.admission import ENDPOINT_PATH, MustWait, admit, authenticate, wait_for_reservations
 from gateway.v1.body import BodySource, job_of, parse_json, read_body
 from gateway.v1.upstream_call import call_once, call_streaming, upstream_body
 
@@ -47,7 +47,10 @@ async def serve(ctx: GatewayContext, endpoint: str, authorization: str | None, j
             raise errors.bad_request("'stream' must be true or false", "stream")
         if endpoint == "embeddings" and stream:
             raise errors.bad_request("embeddings cannot be streamed", "stream")
-        adm = admit(ctx, endpoint, payload, key, job_of(job), now)
+        try:
+            adm = admit(ctx, endpoint, payload, key, job_of(job), now)
+        except MustWait as waiting:
+            adm = await wait_for_reservations(ctx, waiting)
     except errors.GatewayError as exc:
         return exc.response()
     url = adm.route.upstream_url + ENDPOINT_PATH[endpoint]

@@ -136,6 +136,12 @@ class RegistryView:
         """The models a user's keys may use under their effective grant; None: every model
         (also for a user this view does not know). For admission: a request needs a model
         its key's own list allows and this allows."""
+        user = self._users.get(user_id)
+        if user is None:
+            return None
+        team = self._teams.get(user.team_id) if user.team_id else None
+        if user.grant.allowed_models is None and (team is None or team.grant.allowed_models is None):
+            return None  # the usual case, on every request: no grant narrows the models
         grant = self.effective_grant(user_id)
         return None if grant is None else grant.allowed_models
 

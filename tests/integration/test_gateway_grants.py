@@ -206,3 +206,15 @@ def test_grants_survive_a_restart(sim: Simulator, tmp_path: Path):
         with as_(second, token) as rita:
             openai_error(new_key(rita, ["*"]), 403, "model_not_granted")
             assert new_key(rita, ["sim"]).json()["budget_usd"] == "1"
+
+
+def test_a_key_made_before_a_grant_narrowed_cannot_use_the_models_taken_away(gw):
+    gw.setup_user("gil", team_id=None)
+    key = gw.issue_key("gil", models=["sim", "sim-b"])["key"]
+    put_grant(gw, "users", "gil", models=["sim"])
+    auth = {"authorization": f"Bearer {key}"}
+    body = {"max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
+    served = httpx.post(gw.v1 + "/chat/completions", headers=auth, json={"model": "sim", **body})
+    assert served.status_code == 200
+    taken = httpx.post(gw.v1 + "/chat/completions", headers=auth, json={"model": "sim-b", **body})
+    assert "sim-b" in openai_error(taken, 403, "model_not_granted")["message"]

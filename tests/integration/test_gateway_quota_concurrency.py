@@ -204,12 +204,14 @@ def test_a_request_admitted_before_a_budget_existed_does_not_free_a_later_ones_h
 
     A and B go to sim-slow, which answers after 3 s, past the 1 s upstream timeout (504, free).
     The budget fits exactly two worst-case requests minus one nano-USD. While B is in flight
-    after A ended, C (the same size) must be refused: B still holds its worst case.
+    after A ended, C (the same size) must be refused: B still holds its worst case. (With the
+    burst wait on, C would wait for B instead; it is off here to see the hold itself.)
     """
     sim = simulator_factory(slow_s=3.0)
     config = add_models(sim_config(sim.base_url), {"sim-slow": "sim-slow"})
     body = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 64}
-    with running_gateway(tmp_path / "data", config, roles=ROLES, upstream_timeout_s=1.0) as gw:
+    with running_gateway(tmp_path / "data", config, roles=ROLES, upstream_timeout_s=1.0,
+                         reservation_wait_s=0) as gw:
         gw.setup_user("fay")
         key = gw.issue_key("fay", models=["*"])
         price = gw.system.ctx.registry_view.model("sim").price_at(gw.system.clock.now())
