@@ -75,6 +75,10 @@ def test_a_burst_of_40_on_a_budget_that_affords_7_serves_all_7_and_never_overspe
         refused = [r for r in results if r[0] != 200]
         facts = gw.wait_metered(key["id"], len(served))
         gw.wait_ledger(len(facts) + 1)
+    waited = sorted(round(r[2], 2) for r in served)
+    print(f"\nburst of {BURST}, worst case {worst}, cost {cost}, cap {cap} nano-USD: served "
+          f"{len(served)}, refused {len(refused)}, spent {sum(f.cost for f in facts)}; "
+          f"served after {waited} s")
     assert len(served) == 7, results
     assert {(status, code) for status, code, _ in refused} == {(429, "insufficient_quota")}
     assert sum(f.cost for f in facts) == 7 * cost <= cap
@@ -88,6 +92,7 @@ def test_without_a_wait_the_same_burst_refuses_affordable_requests(tmp_path: Pat
         gw.setup_user("burst")
         key = gw.issue_key("burst", models=["sim"], budget_usd=usd(6 * cost + worst + cost // 2))
         served = [r for r in burst(gw, key["key"]) if r[0] == 200]
+    print(f"\nthe same burst without the wait: served {len(served)} of the 7 affordable")
     assert len(served) < 7
 
 
