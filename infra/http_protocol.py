@@ -15,6 +15,9 @@ the hot path pays one clock read per request, not a timer set and cancelled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import resource
 import time
 from typing import Any
 
@@ -22,6 +25,8 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 SWEEP_S = 1.0
+RESERVED_DESCRIPTORS = 128  # the stores, the journal, logs, chDB
+log = logging.getLogger(__name__)
 
 
 def _error(status: int, reason: str, message: str, code: str) -> bytes:
@@ -40,7 +45,25 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def configured(cls, request_timeout_s: float, max_connections: int) -> type[GuardedHttpToolsProtocol]:
         """A subclass carrying these limits (uvicorn builds protocols from a class)."""
         return type(cls.__name__, (cls,), {"request_timeout_s": request_timeout_s,
-                                           "max_connections": max_connections, "_sweeper": None})
+                                           "max_connections": descriptor_bound(max_connections),
+                                           "_sweeper": None})
+
+
+def descriptor_bound(wanted: int) -> int:
+    """The connections this process can hold: it raises its own descriptor limit as far as
+    the system allows, and each client connection may need a second descriptor upstream."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    bound = max(1, (soft - RESERVED_DESCRIPTORS) // 2)
+    if bound < wanted:
+        log.warning("METERLINE_MAX_CONNECTIONS=%d is more than %d open files allow; holding %d",
+                    wanted, soft, bound)
+    return min(wanted, bound)
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)

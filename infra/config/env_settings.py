@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, gt=0)  # every route's body cap (413 past it)
     request_timeout_s: float = Field(30.0, gt=0)  # a request not fully received by then: 408, closed
     keepalive_timeout_s: float = Field(5.0, gt=0)  # an idle keep-alive connection is closed after
-    max_connections: int = Field(1000, gt=0)  # per process; one more is answered 503 and closed
+    max_connections: int = Field(4096, gt=0)  # per process (and open files allow); more get 503
     reservation_default_max_tokens: int = Field(4096, gt=0)
     reservation_wait_s: float = Field(5.0, ge=0)  # how long a burst waits for reservations to settle
     stream_progress_tokens: int = Field(256, gt=0)  # a long stream is metered in parts of this size
