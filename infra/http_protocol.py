@@ -48,23 +48,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                                            "max_connections": descriptor_bound(max_connections),
                                            "_sweeper": None})
 
-
-def descriptor_bound(wanted: int) -> int:
-    """The connections this process can hold: it raises its own descriptor limit as far as
-    the system allows, and each client connection may need a second descriptor upstream."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-    if soft == resource.RLIM_INFINITY:
-        return wanted
-    bound = max(1, (soft - RESERVED_DESCRIPTORS) // 2)
-    if bound < wanted:
-        log.warning("METERLINE_MAX_CONNECTIONS=%d is more than %d open files allow; holding %d",
-                    wanted, soft, bound)
-    return min(wanted, bound)
-
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.incomplete_since: float | None = time.monotonic()  # until the first request ends
@@ -107,3 +90,20 @@ def descriptor_bound(wanted: int) -> int:
                                         f"the request was not complete within {self.request_timeout_s:g} s; "
                                         "send the whole request at once", "request_timeout"))
         self.transport.close()
+
+
+def descriptor_bound(wanted: int) -> int:
+    """The connections this process can hold: it raises its own descriptor limit as far as
+    the system allows, and each client connection may need a second descriptor upstream."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    bound = max(1, (soft - RESERVED_DESCRIPTORS) // 2)
+    if bound < wanted:
+        log.warning("METERLINE_MAX_CONNECTIONS=%d is more than %d open files allow; holding %d",
+                    wanted, soft, bound)
+    return min(wanted, bound)
