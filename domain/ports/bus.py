@@ -1,7 +1,8 @@
 """The event bus port: CloudEvents published and consumed by topic, ordered per key.
 
-Adapters: `adapters/bus/inproc.py` (the embedded default, with its durable journal) and
-`adapters/bus/kafka.py`; both pass `tests/contract/test_event_bus.py`.
+Adapters: `adapters/bus/journal_bus.py` (the embedded default: a durable journal other processes
+follow), `adapters/bus/inproc.py` (one process, tests) and
+`adapters/bus/kafka.py`; all pass `tests/contract/test_event_bus.py`.
 """
 
 from __future__ import annotations
