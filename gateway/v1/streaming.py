@@ -1,9 +1,12 @@
-"""SSE streams: pass chunks through, meter before the last one leaves, survive disconnects.
+"""SSE streams: pass chunks through, meter before the end leaves, survive disconnects.
 
-One chunk is always held back, so the client cannot hold the complete answer before its
-usage is durably metered. The usage chunk the gateway asked for is hidden from clients
-that did not ask for it themselves. A client that goes away mid-stream is metered for
-what was generated up to then.
+Content chunks go to the client as they come; what ends the answer (a chunk with a
+`finish_reason`, the usage chunk, `[DONE]`) is held back until the request's usage is
+durably metered, and if metering fails the client gets an error event in its place. (An
+earlier version held back every chunk until the next arrived: the first token then waited
+a whole chunk interval.) The usage chunk the gateway asked for is hidden from clients that
+did not ask for it themselves. A client that goes away mid-stream is metered for what was
+generated up to then.
 
 A stream that runs long is metered in parts, so a crash of the gateway loses at most one
 part of its bill: every `stream_progress_tokens` content chunks or `stream_progress_s`
@@ -44,7 +47,7 @@ async def relay(ctx: GatewayContext, adm: Admitted, upstream: UpstreamStream,
     wants_usage = bool((adm.payload.get("stream_options") or {}).get("include_usage"))
     usage: Usage | None = None
     generated = 0
-    held: bytes | None = None
+    held: list[bytes] = []  # what ends the answer: released once metered
     metered = False
     status = 200
     bill = StreamBill()
@@ -90,18 +93,20 @@ async def relay(ctx: GatewayContext, adm: Admitted, upstream: UpstreamStream,
                 chunks += 1
             if "model" in chunk:
                 chunk["model"] = client_model
-            if held is not None:
-                if chunks >= next_part_at or time.monotonic() >= part_deadline:
-                    await progress()
-                yield held
-            held = b"data: " + orjson.dumps(chunk) + b"\n\n"
+            event = b"data: " + orjson.dumps(chunk) + b"\n\n"
+            if held or _ends_answer(chunk):
+                held.append(event)
+                continue
+            if chunks >= next_part_at or time.monotonic() >= part_deadline:
+                await progress()
+            yield event
         await settle(disconnected=False)
     except (UpstreamTimeout, UpstreamUnavailable) as exc:
         status = 504 if isinstance(exc, UpstreamTimeout) else 502
         ctx.metrics.upstream_error(adm.route.name, "timeout" if status == 504 else "unavailable")
         await settle(disconnected=False)
-        if held is not None:
-            yield held
+        for event in held:
+            yield event
         yield _error_event(f"the model server failed mid-stream ({exc}); the partial answer "
                            "above was metered", "upstream_error")
         return
@@ -116,8 +121,16 @@ async def relay(ctx: GatewayContext, adm: Admitted, upstream: UpstreamStream,
         raise
     finally:
         await upstream.close()
-    if held is not None:
-        yield held
+    for event in held:
+        yield event
     yield DONE
+
+
+def _ends_answer(chunk: dict[str, Any]) -> bool:
+    """A chunk that finishes a choice, or carries no choice at all (usage)."""
+    choices = chunk.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return True
+    return any(isinstance(c, dict) and c.get("finish_reason") is not None for c in choices)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from domain.ports.upstream import UpstreamTimeout, UpstreamUnavailable
 from gateway import errors
@@ -14,6 +14,7 @@ from gateway.context import GatewayContext
 from gateway.responses import JsonBytesResponse
 from gateway.v1.admission import Admitted
 from gateway.v1.metering import choice_text_bytes, meter, parse_usage
+from gateway.v1.sse_response import SseResponse
 from gateway.v1.streaming import relay
 
 
@@ -66,8 +67,7 @@ async def call_streaming(ctx: GatewayContext, adm: Admitted, url: str, body: byt
         await upstream.close()
         await meter(ctx, adm, status=upstream.status, usage=None, started=started, stream=True)
         return upstream_error(upstream.status, raw, adm.route.name)
-    return StreamingResponse(relay(ctx, adm, upstream, started), media_type="text/event-stream",
-                             headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+    return SseResponse(relay(ctx, adm, upstream, started))
 
 
 async def no_answer(ctx: GatewayContext, adm: Admitted, exc: Exception, started: float) -> Response:
