@@ -26,6 +26,7 @@ BENCHMARKS = {
     "bus": ["bench.bench_bus"],
     "analytics": ["bench.bench_analytics", "--paths"],
     "simulator": ["bench.bench_simulator", "--duration", "5", "--pin"],
+    "streams": ["bench.bench_streams", "--streams", "500,2000"],
 }
 
 
