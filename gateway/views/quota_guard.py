@@ -30,6 +30,7 @@ from domain.ports.clock import Clock
 from domain.quota_policy import Decision, Scope, Verdict, decide, strictest
 
 ScopeKey = tuple[Scope, str]
+MAX_WAITING = 512  # requests waiting for reservations to settle, at most, per process
 
 
 @dataclass
@@ -61,7 +62,7 @@ class QuotaGuard:
         self._accounts: dict[ScopeKey, _Account] = {}
         self._by_budget_id: dict[Any, ScopeKey] = {}
         self._ids = itertools.count(1)
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._waiters: dict[asyncio.Future[None], asyncio.AbstractEventLoop] = {}
 
     # ----- the hot path --------------------------------------------------------------------
 
@@ -85,7 +86,9 @@ class QuotaGuard:
     async def reserve_waiting(self, scopes: list[ScopeKey], amount: int, wait_s: float
                               ) -> tuple[Reservation | None, Decision]:
         """`reserve`, but a request refused only for what others hold reserved waits up to
-        `wait_s` for them to settle, deciding again after each change."""
+        `wait_s` for them to settle, deciding again after each change. At most
+        `MAX_WAITING` requests wait at once: past that a burst is refused at once, so a
+        flood of waiters cannot make every settle wake thousands of them."""
         deadline = time.monotonic() + wait_s
         while True:
             reservation, decision = self.reserve(scopes, amount)
@@ -95,7 +98,9 @@ class QuotaGuard:
             loop = asyncio.get_running_loop()
             changed: asyncio.Future[None] = loop.create_future()
             with self._lock:
-                self._waiters.append((loop, changed))
+                if len(self._waiters) >= MAX_WAITING:
+                    return None, decision
+                self._waiters[changed] = loop
             try:
                 # Re-decide at least every 50 ms: a budget period may roll over meanwhile.
                 await asyncio.wait_for(asyncio.shield(changed), min(left, 0.05))
@@ -103,12 +108,11 @@ class QuotaGuard:
                 pass
             finally:
                 with self._lock:
-                    if (loop, changed) in self._waiters:
-                        self._waiters.remove((loop, changed))
+                    self._waiters.pop(changed, None)
 
     def _wake_waiters(self) -> None:
         """Called with the lock held, from any thread, when held or spent amounts changed."""
-        for loop, changed in self._waiters:
+        for changed, loop in self._waiters.items():
             loop.call_soon_threadsafe(_set_once, changed)
         self._waiters.clear()
 
