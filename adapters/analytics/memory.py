@@ -65,6 +65,8 @@ def _grouping(query: UsageQuery) -> Callable[[RequestMetered], str]:
     if query.group_by == "day":
         zone = ZoneInfo(query.timezone)
         return lambda fact: fact.occurred_at.astimezone(zone).date().isoformat()
+    if query.group_by == "application":
+        return lambda fact: fact.labels.get("app", "")
     column = {None: None, "model": "model", "key": "key_id", "user": "user_id", "team": "team_id"}
     name = column[query.group_by]
     return lambda fact: "" if name is None else getattr(fact, name) or ""

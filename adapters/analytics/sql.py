@@ -22,6 +22,7 @@ GROUPS = {
     "key": "key_id",
     "user": "user_id",
     "team": "team_id",
+    "application": "labels['app']",  # '' for requests without an app tag
 }
 _FILTERS = ("user_id", "team_id", "key_id", "model")  # UsageQuery fields, named as the columns
 _TIME = "DateTime64(6, 'UTC')"

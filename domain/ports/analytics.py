@@ -25,7 +25,7 @@ class UsageQuery:
     team_id: str | None = None
     key_id: str | None = None
     model: str | None = None
-    group_by: str | None = None  # None | "day" | "model" | "key" | "user" | "team"
+    group_by: str | None = None  # None | "day" | "model" | "key" | "user" | "team" | "application"
     timezone: str = "UTC"        # the zone whose calendar days "day" groups by
 
 

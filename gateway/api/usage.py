@@ -1,4 +1,4 @@
-"""Usage totals for a user (yourself, or anyone for admins), grouped by day, model or key."""
+"""Usage totals for a user (yourself, or anyone for admins), by day, model, key or application."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ async def usage(ctx: Ctx, who: Caller, user_id: str | None = None,
                 from_: str | None = Query(default=None, alias="from",
                                           description=f"{DATE_RULE}; 30 days ago if omitted"),
                 to: str | None = Query(default=None, description=f"{DATE_RULE}; now if omitted"),
-                group_by: Literal["day", "model", "key"] | None = None) -> dict:
+                group_by: Literal["day", "model", "key", "application"] | None = None) -> dict:
     now = ctx.clock.now()
     start = _instant(from_, "from", now - timedelta(days=30))
     end = _instant(to, "to", now + timedelta(seconds=1))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn
@@ -15,6 +17,7 @@ from domain.quota_policy import Decision, Mode, Scope
 from gateway import errors
 from gateway.context import GatewayContext, ModelRoute
 from gateway.v1.estimate import MEDIA_LIMIT_FIELD, bound_prompt
+from gateway.v1.tags import NO_TAGS
 from gateway.views.quota_guard import Reservation, ScopeKey
 
 ENDPOINT_PATH = {"chat": "/chat/completions", "completions": "/completions",
@@ -34,6 +37,7 @@ class Admitted:
     reservation: Reservation
     job_id: str | None
     key_id: str                # str(key.id), computed once
+    labels: Mapping[str, str] = dataclasses.field(default_factory=lambda: NO_TAGS)  # v1/tags.py
 
 
 def authenticate(ctx: GatewayContext, authorization: str | None, now: datetime | None = None) -> ApiKey:
@@ -148,7 +152,7 @@ def _check_budgets_can_hold(ctx: GatewayContext, scopes: list[ScopeKey], route: 
 
 
 def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiKey,
-          job_id: str | None, now: datetime) -> Admitted:
+          job_id: str | None, now: datetime, labels: Mapping[str, str] = NO_TAGS) -> Admitted:
     """Decides whether a request may go upstream, holding its worst-case cost if so."""
     route, price = resolve_model(ctx, key, payload, endpoint, now)
     _check_shape(payload, endpoint)
@@ -174,7 +178,7 @@ def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiK
         raise errors.rate_limited(f"{reason} for this key; retry in {wait} s", wait)
     amount = price.worst_case_cost(prompt_bound, max_out * choices)
     admitted = Admitted(key, route, price, payload, endpoint, max_out, prompt_bound, NOT_YET, job_id,
-                        key_id)
+                        key_id, labels)
     reservation, decision = ctx.guard.reserve(scopes, amount, now)
     if reservation is None:
         if decision.waits_on_reserved and ctx.options.reservation_wait_s > 0:

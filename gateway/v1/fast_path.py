@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions",
              "/v1/embeddings": "embeddings"}
 WANTED = {b"authorization": "authorization", b"x-meterline-job": "job",
-          b"content-length": "content_length"}
+          b"content-length": "content_length", b"x-meterline-tags": "tags"}
 
 
 class V1FastPath:
@@ -42,7 +42,8 @@ class V1FastPath:
                 found[field] = value.decode("latin-1")
         try:
             response = await serve(self.ctx, endpoint, found.get("authorization"), found.get("job"),
-                                   found.get("content_length"), partial(_body, receive))
+                                   found.get("content_length"), partial(_body, receive),
+                                   found.get("tags"))
         except Exception:  # what the FastAPI app's catch-all handler does for every other route
             log.exception("unhandled error on %s", scope["path"])
             response = errors.GatewayError(500, "internal error; it was logged, please retry or "

@@ -94,7 +94,7 @@ async def meter(ctx: GatewayContext, adm: Admitted, *, status: int, usage: Usage
         status=status, usage_source=source, price_version=adm.price.version,
         cost=cost, job_id=adm.job_id, stream=stream,
         client_disconnected=disconnected, gateway_id=ctx.options.gateway_id,
-        request_id=request_id, requests=requests, final=final)
+        request_id=request_id, requests=requests, final=final, labels=adm.labels)
     if final and total_cost > adm.reservation.amount:
         log.warning("request %s cost %d above its reservation %d: the upstream ignored max_tokens",
                     fact.request, total_cost, adm.reservation.amount)

@@ -14,6 +14,7 @@ from gateway import errors
 from gateway.context import GatewayContext
 from gateway.v1.admission import ENDPOINT_PATH, MustWait, admit, authenticate, wait_for_reservations
 from gateway.v1.body import BodySource, job_of, parse_json, read_body
+from gateway.v1.tags import tags_of
 from gateway.v1.upstream_call import call_once, call_streaming, upstream_body
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
@@ -27,7 +28,7 @@ async def handle(request: Request, endpoint: str) -> Response:
     headers = request.headers
     return await serve(request.app.state.ctx, endpoint, headers.get("authorization"),
                        headers.get("x-meterline-job"), headers.get("content-length"),
-                       partial(_stream_of, request))
+                       partial(_stream_of, request), headers.get("x-meterline-tags"))
 
 
 async def _stream_of(request: Request) -> AsyncIterator[bytes]:
@@ -35,7 +36,7 @@ async def _stream_of(request: Request) -> AsyncIterator[bytes]:
 
 
 async def serve(ctx: GatewayContext, endpoint: str, authorization: str | None, job: str | None,
-                content_length: str | None, body: BodySource) -> Response:
+                content_length: str | None, body: BodySource, tags: str | None = None) -> Response:
     """One /v1 request: admit, forward, meter, answer. Errors come back as responses."""
     started = time.perf_counter()
     now = ctx.clock.now()
@@ -47,8 +48,9 @@ async def serve(ctx: GatewayContext, endpoint: str, authorization: str | None, j
             raise errors.bad_request("'stream' must be true or false", "stream")
         if endpoint == "embeddings" and stream:
             raise errors.bad_request("embeddings cannot be streamed", "stream")
+        labels = tags_of(tags, payload)
         try:
-            adm = admit(ctx, endpoint, payload, key, job_of(job), now)
+            adm = admit(ctx, endpoint, payload, key, job_of(job), now, labels)
         except MustWait as waiting:
             adm = await wait_for_reservations(ctx, waiting)
     except errors.GatewayError as exc:

@@ -36,13 +36,15 @@ from tests.support.analytics import (
 class AnalyticsStoreQueryContract(AnalyticsStoreFixtures):
     """What every AnalyticsStore adapter promises about queries: answers like a plain fold of its facts."""
 
-    @pytest.mark.parametrize("group_by", ["model", "key", "user", "team", "day"])
+    @pytest.mark.parametrize("group_by", ["model", "key", "user", "team", "day", "application"])
     def test_groups_are_totalled_and_ordered_by_group(self, store: AnalyticsStore, group_by: str) -> None:
         facts = [fact(model=model, key_id=key, user_id=user, team_id=team, cost=cost,
-                      occurred_at=T0 + timedelta(hours=hours))
-                 for model, key, user, team, cost, hours in [
-                     ("m-b", "k2", "bob", "blue", 7, 0), ("m-a", "k1", "alice", None, 11, 30),
-                     ("m-b", "k1", "alice", "red", 13, 50), ("m-c", "k3", "carol", "red", 17, 75)]]
+                      occurred_at=T0 + timedelta(hours=hours), labels=labels)
+                 for model, key, user, team, cost, hours, labels in [
+                     ("m-b", "k2", "bob", "blue", 7, 0, {"app": "canopy"}),
+                     ("m-a", "k1", "alice", None, 11, 30, {}),
+                     ("m-b", "k1", "alice", "red", 13, 50, {"app": "canopy", "env": "prod"}),
+                     ("m-c", "k3", "carol", "red", 17, 75, {"app": "o'brien's tool"})]]
         store.insert_usage(facts)
         query = replace(MONTH, group_by=group_by)
         totals = store.usage(query)
@@ -104,7 +106,7 @@ class AnalyticsStoreQueryContract(AnalyticsStoreFixtures):
             store.insert_usage(copies)
             assert store.count_usage() == len({f.event_id for f in facts})
             instants = [f.occurred_at for f in facts] + [T0, T0 + timedelta(days=30)]
-            for group_by in [None, "day", "model", "key", "user", "team"]:
+            for group_by in [None, "day", "model", "key", "user", "team", "application"]:
                 query = UsageQuery(
                     start=data.draw(st.sampled_from(instants)), end=data.draw(st.sampled_from(instants)),
                     user_id=data.draw(st.none() | st.sampled_from(NASTY_IDS[:4])),

@@ -56,7 +56,8 @@ def fold(facts: list[RequestMetered], query: UsageQuery) -> list[UsageTotals]:
         if any(value is not None and (getattr(f, name) or "") != value for name, value in wanted.items()):
             continue
         group = {None: "", "day": f.occurred_at.astimezone(zone).date().isoformat(), "model": f.model,
-                 "key": f.key_id, "user": f.user_id, "team": f.team_id or ""}[query.group_by]
+                 "key": f.key_id, "user": f.user_id, "team": f.team_id or "",
+                 "application": f.labels.get("app", "")}[query.group_by]
         sums = groups.setdefault(group, [0] * 5)
         for i, amount in enumerate((f.requests, f.prompt_tokens, f.completion_tokens, f.cached_tokens,
                                     f.cost)):
@@ -73,7 +74,8 @@ def random_facts() -> st.SearchStrategy[RequestMetered]:
         key_id=st.sampled_from(["k1", "k2", "k'3"]), team_id=st.sampled_from([None, "red", "blue"]),
         model=st.sampled_from(["m-a", "m-b"]), prompt_tokens=counts, completion_tokens=counts,
         cached_tokens=counts, cost=st.integers(-(2**50), 2**50),
-        request_id=st.sampled_from(["", "r-1", "r-2"]), requests=st.integers(0, 1), final=st.booleans())
+        request_id=st.sampled_from(["", "r-1", "r-2"]), requests=st.integers(0, 1), final=st.booleans(),
+        labels=st.sampled_from([{}, {"app": "canopy"}, {"app": "o'brien"}, {"env": "prod"}]))
 
 
 class AnalyticsStoreFixtures:
