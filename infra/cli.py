@@ -135,6 +135,20 @@ def scheduler(data_dir: DataDir = None, config: ConfigFile = None) -> None:
     _run(frozenset({"scheduler"}), data_dir, config, None, None)
 
 
+@app.command()
+def reconcile(period: Annotated[str | None, typer.Option(
+                  "--period", help="A month, YYYY-MM, in the billing time zone (default: this one).")] = None,
+              data_dir: DataDir = None, config: ConfigFile = None) -> None:
+    """Compare the ledger's totals with analytics' per user, key, team and model; exit 1 on any difference."""
+    from infra.reconcile import run as run_reconcile
+    try:
+        settings = _settings(data_dir, config, None, None)
+        code = run_reconcile(settings, _config(settings), period, Console())
+    except (ConfigError, ValueError, OSError) as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
 @config_app.command("check")
 def config_check(config: ConfigFile = None) -> None:
     """Validate the settings and the config file, and print what they configure."""
