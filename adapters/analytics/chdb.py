@@ -17,8 +17,16 @@ import orjson
 
 from adapters.analytics.arrow import arrow_stream_bytes, facts_to_arrow
 from adapters.analytics.schema import SCHEMA
-from adapters.analytics.sql import COUNT_SQL, INSERT_SQL, escape_param, totals_from_rows, usage_statement
-from domain.ports.analytics import UsageQuery, UsageTotals
+from adapters.analytics.sql import (
+    COUNT_SQL,
+    INSERT_SQL,
+    escape_param,
+    recent_from_rows,
+    recent_statement,
+    totals_from_rows,
+    usage_statement,
+)
+from domain.ports.analytics import RecentRequest, UsageQuery, UsageTotals
 from domain.usage import RequestMetered
 
 if TYPE_CHECKING:
@@ -52,6 +60,11 @@ class ChdbAnalytics:
         """Totals per group, ordered by group."""
         statement = usage_statement(query)
         return totals_from_rows(self._rows(statement.sql, statement.params))
+
+    def recent_requests(self, user_id: str, limit: int) -> list[RecentRequest]:
+        """The user's last `limit` requests, newest first; a request's parts are one entry."""
+        statement = recent_statement(user_id, limit)
+        return recent_from_rows(self._rows(statement.sql, statement.params))
 
     def count_usage(self) -> int:
         """How many distinct facts the store holds."""

@@ -15,8 +15,15 @@ import clickhouse_connect
 
 from adapters.analytics.arrow import facts_to_arrow
 from adapters.analytics.schema import SCHEMA, USAGE_TABLE
-from adapters.analytics.sql import COUNT_SQL, INSERT_SETTINGS, totals_from_rows, usage_statement
-from domain.ports.analytics import UsageQuery, UsageTotals
+from adapters.analytics.sql import (
+    COUNT_SQL,
+    INSERT_SETTINGS,
+    recent_from_rows,
+    recent_statement,
+    totals_from_rows,
+    usage_statement,
+)
+from domain.ports.analytics import RecentRequest, UsageQuery, UsageTotals
 from domain.usage import RequestMetered
 
 
@@ -51,6 +58,12 @@ class ClickHouseAnalytics:
         # clickhouse-connect sends {name:Type} values as server-side parameters and escapes them
         result = self._get_client().query(statement.sql, parameters=statement.params)
         return totals_from_rows(result.result_rows)
+
+    def recent_requests(self, user_id: str, limit: int) -> list[RecentRequest]:
+        """The user's last `limit` requests, newest first; a request's parts are one entry."""
+        statement = recent_statement(user_id, limit)
+        result = self._get_client().query(statement.sql, parameters=statement.params)
+        return recent_from_rows(result.result_rows)
 
     def count_usage(self) -> int:
         """How many distinct facts the store holds."""

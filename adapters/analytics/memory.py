@@ -6,8 +6,8 @@ import threading
 from collections.abc import Callable, Sequence
 from zoneinfo import ZoneInfo
 
-from adapters.analytics.sql import check_query
-from domain.ports.analytics import UsageQuery, UsageTotals
+from adapters.analytics.sql import check_limit, check_query
+from domain.ports.analytics import RecentRequest, UsageQuery, UsageTotals
 from domain.usage import RequestMetered
 
 
@@ -47,6 +47,18 @@ class InMemoryAnalytics:
             sums[4] += fact.cost
         return [UsageTotals(group, *sums) for group, sums in sorted(totals.items())]
 
+    def recent_requests(self, user_id: str, limit: int) -> list[RecentRequest]:
+        """The user's last `limit` requests, newest first; a request's parts are one entry."""
+        check_limit(limit)
+        with self._lock:
+            facts = [f for f in self._facts.values() if f.user_id == user_id]
+        parts: dict[str, list[RequestMetered]] = {}
+        for fact in facts:
+            parts.setdefault(fact.request, []).append(fact)
+        requests = [_merged(request, group) for request, group in parts.items()]
+        requests.sort(key=lambda r: (r.occurred_at, r.request_id), reverse=True)
+        return requests[:limit]
+
     def count_usage(self) -> int:
         """How many distinct facts the store holds."""
         with self._lock:
@@ -70,3 +82,12 @@ def _grouping(query: UsageQuery) -> Callable[[RequestMetered], str]:
     column = {None: None, "model": "model", "key": "key_id", "user": "user_id", "team": "team_id"}
     name = column[query.group_by]
     return lambda fact: "" if name is None else getattr(fact, name) or ""
+
+
+def _merged(request: str, parts: list[RequestMetered]) -> RecentRequest:
+    latest = max(parts, key=lambda f: (f.occurred_at, f.event_id))
+    return RecentRequest(
+        request_id=request, occurred_at=latest.occurred_at, model=latest.model, key_id=latest.key_id,
+        prompt_tokens=sum(f.prompt_tokens for f in parts),
+        completion_tokens=sum(f.completion_tokens for f in parts), cost=sum(f.cost for f in parts),
+        latency_ms=latest.latency_ms, status=latest.status, application=latest.labels.get("app", ""))

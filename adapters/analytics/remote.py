@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters.analytics.remote_server import query_data
-from domain.ports.analytics import UsageQuery, UsageTotals
+from adapters.analytics.remote_server import query_data, recent_of
+from domain.ports.analytics import RecentRequest, UsageQuery, UsageTotals
 from domain.usage import RequestMetered
 
 _GONE = (ConnectionError, FileNotFoundError, http.client.RemoteDisconnected,
@@ -66,6 +66,11 @@ class RemoteAnalytics:
     def usage(self, query: UsageQuery) -> list[UsageTotals]:
         """Totals per group, ordered by group."""
         return [UsageTotals(**row) for row in self._call("/usage", query_data(query))["rows"]]
+
+    def recent_requests(self, user_id: str, limit: int) -> list[RecentRequest]:
+        """The user's last `limit` requests, newest first; a request's parts are one entry."""
+        answer = self._call("/recent", {"user_id": user_id, "limit": limit})
+        return [recent_of(row) for row in answer["rows"]]
 
     def count_usage(self) -> int:
         """How many distinct facts the store holds."""

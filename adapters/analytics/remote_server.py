@@ -5,6 +5,7 @@ queries come here. The socket file is created 0600 in the data directory, so onl
 user that runs Meterline can connect. Requests (JSON):
 
     POST /usage   a UsageQuery            -> {"rows": [UsageTotals fields, ...]}
+    POST /recent  {"user_id", "limit"}     -> {"rows": [RecentRequest fields, time as ISO text]}
     POST /insert  {"facts": [fact data]}  -> {}
     POST /count                           -> {"count": n}
     POST /schema                          -> {}
@@ -27,7 +28,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from domain.ports.analytics import AnalyticsStore, UsageQuery
+from domain.ports.analytics import AnalyticsStore, RecentRequest, UsageQuery
 from domain.usage import RequestMetered
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,14 @@ def query_of(data: dict[str, Any]) -> UsageQuery:
 
 def query_data(query: UsageQuery) -> dict[str, Any]:
     return {**asdict(query), "start": query.start.isoformat(), "end": query.end.isoformat()}
+
+
+def recent_data(row: RecentRequest) -> dict[str, Any]:
+    return {**asdict(row), "occurred_at": row.occurred_at.isoformat()}
+
+
+def recent_of(data: dict[str, Any]) -> RecentRequest:
+    return RecentRequest(**{**data, "occurred_at": datetime.fromisoformat(data["occurred_at"])})
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -75,6 +84,9 @@ class _Handler(BaseHTTPRequestHandler):
         store = self.server.store
         if path == "/usage":
             return {"rows": [asdict(row) for row in store.usage(query_of(body))]}
+        if path == "/recent":
+            return {"rows": [recent_data(row)
+                             for row in store.recent_requests(body["user_id"], body["limit"])]}
         if path == "/insert":
             store.insert_usage([RequestMetered.from_data(data) for data in body["facts"]])
             return {}
@@ -83,7 +95,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/schema":
             store.ensure_schema()
             return {}
-        raise KeyError(f"no such call {path!r}; the calls are /usage, /insert, /count, /schema")
+        raise KeyError(f"no such call {path!r}; the calls are /usage, /recent, /insert, /count, /schema")
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         pass  # one line per query is noise; failures are logged above

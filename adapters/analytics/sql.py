@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from adapters.analytics.schema import USAGE_COLUMNS, USAGE_TABLE
-from domain.ports.analytics import UsageQuery, UsageTotals
+from domain.ports.analytics import RecentRequest, UsageQuery, UsageTotals
 
 GROUPS = {
     None: "''",
@@ -26,6 +26,7 @@ GROUPS = {
 }
 _FILTERS = ("user_id", "team_id", "key_id", "model")  # UsageQuery fields, named as the columns
 _TIME = "DateTime64(6, 'UTC')"
+MAX_RECENT = 10_000  # a page of "last requests", not an export
 
 COUNT_SQL = f"SELECT count() FROM {USAGE_TABLE} FINAL"
 
@@ -81,6 +82,43 @@ def usage_statement(query: UsageQuery) -> Statement:
     if query.group_by is not None:
         sql += " GROUP BY grp ORDER BY grp"
     return Statement(f"{sql} {_SETTINGS}", params)
+
+
+def check_limit(limit: int) -> None:
+    """Raises ValueError for a `recent_requests` limit no adapter takes."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_RECENT:
+        raise ValueError(f"recent_requests limit must be an integer from 1 to {MAX_RECENT}; got {limit!r}")
+
+
+# A request's parts share its request_id; a one-fact request is known by its event id.
+# argMax by (occurred_at, event_id): the latest part, the same one whichever copy is read.
+_LATEST = "(occurred_at, event_id)"
+RECENT_SQL = (
+    "SELECT if(request_id = '', event_id, request_id) AS request, max(occurred_at) AS latest, "
+    f"toString(argMax(model, {_LATEST})), argMax(key_id, {_LATEST}), "
+    "sum(prompt_tokens), sum(completion_tokens), sum(cost), "
+    f"argMax(latency_ms, {_LATEST}), argMax(status, {_LATEST}), argMax(labels['app'], {_LATEST}) "
+    f"FROM {USAGE_TABLE} FINAL WHERE user_id = {{user_id:String}} "
+    f"GROUP BY request ORDER BY latest DESC, request DESC LIMIT {{limit:UInt32}} {_SETTINGS}")
+
+
+def recent_statement(user_id: str, limit: int) -> Statement:
+    """The statement answering `recent_requests(user_id, limit)`."""
+    check_limit(limit)
+    return Statement(RECENT_SQL, {"user_id": user_id, "limit": str(limit)})
+
+
+def recent_from_rows(rows: Iterable[Sequence[Any]]) -> list[RecentRequest]:
+    """Result rows of RECENT_SQL as RecentRequests."""
+    return [RecentRequest(str(request), parse_time(latest), str(model), str(key), int(prompt),
+                          int(completion), int(cost), int(latency), int(status), str(app))
+            for request, latest, model, key, prompt, completion, cost, latency, status, app in rows]
+
+
+def parse_time(value: datetime | str) -> datetime:
+    """A DateTime64 result (a datetime from the driver, text from chDB's JSON) as an aware UTC moment."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def totals_from_rows(rows: Iterable[Sequence[Any]]) -> list[UsageTotals]:

@@ -1,8 +1,9 @@
 """The analytics port: usage facts for dashboards and reports, queried in one SQL dialect.
 
 Adapters: `adapters/analytics/chdb.py` (embedded), `adapters/analytics/clickhouse.py`
-(server) and the in-memory twin `adapters/analytics/memory.py`; all pass
-`tests/contract/test_analytics_store.py`.
+(server), `adapters/analytics/remote.py` (another process's store) and the in-memory twin
+`adapters/analytics/memory.py`; all pass `tests/contract/test_analytics_store.py` and
+`tests/contract/test_analytics_store_queries.py`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,26 @@ class UsageTotals:
     cost: int  # nano-units
 
 
+@dataclass(frozen=True)
+class RecentRequest:
+    """One request as a user's "last requests" list shows it: never its content.
+
+    A request metered in parts (facts sharing a `request_id`) is one entry: tokens and cost
+    summed over its parts; time, model, key, latency, status and application its latest part's.
+    """
+
+    request_id: str  # the facts' request_id, or the fact's own event id for a one-fact request
+    occurred_at: datetime  # when its latest part was metered
+    model: str
+    key_id: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost: int  # nano-units
+    latency_ms: int
+    status: int
+    application: str  # the `app` label, "" when untagged
+
+
 class AnalyticsStore(Protocol):
     """Usage facts for analytics. Inserts are idempotent: a fact counts once per event id."""
 
@@ -48,6 +69,10 @@ class AnalyticsStore(Protocol):
 
     def usage(self, query: UsageQuery) -> list[UsageTotals]:
         """Totals per group, ordered by group."""
+        ...
+
+    def recent_requests(self, user_id: str, limit: int) -> list[RecentRequest]:
+        """The user's last `limit` requests, newest first (ties: greater request id first)."""
         ...
 
     def count_usage(self) -> int:

@@ -1,9 +1,11 @@
-"""Usage totals for a user (yourself, or anyone for admins), by day, model, key or application."""
+"""A user's usage (yourself, or anyone for admins): totals by day, model, key or application,
+this month's spend against each budget, and the last requests (never their content)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Literal
+from uuid import UUID
 
 from fastapi import APIRouter, Query
 
@@ -11,6 +13,7 @@ from domain.ports.analytics import UsageQuery
 from gateway import errors
 from gateway.api.deps import Caller, Ctx, acting_user, usd
 from gateway.api.schemas import DATE_RULE, utc_instant
+from gateway.api.usage_budgets import this_month
 
 router = APIRouter(prefix="/api", tags=["usage"])
 
@@ -25,7 +28,7 @@ def _instant(value: str | None, field: str, default: datetime) -> datetime:
                                  code="invalid_date") from None
 
 
-@router.get("/usage", summary="Usage totals: requests, tokens and cost")
+@router.get("/usage", summary="Usage totals: requests, tokens and cost; this month against budgets")
 async def usage(ctx: Ctx, who: Caller, user_id: str | None = None,
                 from_: str | None = Query(default=None, alias="from",
                                           description=f"{DATE_RULE}; 30 days ago if omitted"),
@@ -49,4 +52,29 @@ async def usage(ctx: Ctx, who: Caller, user_id: str | None = None,
               "completion_tokens": sum(r.completion_tokens for r in rows),
               "cost_usd": usd(sum(r.cost for r in rows))}
     return {"user_id": scope_user, "from": start.isoformat(), "to": end.isoformat(),
-            "group_by": group_by, "totals": totals, "data": data}
+            "group_by": group_by, "totals": totals, "data": data,
+            # a single user's budgets; an admin asking about everyone has none to show
+            "this_month": None if scope_user is None else this_month(ctx, scope_user)}
+
+
+@router.get("/usage/requests", summary="The last requests: model, key, tokens, cost, latency, status")
+async def recent_requests(ctx: Ctx, who: Caller, user_id: str | None = None,
+                          limit: int = Query(default=20, ge=1, le=200,
+                                             description="how many, newest first: 1 to 200")) -> dict:
+    """Newest first. A request metered in parts (a long stream) is one entry, its tokens and cost
+    summed, its time, latency and status the last part's; `application` is null when untagged."""
+    user = acting_user(who, user_id)
+    rows = await ctx.query(ctx.analytics.recent_requests, user, limit)
+    return {"user_id": user, "data": [
+        {"time": r.occurred_at.isoformat(), "request_id": r.request_id, "model": r.model,
+         "key_id": r.key_id, "key_name": _key_name(ctx, r.key_id), "prompt_tokens": r.prompt_tokens,
+         "completion_tokens": r.completion_tokens, "cost_usd": usd(r.cost), "latency_ms": r.latency_ms,
+         "status": r.status, "application": r.application or None} for r in rows]}
+
+
+def _key_name(ctx: Ctx, key_id: str) -> str | None:
+    try:
+        key = ctx.registry_view.key(UUID(key_id))
+    except ValueError:
+        return None
+    return None if key is None else key.name

@@ -19,7 +19,8 @@ from adapters.analytics.clickhouse import ClickHouseAnalytics
 from adapters.analytics.memory import InMemoryAnalytics
 from adapters.analytics.remote import RemoteAnalytics
 from adapters.analytics.remote_server import AnalyticsServer
-from domain.ports.analytics import AnalyticsStore, UsageQuery
+from domain.ports.analytics import AnalyticsStore, RecentRequest, UsageQuery
+from domain.usage import RequestMetered
 from tests.support.analytics import (
     MONTH,
     NASTY_IDS,
@@ -114,6 +115,71 @@ class AnalyticsStoreQueryContract(AnalyticsStoreFixtures):
                     model=data.draw(st.none() | st.just("m-a")),
                     group_by=group_by, timezone=data.draw(st.sampled_from(ZONES)))
                 assert store.usage(query) == fold(facts, query), query
+
+    def test_recent_requests_are_the_users_own_newest_first_up_to_the_limit(
+            self, store: AnalyticsStore) -> None:
+        facts = [fact(user_id=user, occurred_at=T0 + timedelta(minutes=minute), cost=minute, model=model)
+                 for user, minute, model in [("alice", 5, "m-a"), ("bob", 6, "m-b"), ("alice", 1, "m-b"),
+                                             ("alice", 9, "m-c"), ("alice'", 10, "m-a")]]
+        store.insert_usage(facts + facts[:2])  # a redelivered copy counts once
+        recent = store.recent_requests("alice", 2)
+        assert [(r.model, r.cost) for r in recent] == [("m-c", 9), ("m-a", 5)]
+        assert recent == recent_model(facts, "alice", 2)
+        assert [r.cost for r in store.recent_requests("alice", 200)] == [9, 5, 1]
+        assert store.recent_requests("nobody", 5) == []
+        assert store.recent_requests("' OR 1=1 --", 5) == []
+
+    def test_the_parts_of_a_request_are_one_entry_with_summed_usage(self, store: AnalyticsStore) -> None:
+        first = fact(request_id="r-1", requests=1, final=False, prompt_tokens=50, completion_tokens=10,
+                     cost=7, latency_ms=100, occurred_at=T0, labels={"app": "canopy"})
+        last = fact(request_id="r-1", requests=0, final=True, prompt_tokens=0, completion_tokens=30,
+                    cost=11, latency_ms=900, status=200, occurred_at=T0 + timedelta(seconds=40),
+                    labels={"app": "canopy"})
+        between = fact(occurred_at=T0 + timedelta(seconds=20), cost=1)
+        store.insert_usage([first, between, last, first])
+        recent = store.recent_requests("alice", 10)
+        assert recent == recent_model([first, between, last], "alice", 10)
+        assert [r.request_id for r in recent] == ["r-1", between.event_id]
+        merged = recent[0]
+        assert (merged.prompt_tokens, merged.completion_tokens, merged.cost) == (50, 40, 18)
+        assert (merged.occurred_at, merged.latency_ms) == (last.occurred_at, 900)
+        assert merged.application == "canopy"
+
+    @pytest.mark.parametrize("limit", [0, -1, 10_001])
+    def test_a_limit_out_of_bounds_is_refused(self, store: AnalyticsStore, limit: int) -> None:
+        with pytest.raises(ValueError, match="limit"):
+            store.recent_requests("alice", limit)
+
+    @settings(max_examples=25, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
+    @given(data=st.data())
+    def test_recent_requests_answer_like_a_plain_model(self, data: st.DataObject) -> None:
+        facts = data.draw(st.lists(random_facts(), max_size=30))
+        with tempfile.TemporaryDirectory() as directory, self.open_store(Path(directory)) as store:
+            store.ensure_schema()
+            store.insert_usage(facts)
+            for user in NASTY_IDS[:5] + ["\\N"]:
+                limit = data.draw(st.integers(1, 12))
+                assert store.recent_requests(user, limit) == recent_model(facts, user, limit), user
+
+
+def recent_model(facts: list[RequestMetered], user_id: str, limit: int) -> list[RecentRequest]:
+    """The plain model: first copy per event id, the user's facts by request, newest request first."""
+    unique: dict[str, RequestMetered] = {}
+    for f in facts:
+        unique.setdefault(f.event_id, f)
+    requests: dict[str, list[RequestMetered]] = {}
+    for f in unique.values():
+        if f.user_id == user_id:
+            requests.setdefault(f.request_id or f.event_id, []).append(f)
+    entries = []
+    for request, parts in requests.items():
+        latest = max(parts, key=lambda f: (f.occurred_at, f.event_id))
+        entries.append(RecentRequest(
+            request, latest.occurred_at, latest.model, latest.key_id, sum(f.prompt_tokens for f in parts),
+            sum(f.completion_tokens for f in parts), sum(f.cost for f in parts), latest.latency_ms,
+            latest.status, latest.labels.get("app", "")))
+    return sorted(entries, key=lambda r: (r.occurred_at, r.request_id), reverse=True)[:limit]
 
 
 class TestInMemoryAnalytics(AnalyticsStoreQueryContract):
