@@ -14,11 +14,13 @@ import asyncio
 import re
 import zlib
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import orjson
 
 from adapters.bus.cloudevents import encode
+from adapters.bus.group_commit import Publish, settle, write_batch
 from adapters.bus.inproc_consumer import InProcessConsumer
 from adapters.bus.journal import Journal, Offsets
 from adapters.bus.partition_log import PartitionLog
@@ -26,7 +28,6 @@ from domain.ports.bus import BusMessage
 
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")  # Kafka's rule; also safe as a directory name
 TRIM_EVERY = 2048  # records appended between two trims of what every reader is past
-_Publish = tuple[str, list[tuple[int, bytes]], asyncio.Future[None]]
 
 
 class InProcessBus:
@@ -43,7 +44,7 @@ class InProcessBus:
         self._changed: dict[str, asyncio.Event] = {}
         self._offsets: Offsets = {}
         self._offsets_lock = asyncio.Lock()
-        self._pending: list[_Publish] = []
+        self._pending: list[Publish] = []
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._running = False
@@ -161,16 +162,6 @@ class InProcessBus:
             self._wake.clear()
             while self._pending:
                 batch, self._pending = self._pending, []
-                lines = [(topic, partition, record)
-                         for topic, records, _ in batch for partition, record in records]
-                try:
-                    await asyncio.to_thread(self._journal.append, lines)
-                except Exception as error:  # disk full, I/O error: each waiting publisher raises
-                    for *_, done in batch:
-                        if not done.done():
-                            done.set_exception(error)
-                    continue
-                self._apply([(topic, records) for topic, records, _ in batch])
-                for *_, done in batch:
-                    if not done.done():  # a publisher may have been cancelled meanwhile
-                        done.set_result(None)
+                if await write_batch(batch, partial(asyncio.to_thread, self._journal.append)):
+                    self._apply([(topic, records) for topic, records, _ in batch])
+                    settle(batch)

@@ -21,16 +21,17 @@ import time
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from adapters.bus.cloudevents import encode
+from adapters.bus.group_commit import Publish, settle, write_batch
 from adapters.bus.journal import Journal
 from adapters.bus.journal_follower import JournalFollower, check_topic_name
 from domain.ports.bus import BusMessage
 
 log = logging.getLogger(__name__)
 LOCK_FILE = "writer.lock"
-_Publish = tuple[str, list[tuple[int, bytes]], asyncio.Future[None]]
 
 
 class JournalBus:
@@ -47,7 +48,7 @@ class JournalBus:
         self._journal: Journal | None = None
         self._lock_fd: int | None = None
         self._opening: asyncio.Task[None] | None = None
-        self._pending: list[_Publish] = []
+        self._pending: list[Publish] = []
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         # one thread of its own: the fsync hand-off is on every request's path under light load
@@ -154,9 +155,7 @@ class JournalBus:
 
     def _fail_pending(self, error: BaseException) -> None:
         pending, self._pending = self._pending, []
-        for *_, done in pending:
-            if not done.done():
-                done.set_exception(error)
+        settle(pending, error)
 
     async def _flush_forever(self) -> None:
         """Group commit: everything published during one fdatasync goes out in the next."""
@@ -167,15 +166,6 @@ class JournalBus:
             self._wake.clear()
             while self._pending:
                 batch, self._pending = self._pending, []
-                lines = [(topic, partition, record)
-                         for topic, records, _ in batch for partition, record in records]
-                try:
-                    await loop.run_in_executor(self._executor, self._journal.append, lines)
-                except Exception as error:  # disk full, I/O error: each waiting publisher raises
-                    for *_, done in batch:
-                        if not done.done():
-                            done.set_exception(error)
-                    continue
-                for *_, done in batch:
-                    if not done.done():  # a publisher may have been cancelled meanwhile
-                        done.set_result(None)
+                if await write_batch(batch, partial(loop.run_in_executor, self._executor,
+                                                    self._journal.append)):
+                    settle(batch)
