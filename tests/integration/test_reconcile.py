@@ -68,7 +68,8 @@ def test_a_ledger_and_analytics_fed_the_same_facts_reconcile_until_analytics_gai
     ledger.close()
 
 
-def test_the_command_exits_non_zero_when_a_cost_differs_by_one_nano_unit(tmp_path: Path) -> None:
+def ledger_with_traffic(tmp_path: Path) -> tuple[Path, list[str], list]:
+    """A data directory whose SQLite ledger holds `traffic()`, and the command's arguments."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     config = write_config(tmp_path / "meterline.toml", "http://127.0.0.1:9/v1")
@@ -77,10 +78,15 @@ def test_the_command_exits_non_zero_when_a_cost_differs_by_one_nano_unit(tmp_pat
     ledger.record_usage(facts, BusPosition("meterline.usage", 0, len(facts)))
     registry.close()
     ledger.close()
+    return data_dir, ["reconcile", "--period", "2026-03", "--data-dir", str(data_dir),
+                      "--config", str(config)], facts
+
+
+def test_the_command_exits_non_zero_when_a_cost_differs_by_one_nano_unit(tmp_path: Path) -> None:
+    data_dir, args, facts = ledger_with_traffic(tmp_path)
     analytics = ChdbAnalytics(data_dir / "analytics")
     analytics.insert_usage(facts)
     analytics.close()
-    args = ["reconcile", "--period", "2026-03", "--data-dir", str(data_dir), "--config", str(config)]
 
     matched = CliRunner().invoke(app, args)
     assert matched.exit_code == 0, matched.output
@@ -100,17 +106,9 @@ def test_the_command_exits_non_zero_when_a_cost_differs_by_one_nano_unit(tmp_pat
 def test_the_command_asks_the_running_projector_for_analytics(tmp_path: Path) -> None:
     """While `meterline up` runs, its projector owns chDB and serves it on the data directory's
     socket; the command must read there (the chDB directory itself is left empty here)."""
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    config = write_config(tmp_path / "meterline.toml", "http://127.0.0.1:9/v1")
-    registry, ledger = open_applications(sqlite_env(data_dir), FixedClock(AT))
-    facts = traffic()
-    ledger.record_usage(facts, BusPosition("meterline.usage", 0, len(facts)))
-    registry.close()
-    ledger.close()
+    data_dir, args, facts = ledger_with_traffic(tmp_path)
     served = InMemoryAnalytics()
     served.insert_usage(facts)
-    args = ["reconcile", "--period", "2026-03", "--data-dir", str(data_dir), "--config", str(config)]
 
     with AnalyticsServer(served, analytics_socket(data_dir)):
         result = CliRunner().invoke(app, args)
