@@ -78,13 +78,16 @@ class AnalyticsStoreInsertContract(AnalyticsStoreFixtures):
             store.insert_usage([fact(occurred_at=datetime(2024, 3, 8))])
 
 
-class TestInMemoryAnalytics(AnalyticsStoreInsertContract):
+# How each adapter's store is opened: one opener per adapter, for this suite and the query
+# suite (test_analytics_store_queries.py), each subclassing it with its contract.
+
+class OpensInMemory:
     @contextmanager
     def open_store(self, directory: Path) -> Iterator[AnalyticsStore]:
         yield InMemoryAnalytics()
 
 
-class TestChdbAnalytics(AnalyticsStoreInsertContract):
+class OpensChdb:
     @contextmanager
     def open_store(self, directory: Path) -> Iterator[AnalyticsStore]:
         store = ChdbAnalytics(directory / "chdb")
@@ -92,6 +95,38 @@ class TestChdbAnalytics(AnalyticsStoreInsertContract):
             yield store
         finally:
             store.close()
+
+
+class OpensClickHouseOverChdb:
+    @contextmanager
+    def open_store(self, directory: Path) -> Iterator[AnalyticsStore]:
+        store = ClickHouseAnalytics(connect=lambda **_: ChdbBackedClient(directory / "chdb"))
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+class OpensRemoteOverChdb:
+    """The gateway's view of the projector's chDB on the embedded default (a unix socket)."""
+
+    @contextmanager
+    def open_store(self, directory: Path) -> Iterator[AnalyticsStore]:
+        owner = ChdbAnalytics(directory / "chdb")
+        with AnalyticsServer(owner, directory / "analytics.sock"):
+            store = RemoteAnalytics(directory / "analytics.sock")
+            try:
+                yield store
+            finally:
+                store.close()
+                owner.close()
+
+
+class TestInMemoryAnalytics(OpensInMemory, AnalyticsStoreInsertContract):
+    pass
+
+
+class TestChdbAnalytics(OpensChdb, AnalyticsStoreInsertContract):
 
     def test_reopening_the_directory_keeps_the_facts(self, tmp_path: Path) -> None:
         facts = [fact(occurred_at=T0 + timedelta(days=i % 20), cost=i) for i in range(100)]
@@ -110,29 +145,11 @@ class TestChdbAnalytics(AnalyticsStoreInsertContract):
             other.count_usage()
 
 
-class TestClickHouseAnalyticsOverChdb(AnalyticsStoreInsertContract):
-    @contextmanager
-    def open_store(self, directory: Path) -> Iterator[AnalyticsStore]:
-        store = ClickHouseAnalytics(connect=lambda **_: ChdbBackedClient(directory / "chdb"))
-        try:
-            yield store
-        finally:
-            store.close()
+class TestClickHouseAnalyticsOverChdb(OpensClickHouseOverChdb, AnalyticsStoreInsertContract):
+    pass
 
 
-class TestRemoteAnalyticsOverChdb(AnalyticsStoreInsertContract):
-    """The gateway's view of the projector's chDB on the embedded default (a unix socket)."""
-
-    @contextmanager
-    def open_store(self, directory: Path) -> Iterator[AnalyticsStore]:
-        owner = ChdbAnalytics(directory / "chdb")
-        with AnalyticsServer(owner, directory / "analytics.sock"):
-            store = RemoteAnalytics(directory / "analytics.sock")
-            try:
-                yield store
-            finally:
-                store.close()
-                owner.close()
+class TestRemoteAnalyticsOverChdb(OpensRemoteOverChdb, AnalyticsStoreInsertContract):
 
     def test_a_call_waits_for_the_owner_to_come_back(self, tmp_path: Path) -> None:
         owner = InMemoryAnalytics()

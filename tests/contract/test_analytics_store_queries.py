@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,20 +12,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.analytics.chdb import ChdbAnalytics
-from adapters.analytics.clickhouse import ClickHouseAnalytics
-from adapters.analytics.memory import InMemoryAnalytics
-from adapters.analytics.remote import RemoteAnalytics
-from adapters.analytics.remote_server import AnalyticsServer
 from domain.ports.analytics import AnalyticsStore, RecentRequest, UsageQuery
 from domain.usage import RequestMetered
+from tests.contract.test_analytics_store import (
+    OpensChdb,
+    OpensClickHouseOverChdb,
+    OpensInMemory,
+    OpensRemoteOverChdb,
+)
 from tests.support.analytics import (
     MONTH,
     NASTY_IDS,
     T0,
     ZONES,
     AnalyticsStoreFixtures,
-    ChdbBackedClient,
     fact,
     fold,
     random_facts,
@@ -182,40 +180,17 @@ def recent_model(facts: list[RequestMetered], user_id: str, limit: int) -> list[
     return sorted(entries, key=lambda r: (r.occurred_at, r.request_id), reverse=True)[:limit]
 
 
-class TestInMemoryAnalytics(AnalyticsStoreQueryContract):
-    @contextmanager
-    def open_store(self, directory: Path) -> Iterator[AnalyticsStore]:
-        yield InMemoryAnalytics()
+class TestInMemoryAnalytics(OpensInMemory, AnalyticsStoreQueryContract):
+    pass
 
 
-class TestChdbAnalytics(AnalyticsStoreQueryContract):
-    @contextmanager
-    def open_store(self, directory: Path) -> Iterator[AnalyticsStore]:
-        store = ChdbAnalytics(directory / "chdb")
-        try:
-            yield store
-        finally:
-            store.close()
+class TestChdbAnalytics(OpensChdb, AnalyticsStoreQueryContract):
+    pass
 
 
-class TestClickHouseAnalyticsOverChdb(AnalyticsStoreQueryContract):
-    @contextmanager
-    def open_store(self, directory: Path) -> Iterator[AnalyticsStore]:
-        store = ClickHouseAnalytics(connect=lambda **_: ChdbBackedClient(directory / "chdb"))
-        try:
-            yield store
-        finally:
-            store.close()
+class TestClickHouseAnalyticsOverChdb(OpensClickHouseOverChdb, AnalyticsStoreQueryContract):
+    pass
 
 
-class TestRemoteAnalyticsOverChdb(AnalyticsStoreQueryContract):
-    @contextmanager
-    def open_store(self, directory: Path) -> Iterator[AnalyticsStore]:
-        owner = ChdbAnalytics(directory / "chdb")
-        with AnalyticsServer(owner, directory / "analytics.sock"):
-            store = RemoteAnalytics(directory / "analytics.sock")
-            try:
-                yield store
-            finally:
-                store.close()
-                owner.close()
+class TestRemoteAnalyticsOverChdb(OpensRemoteOverChdb, AnalyticsStoreQueryContract):
+    pass
