@@ -19,7 +19,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from domain.errors import DomainError
-from domain.grants import Grant, GrantExceededError, effective_grant
+from domain.grants import Grant, GrantExceededError
 from domain.principals import Team, User
 from domain.quota_policy import BudgetPolicy
 from gateway import errors
@@ -119,8 +119,7 @@ def grant_view(grant: Grant) -> dict:
 
 
 def user_grant_view(ctx: Ctx, user: User) -> dict:
-    team = ctx.registry_view.team(user.team_id) if user.team_id else None
-    effective = effective_grant(user.grant, team.grant if team is not None else None)
+    effective = ctx.registry_view.effective_grant(user.user_id) or user.grant
     return {"user_id": user.user_id, "team_id": user.team_id, "grant": grant_view(user.grant),
             "effective": grant_view(effective)}
 

@@ -142,8 +142,7 @@ class RegistryView:
         team = self._teams.get(user.team_id) if user.team_id else None
         if user.grant.allowed_models is None and (team is None or team.grant.allowed_models is None):
             return None  # the usual case, on every request: no grant narrows the models
-        grant = self.effective_grant(user_id)
-        return None if grant is None else grant.allowed_models
+        return effective_grant(user.grant, team.grant if team is not None else None).allowed_models
 
     def model(self, name: str) -> PriceBook | None:
         return self._models.get(name)
