@@ -35,11 +35,15 @@ def usd(nanos: int) -> str:
     return str(Decimal(nanos) / 10**9)
 
 
+def call(gw: RunningGateway, secret: str) -> httpx.Response:
+    return httpx.post(gw.v1 + "/chat/completions", json=BODY, timeout=60,
+                      headers={"authorization": f"Bearer {secret}"})
+
+
 def burst(gw: RunningGateway, secret: str) -> list[tuple[int, str | None, float]]:
     def one(_: int) -> tuple[int, str | None, float]:
         started = time.monotonic()
-        response = httpx.post(gw.v1 + "/chat/completions", json=BODY, timeout=60,
-                              headers={"authorization": f"Bearer {secret}"})
+        response = call(gw, secret)
         code = response.json()["error"]["code"] if response.status_code >= 400 else None
         return response.status_code, code, time.monotonic() - started
 
@@ -52,14 +56,9 @@ def measure(gw: RunningGateway) -> tuple[int, int]:
     amounts = record_reservations(gw)
     gw.setup_user("probe")
     probe = gw.issue_key("probe", models=["sim"])
-    assert burst_one(gw, probe["key"]) == 200
+    assert call(gw, probe["key"]).status_code == 200
     (fact,) = gw.wait_metered(probe["id"], 1)
     return amounts[-1], fact.cost
-
-
-def burst_one(gw: RunningGateway, secret: str) -> int:
-    return httpx.post(gw.v1 + "/chat/completions", json=BODY, timeout=60,
-                      headers={"authorization": f"Bearer {secret}"}).status_code
 
 
 def test_a_burst_of_40_on_a_budget_that_affords_7_serves_all_7_and_never_overspends(tmp_path: Path) -> None:
@@ -103,6 +102,5 @@ def test_a_request_that_cannot_fit_even_with_nothing_reserved_is_refused_at_once
         gw.setup_user("poor")
         key = gw.issue_key("poor", models=["sim"], budget_usd=usd(worst - 1))
         started = time.monotonic()
-        response = httpx.post(gw.v1 + "/chat/completions", json=BODY, timeout=60,
-                              headers={"authorization": f"Bearer {key['key']}"})
+        response = call(gw, key["key"])
     assert response.status_code == 429 and time.monotonic() - started < 2
