@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from adapters.analytics.sql import check_limit, check_query
 from domain.ports.analytics import RecentRequest, UsageQuery, UsageTotals
 from domain.usage import RequestMetered
+from domain.usage_figures import AnalyticsQuery, Figures, check_analytics_query, fold_figures
 
 
 class InMemoryAnalytics:
     """AnalyticsStore over a dict keyed by event id; the first copy of a fact is the one kept."""
 
-    def __init__(self) -> None:
+    def __init__(self, rollup_timezone: str = "UTC") -> None:
         self._facts: dict[str, RequestMetered] = {}
         self._lock = threading.Lock()
+        self.rollup_timezone = rollup_timezone
 
     def ensure_schema(self) -> None:
         pass
 
-    def insert_usage(self, facts: Sequence[RequestMetered]) -> None:
+    def insert_usage(self, facts: Sequence[RequestMetered], batch_id: str | None = None) -> None:
         for fact in facts:
             if fact.occurred_at.tzinfo is None or fact.occurred_at.utcoffset() is None:
                 raise ValueError(f"fact {fact.event_id}: occurred_at must be timezone-aware")
@@ -46,6 +49,21 @@ class InMemoryAnalytics:
             sums[3] += fact.cached_tokens
             sums[4] += fact.cost
         return [UsageTotals(group, *sums) for group, sums in sorted(totals.items())]
+
+    def figures(self, query: AnalyticsQuery) -> list[Figures]:
+        """Dashboard figures per group, folded from the facts themselves."""
+        check_analytics_query(query)
+        with self._lock:
+            facts = list(self._facts.values())
+        return fold_figures(facts, query)
+
+    def delete_since(self, moment: datetime | None) -> None:
+        """Forgets every fact at or after `moment` (all when None)."""
+        with self._lock:
+            if moment is None:
+                self._facts.clear()
+            else:
+                self._facts = {i: f for i, f in self._facts.items() if f.occurred_at < moment}
 
     def recent_requests(self, user_id: str, limit: int) -> list[RecentRequest]:
         """The user's last `limit` requests, newest first; a request's parts are one entry."""

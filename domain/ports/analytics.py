@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Protocol
 
 from domain.usage import RequestMetered
+from domain.usage_figures import AnalyticsQuery, Figures
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,25 @@ class RecentRequest:
 class AnalyticsStore(Protocol):
     """Usage facts for analytics. Inserts are idempotent: a fact counts once per event id."""
 
-    def ensure_schema(self) -> None: ...
+    def ensure_schema(self) -> None:
+        """Opens the store and applies the schema migrations it lacks (also done on first use)."""
+        ...
 
-    def insert_usage(self, facts: Sequence[RequestMetered]) -> None: ...
+    def insert_usage(self, facts: Sequence[RequestMetered], batch_id: str | None = None) -> None:
+        """Inserts facts; each counts once per event id in every table. A `batch_id` names the
+        batch: inserting the same batch id with the same facts again, whole or after a crash
+        half-way, changes nothing, rollups included. Without one, only the raw table is safe
+        to repeat; rollups would count a repeated fact again."""
+        ...
+
+    def figures(self, query: AnalyticsQuery) -> list[Figures]:
+        """Dashboard figures per group, ordered by group (see `domain.usage_figures`)."""
+        ...
+
+    def delete_since(self, moment: datetime | None) -> None:
+        """Deletes every fact at or after `moment` (all when None) from every table, for a rebuild;
+        `moment` must be a midnight in the store's rollup time zone."""
+        ...
 
     def usage(self, query: UsageQuery) -> list[UsageTotals]:
         """Totals per group, ordered by group."""
