@@ -2,10 +2,12 @@
 
 from fastapi import APIRouter
 
-from gateway.api import admin, grants, keys, usage
+from gateway.api import admin, analytics, analytics_users, grants, keys, usage
 
 router = APIRouter()
 router.include_router(admin.router)
+router.include_router(analytics.router)
+router.include_router(analytics_users.router)
 router.include_router(grants.router)
 router.include_router(keys.router)
 router.include_router(usage.router)
