@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import tempfile
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -91,11 +91,11 @@ class Workers:
             await self.ledger.start()
             self._spawn(self.ledger.run(self.stop_event), "ledger")
         if "projector" in self.roles:
-            from projections.usage_projector import UsageProjector
-            projector = UsageProjector(system.bus.consumer(USAGE_TOPIC, "meterline-projector"),
-                                       system.analytics)
-            await projector.start()
-            self._spawn(projector.run(self.stop_event), "projector")
+            # It follows the ledger's store, where each fact is recorded once, not the bus.
+            from projections.ledger_projector import LedgerProjector
+            projector = LedgerProjector(system.ledger, system.analytics, projector_positions(system.settings))
+            await anyio.to_thread.run_sync(projector.start)
+            self._spawn(projector.run(self.stop_event, self._ledger_news()), "projector")
         if not distributed and views:
             # Several processes on one store: follow its logs directly, on SQLite when they change.
             self._spawn(self._follow_store(), "event-feed")
@@ -103,6 +103,15 @@ class Workers:
             self.scheduler = build_scheduler(system.registry, system.ledger, system.ctx.registry_view,
                                              after=system.feed.pull)
             self.scheduler.start()
+
+    def _ledger_news(self) -> Callable[[], Awaitable[None]]:
+        """How the projector waits for the ledger to record more: on SQLite until its files change
+        (looked at every 5 ms), on PostgreSQL 50 ms."""
+        system = self.system
+        if system.settings.database_url is not None:
+            return lambda: asyncio.sleep(FEED_INTERVAL_S)
+        path = event_store_env(system.settings)["LEDGER_SQLITE_DBNAME"]
+        return StoreWatch([Path(path), Path(f"{path}-wal")], lambda: None).changed
 
     def _follow_store(self) -> Awaitable[None]:
         system = self.system
@@ -129,6 +138,11 @@ class Workers:
             await close()
         await self.system.ctx.upstream.close()
         await self.system.bus.stop()
+
+
+def projector_positions(settings) -> Path:
+    """Where the projector keeps its place in the ledger's log (`projections/positions_file.py`)."""
+    return Path(settings.data_dir) / "projector" / "positions.json"
 
 
 def analytics_socket(data_dir: Path) -> Path:

@@ -3,7 +3,7 @@
     meterline up (this supervisor: starts, restarts and stops the others; no data)
       ├── gateway            /v1 and /api; appends every fact to the journal (fdatasync) before answering
       ├── ledger+scheduler   follows the journal from disk into the SQLite event store, exactly once
-      └── projector          follows the journal into chDB; answers the gateway's usage queries
+      └── projector          follows the ledger's store into chDB; answers the gateway's usage queries
 
 The gateway keeps a core (and a GIL) to itself: the ledger's transactions and chDB's
 inserts run in the other processes. A child that dies is started again (after 0.5 s,
@@ -11,7 +11,8 @@ doubling to 5 s while it keeps failing); SIGTERM or SIGINT stops them all. Each 
 asked by the kernel (PR_SET_PDEATHSIG) to die with the supervisor, so a kill -9 of `up`
 leaves no orphan holding the port, the journal or chDB's directory. Nothing is lost when
 any of them is killed: the journal is the log, and each follower resumes from its own
-positions (the ledger's in the event store, in the same transaction as its writes).
+positions (the ledger's in the event store, in the same transaction as its writes; the
+projector's in data_dir/projector/positions.json, with the batch it was inserting).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
     gateway            serves /v1 and /api; the only writer of the journal (data_dir/bus)
     ledger+scheduler   follows the journal into the event store; periodic budget and key work
-    projector          follows the journal into chDB (data_dir/analytics) and serves it on
-                       a unix socket, where the gateway's /api/usage asks
+    projector          follows the ledger's store (its recorded batches) into chDB
+                       (data_dir/analytics) and serves it on a unix socket, where the
+                       gateway's /api/usage asks
 
 The same children run on Kafka and PostgreSQL when the environment says so; the gateway
 then also asks the projector for analytics unless METERLINE_ANALYTICS_URL names a server.

@@ -1,4 +1,4 @@
-"""Bus messages to RequestMetered facts the analytics store can hold, or a reason they are not.
+"""The ledger's stored rows to RequestMetered facts the analytics store can hold, or why not.
 
 The store inserts a batch as one unit, so one impossible fact would fail the whole batch
 forever; the projector checks each fact here first and sets the bad ones aside.
@@ -6,9 +6,10 @@ forever; the projector checks each fact here first and sets the bad ones aside.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
-from domain.ports.bus import BusMessage
 from domain.usage import RequestMetered
 
 _COUNTS = ("prompt_tokens", "completion_tokens", "cached_tokens", "latency_ms", "price_version")
@@ -19,19 +20,27 @@ _FLAGS = ("stream", "client_disconnected", "final")
 _INT64 = 2**63
 
 
-def fact_of(message: BusMessage) -> RequestMetered:
-    """The fact a RequestMetered message carries; ValueError says what is wrong with it."""
-    try:
-        fact = RequestMetered.from_data(message.data)
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise ValueError(f"not a RequestMetered: {error!r}") from None
-    problem = _problem(fact)
-    if problem:
-        raise ValueError(problem)
-    return fact
+def checked_facts(columns: Sequence[str], rows: Sequence[Sequence[Any]]
+                  ) -> tuple[list[RequestMetered], list[tuple[int, str]]]:
+    """The facts of a stored batch the store can hold, and (row index, reason) for each it cannot."""
+    facts: list[RequestMetered] = []
+    problems: list[tuple[int, str]] = []
+    for index, row in enumerate(rows):
+        try:
+            fact = RequestMetered.from_data(dict(zip(columns, row, strict=True)))
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            problems.append((index, f"not a RequestMetered: {error!r}"))
+            continue
+        reason = problem(fact)
+        if reason:
+            problems.append((index, reason))
+        else:
+            facts.append(fact)
+    return facts, problems
 
 
-def _problem(fact: RequestMetered) -> str | None:
+def problem(fact: RequestMetered) -> str | None:
+    """Why the store cannot hold this fact; None when it can."""
     at = fact.occurred_at
     if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
         return f"occurred_at {at!r} is not a timezone-aware time"
@@ -54,7 +63,7 @@ def _problem(fact: RequestMetered) -> str | None:
         if not isinstance(getattr(fact, name), bool):
             return f"{name} {getattr(fact, name)!r} is not a boolean"
     labels = fact.labels
-    if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str)
+    if not isinstance(labels, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
                                                for k, v in labels.items()):
         return f"labels {labels!r} is not a mapping of strings to strings"
     return None

@@ -8,7 +8,7 @@ already stored (same event id) cannot be stored again, so redelivered copies are
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,9 +30,10 @@ from domain.jobs import Job, JobStatus
 from domain.ports.clock import Clock
 from domain.quota_policy import BudgetPolicy, Scope
 from domain.services.transcodings import BudgetPolicyAsDict, SetAsList
-from domain.usage import RequestMetered, UsageBatch, facts_of
+from domain.services.usage_log import USAGE_BATCH_TOPIC as USAGE_BATCH_TOPIC  # its home before
+from domain.services.usage_log import UsageLog
+from domain.usage import RequestMetered, UsageBatch
 
-USAGE_BATCH_TOPIC = "meterline.UsageBatchRecorded"
 LATEST = 2**62  # a version past any real one: "read it from the store, not the cache"
 
 
@@ -65,7 +66,7 @@ def scopes_of(fact: RequestMetered) -> list[tuple[Scope, str]]:
     return scopes
 
 
-class Ledger(Application):
+class Ledger(UsageLog, Application):
     name = "ledger"
     log_section_size = 5000
     snapshotting_intervals = {Budget: 500}  # noqa: RUF012 - the library's own class attribute
@@ -94,26 +95,6 @@ class Ledger(Application):
             raise TypeError("the ledger needs a recorder that indexes fact ids; set "
                             "LEDGER_PROCESS_RECORDER_TOPIC (adapters/eventstore/environments.py does)")
         return recorder
-
-    # ----- reading the facts back ----------------------------------------------------------
-
-    def usage_batches(self, page: int = 100) -> Iterator[Any]:
-        """Every UsageBatchRecorded event (its `timestamp`, `columns`, `rows`), in recording order."""
-        start = 1
-        while batch := self.notification_log.select(start=start, limit=page,
-                                                    topics=[USAGE_BATCH_TOPIC]):
-            for notification in batch:
-                yield self.mapper.to_domain_event(notification)
-            start = batch[-1].id + 1
-
-    def metered_facts(self, page: int = 100) -> Iterator[RequestMetered]:
-        """Every fact recorded, in recording order: the ledger's side of every reconciliation."""
-        for recorded in self.usage_batches(page):
-            yield from facts_of(recorded.columns, recorded.rows)
-
-    def count_metered(self) -> int:
-        """How many distinct facts the ledger holds."""
-        return self.recorder.count_facts()
 
     # ----- usage ---------------------------------------------------------------------------
 

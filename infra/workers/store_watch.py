@@ -31,6 +31,7 @@ class StoreWatch:
         self.min_gap_s = min_gap_s
         self.fallback_s = fallback_s
         self.pulls = 0
+        self._seen: tuple[tuple[int, int] | None, ...] | None = None  # as `changed` last returned
 
     def stamp(self) -> tuple[tuple[int, int] | None, ...]:
         stamps = []
@@ -58,3 +59,11 @@ class StoreWatch:
                 self.pulls += 1
             except Exception:  # the views must outlive a transient store error
                 log.exception("store watch: reading new events failed; retrying")
+
+    async def changed(self) -> None:
+        """Returns once the logs look different from when it last returned, or after `fallback_s`:
+        a follower that reads after each return misses no write, even one made while it read."""
+        deadline = time.monotonic() + self.fallback_s
+        while (stamp := self.stamp()) == self._seen and time.monotonic() < deadline:
+            await asyncio.sleep(self.check_s)
+        self._seen = stamp

@@ -6,7 +6,6 @@ keys and usage; another user's key looks exactly like a key that does not exist.
 
 from __future__ import annotations
 
-import importlib.util
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,12 +17,6 @@ from infra.runner import ALL_ROLES
 from testkit.simulator.server import Simulator
 from tests.support.gateway import ADMIN_TOKEN, RunningGateway, openai_error, running_gateway, sim_config
 
-HAS_PROJECTOR = importlib.util.find_spec("projections.usage_projector") is not None
-ROLES = ALL_ROLES if HAS_PROJECTOR else frozenset({"gateway", "ledger", "scheduler"})
-needs_projector = pytest.mark.skipif(
-    not HAS_PROJECTOR, reason="projections/usage_projector.py (the projector role that feeds "
-    "/api/usage) does not exist yet")
-
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[Simulator]:
@@ -34,7 +27,7 @@ def sim() -> Iterator[Simulator]:
 @pytest.fixture(scope="module")
 def gw(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
     with running_gateway(tmp_path_factory.mktemp("gw-authz"), sim_config(sim.base_url),
-                         roles=ROLES) as gateway:
+                         roles=ALL_ROLES) as gateway:
         yield gateway
 
 
@@ -114,7 +107,6 @@ def test_a_user_cannot_read_another_users_usage(gw, tokens):
         assert alice.get("/api/usage", params={"user_id": "alice"}).json()["user_id"] == "alice"
 
 
-@needs_projector
 def test_a_users_usage_counts_only_their_own_requests(gw, tokens):
     dora_token = gw.setup_user("dora")
     gw.setup_user("eve")

@@ -175,7 +175,8 @@ def test_ledger_counts_every_fact_once_across_sigkills(tmp_path: Path, bootstrap
 
 def test_redelivered_facts_are_counted_once_by_ledger_and_analytics(
         tmp_path: Path, bootstrap: str, database: str) -> None:
-    """Every fact is published twice: next to itself (one batch) and far apart (a later batch)."""
+    """Every fact is published twice: next to itself (one batch) and far apart (a later batch);
+    analytics, fed from the ledger's store, counts each once in its raw table and its rollup."""
     rng = random.Random(7)
     facts = make_facts(1500, rng)
     first, late = facts[:1000], facts[1000:]
@@ -197,35 +198,29 @@ def test_redelivered_facts_are_counted_once_by_ledger_and_analytics(
         wait_caught_up(ledger, ends)
         process.terminate()
         assert_counted_once(ledger, facts, ends)
-        totals = project_into_memory(bus, len(everything))
+        totals, rollup = project_into_memory(ledger, tmp_path / "projector" / "positions.json")
     spend = expected_spend(facts)
     per_key = Counter(f.key_id for f in facts)
     assert {t.group: (t.requests, t.cost) for t in totals} == {
         key: (per_key[key], spend[(Scope.KEY, key)]) for key in per_key}
+    assert rollup == (len(facts), sum(f.cost for f in facts))
 
 
-def project_into_memory(bus: BusThread, records: int) -> list:
-    """Runs the usage projector over the whole topic into InMemoryAnalytics; totals per key."""
+def project_into_memory(ledger: Ledger, positions: Path) -> tuple[list, tuple[int, int]]:
+    """Runs the ledger projector over the ledger's recorded batches into InMemoryAnalytics behind
+    the rollup stand-in (which counts a repeated fact twice); totals per key, and the rollup's."""
     from adapters.analytics.memory import InMemoryAnalytics
-    from projections.usage_projector import UsageProjector
+    from projections.ledger_projector import LedgerProjector
+    from tests.support.projector import BatchedRollup
 
-    store = InMemoryAnalytics()
-
-    async def project() -> None:
-        projector = UsageProjector(bus.bus.consumer(USAGE_TOPIC, "test-projector"), store,
-                                   max_batch=700)
-        await projector.start()
-        try:
-            for partition in range(PARTITIONS):
-                projector.consumer.seek(partition, 0)
-            seen, deadline = 0, time.monotonic() + 30
-            while seen < records and time.monotonic() < deadline:
-                seen += (await projector.run_once()).deliveries
-            assert seen == records
-        finally:
-            await projector.stop()
-
-    bus.run(project(), 60)
+    store = BatchedRollup(InMemoryAnalytics())
+    projector = LedgerProjector(ledger, store, positions, max_facts=700)
+    projector.start()
+    try:
+        while projector.run_once().notifications:
+            pass
+    finally:
+        projector.close()
     now = datetime.now(UTC)
     return store.usage(UsageQuery(start=now - timedelta(days=2), end=now + timedelta(days=2),
-                                  group_by="key"))
+                                  group_by="key")), (store.requests, store.cost)
