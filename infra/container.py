@@ -93,15 +93,17 @@ def build_bus(settings: Settings) -> EventBus:
     return JournalBus(settings.data_dir / "bus", partitions=4)
 
 
-def build_analytics(settings: Settings) -> AnalyticsStore:
+def build_analytics(settings: Settings, rollup_timezone: str = "UTC") -> AnalyticsStore:
+    """The configured analytics store; its daily rollup sums calendar days of `rollup_timezone`
+    (the billing time zone), fixed when the store is made."""
     if settings.analytics_url and settings.analytics_url.startswith("unix:"):
         from adapters.analytics.remote import RemoteAnalytics  # the projector's chDB, served
         return RemoteAnalytics(settings.analytics_url.removeprefix("unix:"))
     if settings.analytics_url:
         from adapters.analytics.clickhouse import ClickHouseAnalytics
-        return ClickHouseAnalytics(settings.analytics_url)
+        return ClickHouseAnalytics(settings.analytics_url, rollup_timezone=rollup_timezone)
     from adapters.analytics.chdb import ChdbAnalytics
-    return ChdbAnalytics(settings.analytics_path)
+    return ChdbAnalytics(settings.analytics_path, rollup_timezone=rollup_timezone)
 
 
 def billing_timezone(settings: Settings, config: MeterlineConfig) -> str:
@@ -137,7 +139,7 @@ def build(settings: Settings, config: MeterlineConfig, *, clock: Clock | None = 
     tz = billing_timezone(settings, config)
     registry, ledger = open_stores(settings, config, clock, tz)
     bus = bus or build_bus(settings)
-    analytics = analytics or build_analytics(settings)
+    analytics = analytics or build_analytics(settings, rollup_timezone=tz)
     options = GatewayOptions(gateway_id=settings.gateway_id, max_body_bytes=settings.max_body_bytes,
                              upstream_timeout_s=settings.upstream_timeout_s,
                              default_max_tokens=settings.reservation_default_max_tokens,

@@ -145,7 +145,7 @@ def _describe(diff: Sums) -> str:
     return ", ".join(parts) or "0"
 
 
-def open_analytics(settings) -> AnalyticsStore:
+def open_analytics(settings, rollup_timezone: str = "UTC") -> AnalyticsStore:
     """The analytics of this data directory: the projector's, over its socket, while `meterline up`
     runs (embedded chDB allows one process per directory); else the configured store itself."""
     from infra.container import build_analytics
@@ -155,7 +155,7 @@ def open_analytics(settings) -> AnalyticsStore:
         if _listening(path):
             from adapters.analytics.remote import RemoteAnalytics
             return RemoteAnalytics(path, wait_s=2)
-    return build_analytics(settings)
+    return build_analytics(settings, rollup_timezone=rollup_timezone)
 
 
 def _listening(path: Path) -> bool:
@@ -178,7 +178,7 @@ def run(settings, config, period: str | None, console: Console) -> int:
     tz = billing_timezone(settings, config)
     start, end = month(period, tz)
     registry, ledger = open_applications(event_store_env(settings), SystemClock(), tz)
-    analytics = open_analytics(settings)
+    analytics = open_analytics(settings, rollup_timezone=tz)
     try:
         rows = reconcile(ledger.metered_facts(), analytics, start, end)
     finally:

@@ -3,24 +3,33 @@
 chDB runs one embedded server per process, on one data directory at a time, and the
 directory is locked while open: exactly one process owns it (the `projector`, or
 `meterline up`). Open a second directory only after closing the first. Calls from
-several threads are serialized with a lock.
+several threads are serialized with a lock. Opening applies the schema migrations
+(`migrate.py`) before any other call, so no insert races the rollups' backfill.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from adapters.analytics.arrow import arrow_stream_bytes, facts_to_arrow
-from adapters.analytics.schema import SCHEMA
+from adapters.analytics.figures_sql import delete_statements, figures_from_rows, figures_statement
+from adapters.analytics.migrate import check_zone, migrate
+from adapters.analytics.planner import plan
 from adapters.analytics.sql import (
     COUNT_SQL,
-    INSERT_SQL,
+    GENERATION_SQL,
+    NEXT_GENERATION_SQL,
+    batch_token,
+    distinct_facts,
     escape_param,
+    insert_settings,
+    insert_sql,
     recent_from_rows,
     recent_statement,
     totals_from_rows,
@@ -28,6 +37,7 @@ from adapters.analytics.sql import (
 )
 from domain.ports.analytics import RecentRequest, UsageQuery, UsageTotals
 from domain.usage import RequestMetered
+from domain.usage_figures import AnalyticsQuery, Figures
 
 if TYPE_CHECKING:
     from chdb.session import Session
@@ -36,25 +46,49 @@ if TYPE_CHECKING:
 class ChdbAnalytics:
     """AnalyticsStore on an on-disk chDB session; `close()` releases the directory."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, rollup_timezone: str = "UTC") -> None:
         self.data_dir = Path(data_dir)
+        self._zone = check_zone(rollup_timezone)  # until opened: then the one the store records
         self._lock = threading.Lock()
         self._session: Session | None = None
 
+    @property
+    def rollup_timezone(self) -> str:
+        """The zone of the daily rollup's calendar days, as the store recorded it when made."""
+        with self._lock:
+            self._open()
+            return self._zone
+
     def ensure_schema(self) -> None:
-        """Opens the directory and creates the tables if missing (also done on first use)."""
+        """Opens the directory and applies the migrations it lacks (also done on first use)."""
         with self._lock:
             self._open()
 
-    def insert_usage(self, facts: Sequence[RequestMetered]) -> None:
+    def insert_usage(self, facts: Sequence[RequestMetered], batch_id: str | None = None) -> None:
         """Inserts the facts as one Arrow stream: 3-5x JSONEachRow, 1000x an INSERT per row."""
+        facts = distinct_facts(facts)
         if not facts:
             return
         payload = arrow_stream_bytes(facts_to_arrow(facts))
-        # the session's own connection: the Session class does not expose send_insert
-        with self._lock, self._open()._conn.send_insert(INSERT_SQL, "ArrowStream") as insert:
-            insert.append(payload)
-            insert.finish()
+        with self._lock:
+            session = self._open()
+            token = None if batch_id is None else batch_token(batch_id, self._generation(session))
+            # the session's own connection: the Session class does not expose send_insert
+            with session._conn.send_insert(insert_sql(insert_settings(token)), "ArrowStream") as insert:
+                insert.append(payload)
+                insert.finish()
+
+    def figures(self, query: AnalyticsQuery) -> list[Figures]:
+        """Dashboard figures per group, from the smallest rollup that answers exactly."""
+        zone = self.rollup_timezone
+        statement = figures_statement(query, plan(query, zone), zone)
+        return figures_from_rows(statement, self._rows(statement.sql, statement.params))
+
+    def delete_since(self, moment: datetime | None) -> None:
+        """Deletes the facts at or after `moment` (all when None) from every table, waiting for it."""
+        for statement in delete_statements(moment, self.rollup_timezone):
+            self._rows(statement.sql, statement.params)
+        self._rows(NEXT_GENERATION_SQL, {})
 
     def usage(self, query: UsageQuery) -> list[UsageTotals]:
         """Totals per group, ordered by group."""
@@ -85,9 +119,7 @@ class ChdbAnalytics:
         # chDB hands parameters to the engine verbatim, in the escaped text form
         escaped = {name: escape_param(value) for name, value in params.items()}
         with self._lock:
-            result = self._open().query(sql, "JSONCompact", params=escaped)
-        output = result.bytes()
-        return orjson.loads(output)["data"] if output else []  # statements without a result say nothing
+            return _json_rows(self._open().query(sql, "JSONCompact", params=escaped))
 
     def _open(self) -> Session:
         if self._session is None:
@@ -96,12 +128,26 @@ class ChdbAnalytics:
             from chdb.session import Session
             self.data_dir.mkdir(parents=True, exist_ok=True)
             try:
-                self._session = Session(str(self.data_dir))
+                session = Session(str(self.data_dir))
             except RuntimeError as error:
                 raise RuntimeError(
                     f"cannot open the chDB data directory {self.data_dir}: {error}. chDB runs one "
                     "embedded server per process on one directory, and one process per directory: "
                     "close the other store, or stop the other process using it") from error
-            for ddl in SCHEMA:  # idempotent; a store is usable from its first call
-                self._session.query(ddl)
+            try:
+                self._zone = migrate(session.query, lambda sql: _json_rows(session.query(sql, "JSONCompact")),
+                                     self._zone)
+            except BaseException:
+                session.close()  # the next call opens it again and resumes the migrations
+                raise
+            self._session = session
         return self._session
+
+    @staticmethod
+    def _generation(session: Session) -> int:
+        return int(_json_rows(session.query(GENERATION_SQL, "JSONCompact"))[0][0])
+
+
+def _json_rows(result: Any) -> list[list[Any]]:
+    output = result.bytes()
+    return orjson.loads(output)["data"] if output else []  # statements without a result say nothing

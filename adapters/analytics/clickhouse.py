@@ -1,23 +1,31 @@
 """The analytics store on a ClickHouse server via clickhouse-connect: the chDB adapter's SQL, over HTTP.
 
-A thin shell over `analytics_sql` and `analytics_arrow`, so both adapters send the same
-statements. The client is made on first use (making one contacts the server), and
-without an HTTP session id so several threads may query at once.
+A thin shell over `sql`, `figures_sql`, `migrate` and `arrow`, so both adapters send the same
+statements. The client is made on first use (making one contacts the server, and applies the
+migrations the store lacks), and without an HTTP session id so several threads may query at once.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import clickhouse_connect
 
 from adapters.analytics.arrow import facts_to_arrow
-from adapters.analytics.schema import SCHEMA, USAGE_TABLE
+from adapters.analytics.figures_sql import delete_statements, figures_from_rows, figures_statement
+from adapters.analytics.migrate import check_zone, migrate
+from adapters.analytics.planner import plan
+from adapters.analytics.schema import USAGE_TABLE
 from adapters.analytics.sql import (
     COUNT_SQL,
-    INSERT_SETTINGS,
+    GENERATION_SQL,
+    NEXT_GENERATION_SQL,
+    batch_token,
+    distinct_facts,
+    insert_settings,
     recent_from_rows,
     recent_statement,
     totals_from_rows,
@@ -25,6 +33,7 @@ from adapters.analytics.sql import (
 )
 from domain.ports.analytics import RecentRequest, UsageQuery, UsageTotals
 from domain.usage import RequestMetered
+from domain.usage_figures import AnalyticsQuery, Figures
 
 
 class ClickHouseAnalytics:
@@ -32,6 +41,7 @@ class ClickHouseAnalytics:
 
     def __init__(self, dsn: str | None = None, *, host: str = "localhost", port: int = 8123,
                  username: str = "default", password: str = "", database: str = "default",
+                 rollup_timezone: str = "UTC",
                  connect: Callable[..., Any] = clickhouse_connect.get_client) -> None:
         if dsn is not None:
             self._settings: dict[str, Any] = {"dsn": dsn}
@@ -40,17 +50,44 @@ class ClickHouseAnalytics:
                               "password": password, "database": database}
         self._settings["autogenerate_session_id"] = False
         self._connect = connect
+        self._zone = check_zone(rollup_timezone)  # until connected: then the one the store records
         self._client: Any = None
         self._lock = threading.Lock()
 
+    @property
+    def rollup_timezone(self) -> str:
+        """The zone of the daily rollup's calendar days, as the store recorded it when made."""
+        self._get_client()
+        return self._zone
+
     def ensure_schema(self) -> None:
-        """Creates the tables if missing (also done on first use)."""
+        """Applies the migrations the store lacks (also done on first use)."""
         self._get_client()
 
-    def insert_usage(self, facts: Sequence[RequestMetered]) -> None:
+    def insert_usage(self, facts: Sequence[RequestMetered], batch_id: str | None = None) -> None:
         """Inserts the facts as one Arrow table: one part on the server per batch."""
-        if facts:
-            self._get_client().insert_arrow(USAGE_TABLE, facts_to_arrow(facts), settings=INSERT_SETTINGS)
+        facts = distinct_facts(facts)
+        if not facts:
+            return
+        client = self._get_client()
+        token = None
+        if batch_id is not None:
+            token = batch_token(batch_id, int(client.query(GENERATION_SQL).result_rows[0][0]))
+        client.insert_arrow(USAGE_TABLE, facts_to_arrow(facts), settings=insert_settings(token))
+
+    def figures(self, query: AnalyticsQuery) -> list[Figures]:
+        """Dashboard figures per group, from the smallest rollup that answers exactly."""
+        zone = self.rollup_timezone
+        statement = figures_statement(query, plan(query, zone), zone)
+        result = self._get_client().query(statement.sql, parameters=statement.params)
+        return figures_from_rows(statement, result.result_rows)
+
+    def delete_since(self, moment: datetime | None) -> None:
+        """Deletes the facts at or after `moment` (all when None) from every table, waiting for it."""
+        client = self._get_client()
+        for statement in delete_statements(moment, self.rollup_timezone):
+            client.command(statement.sql, parameters=statement.params)
+        client.command(NEXT_GENERATION_SQL)
 
     def usage(self, query: UsageQuery) -> list[UsageTotals]:
         """Totals per group, ordered by group."""
@@ -79,7 +116,6 @@ class ClickHouseAnalytics:
         with self._lock:
             if self._client is None:
                 client = self._connect(**self._settings)
-                for ddl in SCHEMA:  # idempotent: whichever process comes first creates them
-                    client.command(ddl)
+                self._zone = migrate(client.command, lambda sql: client.query(sql).result_rows, self._zone)
                 self._client = client
             return self._client

@@ -7,10 +7,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from adapters.analytics.figures_sql import delete_statements
+from adapters.analytics.migrate import check_zone
+from adapters.analytics.planner import plan
 from adapters.analytics.sql import check_limit, check_query
 from domain.ports.analytics import RecentRequest, UsageQuery, UsageTotals
 from domain.usage import RequestMetered
-from domain.usage_figures import AnalyticsQuery, Figures, check_analytics_query, fold_figures
+from domain.usage_figures import AnalyticsQuery, Figures, fold_figures
 
 
 class InMemoryAnalytics:
@@ -19,7 +22,7 @@ class InMemoryAnalytics:
     def __init__(self, rollup_timezone: str = "UTC") -> None:
         self._facts: dict[str, RequestMetered] = {}
         self._lock = threading.Lock()
-        self.rollup_timezone = rollup_timezone
+        self.rollup_timezone = check_zone(rollup_timezone)
 
     def ensure_schema(self) -> None:
         pass
@@ -51,14 +54,18 @@ class InMemoryAnalytics:
         return [UsageTotals(group, *sums) for group, sums in sorted(totals.items())]
 
     def figures(self, query: AnalyticsQuery) -> list[Figures]:
-        """Dashboard figures per group, folded from the facts themselves."""
-        check_analytics_query(query)
+        """Dashboard figures per group, folded from the facts themselves; a forced rollup source
+        that could not answer exactly is refused, as the SQL stores refuse it."""
+        plan(query, self.rollup_timezone)
         with self._lock:
             facts = list(self._facts.values())
         return fold_figures(facts, query)
 
     def delete_since(self, moment: datetime | None) -> None:
-        """Forgets every fact at or after `moment` (all when None)."""
+        """Forgets every fact at or after `moment` (all when None); `moment` must be a midnight in
+        the rollup time zone, as in the SQL stores."""
+        if moment is not None:
+            delete_statements(moment, self.rollup_timezone)  # only its check: nothing to run here
         with self._lock:
             if moment is None:
                 self._facts.clear()

@@ -15,12 +15,14 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from adapters.analytics.remote_server import query_data, recent_of
+from adapters.analytics.remote_server import analytics_query_data, figures_of, query_data, recent_of
 from domain.ports.analytics import RecentRequest, UsageQuery, UsageTotals
 from domain.usage import RequestMetered
+from domain.usage_figures import AnalyticsQuery, Figures
 
 _GONE = (ConnectionError, FileNotFoundError, http.client.RemoteDisconnected,
          http.client.CannotSendRequest, http.client.BadStatusLine, TimeoutError)
@@ -53,15 +55,28 @@ class RemoteAnalytics:
         self._opened: list[_UnixConnection] = []
         self._opened_lock = threading.Lock()
 
+    @property
+    def rollup_timezone(self) -> str:
+        """The owner's rollup time zone."""
+        return str(self._call("/schema", {})["rollup_timezone"])
+
     def ensure_schema(self) -> None:
         self._call("/schema", {})
 
-    def insert_usage(self, facts: Sequence[RequestMetered]) -> None:
+    def insert_usage(self, facts: Sequence[RequestMetered], batch_id: str | None = None) -> None:
         for fact in facts:  # refused here: an ISO time without an offset would not say it was naive
             if fact.occurred_at.tzinfo is None or fact.occurred_at.utcoffset() is None:
                 raise ValueError(f"fact {fact.event_id}: occurred_at must be timezone-aware")
         if facts:
-            self._call("/insert", {"facts": [fact.to_data() for fact in facts]})
+            self._call("/insert", {"facts": [fact.to_data() for fact in facts], "batch_id": batch_id})
+
+    def figures(self, query: AnalyticsQuery) -> list[Figures]:
+        """Dashboard figures per group, as the owner's store answers them."""
+        return [figures_of(row) for row in self._call("/figures", analytics_query_data(query))["rows"]]
+
+    def delete_since(self, moment: datetime | None) -> None:
+        """Deletes every fact at or after `moment` (all when None) from the owner's store."""
+        self._call("/delete_since", {"moment": None if moment is None else moment.isoformat()})
 
     def usage(self, query: UsageQuery) -> list[UsageTotals]:
         """Totals per group, ordered by group."""

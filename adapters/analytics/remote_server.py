@@ -6,9 +6,11 @@ user that runs Meterline can connect. Requests (JSON):
 
     POST /usage   a UsageQuery            -> {"rows": [UsageTotals fields, ...]}
     POST /recent  {"user_id", "limit"}     -> {"rows": [RecentRequest fields, time as ISO text]}
-    POST /insert  {"facts": [fact data]}  -> {}
+    POST /figures an AnalyticsQuery       -> {"rows": [Figures fields, ...]}
+    POST /insert  {"facts": [fact data], "batch_id": str | null}  -> {}
+    POST /delete_since {"moment": ISO text | null}               -> {}
     POST /count                           -> {"count": n}
-    POST /schema                          -> {}
+    POST /schema                          -> {"rollup_timezone": the store's}
 
 A ValueError of the store (a query or a fact it refuses) answers 400 with its message,
 which the client raises as ValueError again; anything else answers 500.
@@ -30,6 +32,7 @@ from typing import Any
 
 from domain.ports.analytics import AnalyticsStore, RecentRequest, UsageQuery
 from domain.usage import RequestMetered
+from domain.usage_figures import AnalyticsQuery, Figures
 
 log = logging.getLogger(__name__)
 MAX_BODY = 256 << 20  # an insert of a few hundred thousand facts; nothing larger is sent
@@ -42,6 +45,20 @@ def query_of(data: dict[str, Any]) -> UsageQuery:
 
 def query_data(query: UsageQuery) -> dict[str, Any]:
     return {**asdict(query), "start": query.start.isoformat(), "end": query.end.isoformat()}
+
+
+def analytics_query_of(data: dict[str, Any]) -> AnalyticsQuery:
+    return AnalyticsQuery(**{**data, "start": datetime.fromisoformat(data["start"]),
+                             "end": datetime.fromisoformat(data["end"]), "group_by": tuple(data["group_by"])})
+
+
+def analytics_query_data(query: AnalyticsQuery) -> dict[str, Any]:
+    return {**asdict(query), "start": query.start.isoformat(), "end": query.end.isoformat()}
+
+
+def figures_of(data: dict[str, Any]) -> Figures:
+    histogram = tuple((floor, count) for floor, count in data["latency_histogram"])
+    return Figures(**{**data, "group": tuple(data["group"]), "latency_histogram": histogram})
 
 
 def recent_data(row: RecentRequest) -> dict[str, Any]:
@@ -87,15 +104,23 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/recent":
             return {"rows": [recent_data(row)
                              for row in store.recent_requests(body["user_id"], body["limit"])]}
+        if path == "/figures":
+            return {"rows": [asdict(row) for row in store.figures(analytics_query_of(body))]}
         if path == "/insert":
-            store.insert_usage([RequestMetered.from_data(data) for data in body["facts"]])
+            facts = [RequestMetered.from_data(data) for data in body["facts"]]
+            store.insert_usage(facts, body.get("batch_id"))
+            return {}
+        if path == "/delete_since":
+            moment = body["moment"]
+            store.delete_since(None if moment is None else datetime.fromisoformat(moment))
             return {}
         if path == "/count":
             return {"count": store.count_usage()}
         if path == "/schema":
             store.ensure_schema()
-            return {}
-        raise KeyError(f"no such call {path!r}; the calls are /usage, /recent, /insert, /count, /schema")
+            return {"rollup_timezone": getattr(store, "rollup_timezone", "UTC")}
+        raise KeyError(f"no such call {path!r}; the calls are /usage, /recent, /figures, /insert, "
+                       "/delete_since, /count, /schema")
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         pass  # one line per query is noise; failures are logged above

@@ -1,4 +1,8 @@
-"""ClickHouse DDL for the analytics tables; one dialect for chDB and ClickHouse server.
+"""The raw analytics table's name, columns and first DDL; one dialect for chDB and ClickHouse server.
+
+The tables themselves are made by the versioned migrations (`migrations/*.sql`, applied by
+`migrate.py`); `USAGE_EVENTS_DDL` is migration 0001's statement, kept here for the benchmarks
+that make a bare table (a unit test holds the two equal).
 
 `usage_events` holds one row per RequestMetered; a request metered in parts (a long
 stream) has several rows, and `sum(requests)` counts it once. It is a ReplacingMergeTree whose
@@ -55,13 +59,3 @@ USAGE_COLUMNS = (
     "usage_source", "price_version", "cost", "job_id", "stream", "client_disconnected",
     "gateway_id", "schema_version", "labels", "request_id", "requests", "final",
 )
-
-# A store made before a column existed gets it, with the value every old row meant: a
-# request metered in one fact ("", 1, true).
-ADDED_COLUMNS = (
-    f"ALTER TABLE {USAGE_TABLE} ADD COLUMN IF NOT EXISTS request_id String DEFAULT ''",
-    f"ALTER TABLE {USAGE_TABLE} ADD COLUMN IF NOT EXISTS requests UInt8 DEFAULT 1",
-    f"ALTER TABLE {USAGE_TABLE} ADD COLUMN IF NOT EXISTS final Bool DEFAULT true",
-)
-
-SCHEMA = (USAGE_EVENTS_DDL, *ADDED_COLUMNS)

@@ -6,6 +6,7 @@ Values never enter the SQL text: they travel as server-side query parameters
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from adapters.analytics.schema import USAGE_COLUMNS, USAGE_TABLE
 from domain.ports.analytics import RecentRequest, UsageQuery, UsageTotals
+from domain.usage import RequestMetered
 
 GROUPS = {
     None: "''",
@@ -29,12 +31,47 @@ _TIME = "DateTime64(6, 'UTC')"
 MAX_RECENT = 10_000  # a page of "last requests", not an export
 
 COUNT_SQL = f"SELECT count() FROM {USAGE_TABLE} FINAL"
+GENERATION_SQL = "SELECT max(generation) FROM insert_generations"
+NEXT_GENERATION_SQL = ("INSERT INTO insert_generations "
+                       "SELECT max(generation) + 1, now64(3) FROM insert_generations")
 
 # Copies are merged away later and skipped by FINAL meanwhile, so merging them on insert too
 # only costs: a quarter to a half of chDB's insert rate (bench/bench_analytics.py --paths).
 INSERT_SETTINGS = {"optimize_on_insert": "0"}
-INSERT_SQL = (f"INSERT INTO {USAGE_TABLE} ({', '.join(USAGE_COLUMNS)}) SETTINGS "
-              + ", ".join(f"{name} = {value}" for name, value in INSERT_SETTINGS.items()))
+
+
+
+def batch_token(batch_id: str, generation: int) -> str:
+    """The insert deduplication token of a batch: hex, so it is safe in any SETTINGS clause, and
+    salted with the store's generation (bumped by delete_since), so a rebuild's batches are new."""
+    return hashlib.sha256(f"{generation}\0{batch_id}".encode()).hexdigest()
+
+
+def insert_settings(token: str | None) -> dict[str, str]:
+    """The settings of one insert. With a token, every table (the rollups' views included) takes the
+    batch's blocks once however often it is sent. Without one, no block is deduplicated: the raw
+    table stays safe to repeat by FINAL, but the rollups count a repeated fact again."""
+    if token is None:
+        # not by content either: a rebuild re-inserts the very blocks delete_since removed
+        return {**INSERT_SETTINGS, "insert_deduplicate": "0"}
+    return {**INSERT_SETTINGS, "insert_deduplicate": "1", "insert_deduplication_token": token,
+            "deduplicate_blocks_in_dependent_materialized_views": "1"}
+
+
+def insert_sql(settings: dict[str, str]) -> str:
+    """INSERT INTO usage_events with `settings` (numbers, or hex tokens) inline, for chDB's send_insert."""
+    rendered = ", ".join(f"{name} = {value if value.isdigit() else repr(value)}"
+                         for name, value in settings.items())
+    return f"INSERT INTO {USAGE_TABLE} ({', '.join(USAGE_COLUMNS)}) SETTINGS {rendered}"
+
+
+def distinct_facts(facts: Sequence[RequestMetered]) -> list[RequestMetered]:
+    """The first copy of each event id, in order: the rollups' views see no copy within a batch."""
+    seen: dict[str, RequestMetered] = {}
+    for fact in facts:
+        seen.setdefault(fact.event_id, fact)
+    return list(seen.values())
+
 
 # Identical copies of a fact land in one month partition, so FINAL need not merge across them.
 _SETTINGS = "SETTINGS do_not_merge_across_partitions_select_final = 1"

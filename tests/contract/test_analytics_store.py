@@ -20,8 +20,9 @@ from adapters.analytics.clickhouse import ClickHouseAnalytics
 from adapters.analytics.memory import InMemoryAnalytics
 from adapters.analytics.remote import RemoteAnalytics
 from adapters.analytics.remote_server import AnalyticsServer
-from adapters.analytics.schema import SCHEMA, USAGE_COLUMNS, USAGE_TABLE
-from adapters.analytics.sql import INSERT_SETTINGS, escape_param, usage_statement
+from adapters.analytics.migrate import SCHEMA_MIGRATIONS_DDL, load_migrations
+from adapters.analytics.schema import USAGE_COLUMNS, USAGE_EVENTS_DDL, USAGE_TABLE
+from adapters.analytics.sql import escape_param, insert_settings, usage_statement
 from domain.ports.analytics import AnalyticsStore, UsageTotals
 from tests.support.analytics import MONTH, T0, AnalyticsStoreFixtures, ChdbBackedClient, fact, fold
 
@@ -185,6 +186,8 @@ class RecordingClient:
 
     def query(self, sql: str, parameters: dict[str, str] | None = None) -> SimpleNamespace:
         self.sent.append(("query", (sql, parameters)))
+        if "schema_migrations" in sql:
+            return SimpleNamespace(result_rows=[])  # a new store
         return SimpleNamespace(result_rows=[["", 0, 0, 0, 0, 0]])
 
     def close(self) -> None:
@@ -202,10 +205,15 @@ def test_the_clickhouse_adapter_sends_the_shared_statements_and_connects_lazily(
     store.insert_usage(facts)
     store.usage(query)
     statement = usage_statement(query)
-    assert [kind for kind, _ in client.sent] == ["command"] * len(SCHEMA) + ["insert_arrow", "query"]
-    assert [sql for _, sql in client.sent[:len(SCHEMA)]] == list(SCHEMA)
-    table, arrow, insert_settings = client.sent[-2][1]
-    assert (table, insert_settings) == (USAGE_TABLE, INSERT_SETTINGS) and arrow.equals(facts_to_arrow(facts))
+    migrations = load_migrations("UTC")
+    statements = [s for m in migrations for s in m.statements]
+    opening = 2 + len(statements) + len(migrations)  # the table, what is applied, each migration
+    assert [kind for kind, _ in client.sent] == (["command", "query"] + ["command"] * (opening - 2)
+                                                 + ["insert_arrow", "query"])
+    assert client.sent[0][1] == SCHEMA_MIGRATIONS_DDL
+    assert [sql for _, sql in client.sent[2:opening] if not sql.startswith("INSERT INTO schema_")] == statements
+    table, arrow, settings = client.sent[-2][1]
+    assert (table, settings) == (USAGE_TABLE, insert_settings(None)) and arrow.equals(facts_to_arrow(facts))
     assert client.sent[-1][1] == (statement.sql, statement.params)
     assert settings_seen == [{"host": "ch.internal", "port": 8123, "username": "default", "password": "pw",
                               "database": "default", "autogenerate_session_id": False}]
@@ -213,7 +221,11 @@ def test_the_clickhouse_adapter_sends_the_shared_statements_and_connects_lazily(
 
 def test_the_arrow_frame_has_the_tables_columns_in_order() -> None:
     assert tuple(ARROW_SCHEMA.names) == USAGE_COLUMNS
-    assert all(f"    {column} " in SCHEMA[0] for column in USAGE_COLUMNS)
+    assert all(f"    {column} " in USAGE_EVENTS_DDL for column in USAGE_COLUMNS)
+
+
+def test_the_first_migration_is_the_usage_events_ddl_the_benchmarks_use() -> None:
+    assert load_migrations("UTC")[0].statements == (USAGE_EVENTS_DDL.strip(),)
 
 
 def test_a_fact_that_does_not_fit_the_columns_is_refused_before_the_engine() -> None:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from adapters.analytics.arrow import arrow_stream_bytes
 from adapters.analytics.schema import USAGE_TABLE
-from adapters.analytics.sql import INSERT_SETTINGS, INSERT_SQL
+from adapters.analytics.sql import insert_sql
 from domain.ports.analytics import AnalyticsStore, UsageQuery, UsageTotals
 from domain.usage import RequestMetered, UsageSource
 
@@ -102,12 +102,13 @@ class ChdbBackedClient:
         self.session = Session(str(directory))
         self.lock = threading.Lock()  # a server takes concurrent inserts; one chDB connection does not
 
-    def command(self, sql: str) -> None:
-        self.session.query(sql)
+    def command(self, sql: str, parameters: dict[str, str] | None = None) -> None:
+        self.query(sql, parameters)
 
     def insert_arrow(self, table: str, arrow_table: Any, settings: dict[str, str]) -> None:
-        assert (table, settings) == (USAGE_TABLE, INSERT_SETTINGS)  # INSERT_SQL carries the settings
-        with self.lock, self.session._conn.send_insert(INSERT_SQL, "ArrowStream") as insert:
+        # the settings a server would get with the request, here in the statement's SETTINGS clause
+        assert table == USAGE_TABLE
+        with self.lock, self.session._conn.send_insert(insert_sql(settings), "ArrowStream") as insert:
             insert.append(arrow_stream_bytes(arrow_table))
             insert.finish()
 
@@ -116,8 +117,8 @@ class ChdbBackedClient:
         bound_sql, bound = bind_query(sql, parameters)
         params = {name.removeprefix("param_"): value for name, value in bound.items()}
         with self.lock:
-            result = self.session.query(bound_sql, "JSONCompact", params=params)
-        return SimpleNamespace(result_rows=orjson.loads(result.bytes())["data"])
+            output = self.session.query(bound_sql, "JSONCompact", params=params).bytes()
+        return SimpleNamespace(result_rows=orjson.loads(output)["data"] if output else [])
 
     def close(self) -> None:
         self.session.close()

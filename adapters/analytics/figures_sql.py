@@ -1,0 +1,163 @@
+"""The statements behind `figures` and `delete_since`, for whichever source the planner picked.
+
+Values travel as `{name:Type}` server-side parameters, as in `sql.py`. Time buckets are
+computed in SQL as values whose label does not depend on how ClickHouse names them: an hour
+is the instant its local hour starts (labelled in Python by `domain.usage_figures.bucket_label`),
+hour_of_day a number; the local offset is the fact's (or hourly row's) own, so a DST change
+gives two distinct hours where Python does. Rows come back unordered and are sorted here, as
+Python orders group tuples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from adapters.analytics.migrate import backfill_statement
+from adapters.analytics.sql import Statement, format_time
+from domain.usage_figures import (
+    BUCKETS,
+    ERROR_STATUS,
+    LATENCY_BUCKETS_MS,
+    AnalyticsQuery,
+    Figures,
+    bucket_label,
+)
+
+TABLES = {"raw": "usage_events FINAL", "hourly": "usage_hourly", "daily": "usage_daily"}
+ANALYTICS_TABLES = ("usage_events", "usage_hourly", "usage_daily")
+_DIMENSIONS = {"user": "user_id", "key": "key_id", "team": "team_id", "model": "toString(model)"}
+_FILTER_COLUMNS = {"user_id": "user_id", "key_id": "key_id", "team_id": "team_id", "model": "model"}
+_FLOORS = f"[{', '.join(map(str, LATENCY_BUCKETS_MS))}]"
+_RAW_MEASURES = (
+    "sum(toUInt64(requests)), sum(prompt_tokens), sum(completion_tokens), sum(cached_tokens), sum(cost), "
+    f"countIf(final), countIf(final AND status >= {ERROR_STATUS}), sumIf(latency_ms, final), "
+    f"sumMap(if(final, map(toUInt32(roundDown(latency_ms, {_FLOORS})), toUInt64(1)), map())), "
+    "uniqExact(user_id)")
+_ROLLUP_MEASURES = (
+    "sum(requests), sum(prompt_tokens), sum(completion_tokens), sum(cached_tokens), sum(cost), "
+    "sum(finished), sum(errors), sum(latency_ms_sum), sumMap(latency_histogram), uniqExact(user_id)")
+# The stored ranges: DateTime from 1970 to 2106, Date32 from 1900 to 2299.
+_FIRST, _LAST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2106, 1, 1, tzinfo=UTC)
+_TIME = "DateTime64(6, 'UTC')"
+_SETTINGS = " SETTINGS do_not_merge_across_partitions_select_final = 1"
+
+
+@dataclass(frozen=True)
+class FiguresStatement(Statement):
+    """The statement, and what its leading group columns are (a dimension or a bucket name)."""
+
+    groups: tuple[str, ...] = ()
+    timezone: str = "UTC"
+
+
+def figures_statement(query: AnalyticsQuery, source: str, rollup_timezone: str) -> FiguresStatement:
+    """The statement answering `query` from `source` (as planned: the caller checked it answers)."""
+    params: dict[str, str] = {}
+    where = _interval(query, source, rollup_timezone, params)
+    for name, column in _FILTER_COLUMNS.items():
+        value = getattr(query, name)
+        if value is not None:
+            where.append(f"{column} = {{f_{name}:String}}")
+            params[f"f_{name}"] = value
+    if query.application is not None:
+        where.append(f"{_group_expression('application', source, params)} = {{f_app:String}}")
+        params["f_app"] = query.application
+    groups = [_group_expression(g, source, params) for g in query.group_by]
+    if any(g in BUCKETS for g in query.group_by):
+        params["tz"] = query.timezone
+    columns = [f"{expression} AS g{i}" for i, expression in enumerate(groups)]
+    measures = _RAW_MEASURES if source == "raw" else _ROLLUP_MEASURES
+    sql = (f"SELECT {', '.join([*columns, measures])} FROM {TABLES[source]} WHERE {' AND '.join(where)}")
+    if groups:
+        sql += f" GROUP BY {', '.join(f'g{i}' for i in range(len(groups)))}"
+    return FiguresStatement(sql + (_SETTINGS if source == "raw" else ""), params, query.group_by,
+                            query.timezone)
+
+
+def figures_from_rows(statement: FiguresStatement, rows: Iterable[Sequence[Any]]) -> list[Figures]:
+    """Result rows as Figures, bucket values labelled, ordered by group."""
+    zone = ZoneInfo(statement.timezone)
+    width = len(statement.groups)
+    answer = []
+    for row in rows:
+        group = tuple(_label(kind, value, zone) for kind, value in zip(statement.groups, row[:width],
+                                                                        strict=True))
+        requests, prompt, completion, cached, cost, finished, errors, latency, histogram, users = row[width:]
+        pairs = tuple(sorted((int(floor), int(count)) for floor, count in _pairs(histogram) if int(count)))
+        answer.append(Figures(group, int(requests), int(prompt), int(completion), int(cached), int(cost),
+                              int(finished), int(errors), int(latency), pairs, int(users)))
+    return sorted(answer, key=lambda figures: figures.group)
+
+
+def delete_statements(moment: datetime | None, rollup_timezone: str) -> list[Statement]:
+    """What `delete_since(moment)` runs, in order; raises ValueError unless `moment` is None or a
+    midnight in the rollup zone."""
+    if moment is None:
+        return [Statement(f"TRUNCATE TABLE IF EXISTS {table}", {}) for table in ANALYTICS_TABLES]
+    zone = ZoneInfo(rollup_timezone)
+    local = moment.astimezone(zone) if moment.tzinfo is not None else None
+    if local is None or (local.hour, local.minute, local.second, local.microsecond) != (0, 0, 0, 0):
+        raise ValueError(f"delete_since({moment!r}): the moment must be a midnight in {rollup_timezone}, "
+                         "the store's rollup time zone, so no day of the daily rollup is cut in two")
+    moment = min(max(moment, _FIRST), _LAST)
+    hour = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    sync = " SETTINGS mutations_sync = 2"  # a rebuild inserts right after: wait for the deletes
+    at = {"moment": format_time(moment), "hour": format_time(hour), "day": local.date().isoformat()}
+    statements = [
+        Statement(f"ALTER TABLE usage_events DELETE WHERE occurred_at >= {{moment:{_TIME}}}{sync}", at),
+        Statement(f"ALTER TABLE usage_hourly DELETE WHERE hour >= {{hour:{_TIME}}}{sync}", at),
+        Statement(f"ALTER TABLE usage_daily DELETE WHERE day >= {{day:Date32}}{sync}", at)]
+    if hour < moment:  # a zone not whole hours from UTC: refill the hour's part before the moment
+        condition = f"occurred_at >= {{hour:{_TIME}}} AND occurred_at < {{moment:{_TIME}}}"
+        statements.append(Statement(backfill_statement("usage_hourly", rollup_timezone, condition), at))
+    return statements
+
+
+def _interval(query: AnalyticsQuery, source: str, rollup_timezone: str, params: dict[str, str]) -> list[str]:
+    start, end = (min(max(m, _FIRST), _LAST) for m in (query.start, query.end))
+    if source == "daily":
+        zone = ZoneInfo(rollup_timezone)
+        params["start_day"], params["end_day"] = (m.astimezone(zone).date().isoformat() for m in (start, end))
+        return ["day >= {start_day:Date32}", "day < {end_day:Date32}"]
+    if source == "hourly":
+        params["start"], params["end"] = (m.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+                                          for m in (start, end))
+        return ["hour >= {start:DateTime('UTC')}", "hour < {end:DateTime('UTC')}"]
+    params["start"], params["end"] = format_time(start), format_time(end)
+    return [f"occurred_at >= {{start:{_TIME}}}", f"occurred_at < {{end:{_TIME}}}"]
+
+
+def _group_expression(group: str, source: str, params: dict[str, str]) -> str:
+    if group == "application":
+        return "labels['app']" if source == "raw" else "application"
+    if group in _DIMENSIONS:
+        return _DIMENSIONS[group]
+    if source == "daily":
+        return {"day": "toString(day)", "week": "toString(toMonday(day))",
+                "month": "toString(toStartOfMonth(day))"}[group]
+    moment = "occurred_at" if source == "raw" else "hour"
+    seconds = f"toInt64(toUnixTimestamp({moment}))"
+    local = f"({seconds} + timeZoneOffset(toTimeZone(toDateTime({moment}), {{tz:String}})))"
+    return {"hour": f"{seconds} - {local} % 3600",  # the instant the fact's local hour starts
+            "hour_of_day": f"intDiv({local} % 86400, 3600)",
+            "day": f"toString(toDate({moment}, {{tz:String}}))",
+            "week": f"toString(toMonday({moment}, {{tz:String}}))",
+            "month": f"toString(toStartOfMonth({moment}, {{tz:String}}))"}[group]
+
+
+def _label(kind: str, value: Any, zone: ZoneInfo) -> str:
+    if kind == "hour":
+        return bucket_label("hour", datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=int(value)), zone)
+    if kind == "hour_of_day":
+        return f"{int(value):02d}"
+    return str(value)
+
+
+def _pairs(histogram: Any) -> Iterable[tuple[Any, Any]]:
+    # chDB's JSON gives a map as an object (keys as text); clickhouse-connect gives a dict
+    return histogram.items() if isinstance(histogram, dict) else histogram
+
