@@ -18,9 +18,9 @@ from adapters.analytics.arrow import ARROW_SCHEMA, facts_to_arrow
 from adapters.analytics.chdb import ChdbAnalytics
 from adapters.analytics.clickhouse import ClickHouseAnalytics
 from adapters.analytics.memory import InMemoryAnalytics
+from adapters.analytics.migrate import SCHEMA_MIGRATIONS_DDL, load_migrations
 from adapters.analytics.remote import RemoteAnalytics
 from adapters.analytics.remote_server import AnalyticsServer
-from adapters.analytics.migrate import SCHEMA_MIGRATIONS_DDL, load_migrations
 from adapters.analytics.schema import USAGE_COLUMNS, USAGE_EVENTS_DDL, USAGE_TABLE
 from adapters.analytics.sql import escape_param, insert_settings, usage_statement
 from domain.ports.analytics import AnalyticsStore, UsageTotals
@@ -211,7 +211,8 @@ def test_the_clickhouse_adapter_sends_the_shared_statements_and_connects_lazily(
     assert [kind for kind, _ in client.sent] == (["command", "query"] + ["command"] * (opening - 2)
                                                  + ["insert_arrow", "query"])
     assert client.sent[0][1] == SCHEMA_MIGRATIONS_DDL
-    assert [sql for _, sql in client.sent[2:opening] if not sql.startswith("INSERT INTO schema_")] == statements
+    applied = [sql for _, sql in client.sent[2:opening] if not sql.startswith("INSERT INTO schema_")]
+    assert applied == statements
     table, arrow, settings = client.sent[-2][1]
     assert (table, settings) == (USAGE_TABLE, insert_settings(None)) and arrow.equals(facts_to_arrow(facts))
     assert client.sent[-1][1] == (statement.sql, statement.params)
