@@ -15,11 +15,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import polars as pl
 from starlette.testclient import TestClient
@@ -198,3 +199,49 @@ def avg_ms(figures: dict) -> int | None:
     if not figures["finished"]:
         return None
     return int(Decimal(sum(figures["latencies"])) / figures["finished"] + Decimal("0.5"))
+
+
+def local_midnight(day: str, tz: str) -> datetime:
+    """In UTC: arithmetic on a datetime in a ZoneInfo zone is wall-clock time, blind to DST."""
+    return datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=ZoneInfo(tz)).astimezone(UTC)
+
+
+def utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+def march(tz: str = BILLING_TZ) -> tuple[datetime, datetime]:
+    return local_midnight("2024-03-01", tz), local_midnight("2024-04-01", tz)
+
+
+def summary_of(figures: dict) -> dict:
+    return {"total_requests": figures["requests"], "total_tokens": figures["tokens"],
+            "prompt_tokens": figures["prompt"], "completion_tokens": figures["completion"],
+            "active_users": figures["users"], "cost_usd": usd(figures["cost"]),
+            "avg_latency_ms": avg_ms(figures), "p95_latency_ms": p95(figures["latencies"]),
+            "error_rate": pct(figures["errors"], figures["finished"]) or 0.0}
+
+
+def as_read(body: dict) -> dict:
+    return {name: Decimal(body[name]) if name == "cost_usd" else body[name] for name in
+            ("total_requests", "total_tokens", "prompt_tokens", "completion_tokens", "active_users",
+             "cost_usd", "avg_latency_ms", "p95_latency_ms", "error_rate")}
+
+
+def hour_labels(start: datetime, end: datetime, tz: str) -> list[str]:
+    """Whole-hour zones only: every UTC hour is one local hour."""
+    labels, at = [], start.astimezone(UTC)
+    while at < end:
+        labels.append(at.astimezone(ZoneInfo(tz)).isoformat())
+        at += timedelta(hours=1)
+    return labels
+
+
+def value_of(figures: dict | None, metric: str):
+    if metric == "latency":
+        return None if figures is None else avg_ms(figures)
+    if figures is None:
+        return "0" if metric == "cost" else 0
+    if metric == "cost":
+        return str(usd(figures["cost"]).normalize()) if figures["cost"] else "0"
+    return figures[metric]
