@@ -7,7 +7,7 @@ is two buckets ("02:00+02:00" then "02:00+01:00").
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from domain.usage_figures import bucket_label
@@ -60,9 +60,17 @@ def _dates(start: datetime, end: datetime, bucket: str, zone: ZoneInfo) -> list[
     day = _floor(first, bucket)
     labels = []
     while day <= last:
-        labels.append(day.isoformat())
+        if bucket != "day" or _exists(day, zone):
+            labels.append(day.isoformat())
         day = _next(day, bucket)
     return labels
+
+
+def _exists(day: date, zone: ZoneInfo) -> bool:
+    """False for a local date the zone skipped (Pacific/Apia has no 2011-12-30): nothing happened then.
+    A day whose midnight falls in a gap starts at the gap's end, still that day."""
+    midnight = datetime.combine(day, time(), tzinfo=zone)
+    return midnight.astimezone(UTC).astimezone(zone).date() == day
 
 
 def _floor(day: date, bucket: str) -> date:
