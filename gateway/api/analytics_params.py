@@ -10,10 +10,10 @@ import re
 import unicodedata
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import Depends, Query
+from fastapi import Depends, Query, Request
 
 from domain.usage_figures import AnalyticsQuery
 from gateway import errors
@@ -121,7 +121,28 @@ def text(value: str | None, field: str, *, empty_ok: bool = False) -> str | None
     return value
 
 
-def period_of(ctx: Ctx,
+def _query_names(dependant: Any) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def refuse_unknown(request: Request) -> None:
+    """400 for a query parameter the route does not take: a misspelt filter (`user=` for
+    `user_id=`) would otherwise be ignored, and the figures of everyone read as one user's."""
+    route = request.scope.get("route")
+    if route is None:
+        return
+    known = _query_names(route.dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        name = unknown[0][:40]
+        raise errors.bad_request(f"unknown parameter {name!r}; this endpoint takes "
+                                 f"{', '.join(sorted(known))}", name, code="unknown_parameter")
+
+
+def period_of(ctx: Ctx, request: Request,
               from_: Annotated[str | None, Query(alias="from", description=FROM_DOC)] = None,
               to: Annotated[str | None, Query(description=TO_DOC)] = None,
               timezone: Annotated[str | None, Query(description=TZ_DOC)] = None,
@@ -133,6 +154,7 @@ def period_of(ctx: Ctx,
               ) -> Window:
     """The request's period and filters but the user (a FastAPI dependency; a route about one
     user takes the user from its path)."""
+    refuse_unknown(request)
     tz = zone_name(timezone, ctx.options.billing_timezone)
     zone = ZoneInfo(tz)
     default_start, default_end = _default_period(ctx.clock.now(), zone)

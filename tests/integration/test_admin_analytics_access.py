@@ -60,6 +60,9 @@ BAD = [  # (path, parameters, the parameter the error names)
     ("/users", {"offset": str(10**12)}, "offset"),
     ("/users/" + "u" * 201, {}, "user_id"),
     ("/users/ana", {"from": "2024-02-30"}, "from"),
+    ("/summary", {"user": "ana"}, "user"),  # a misspelt filter is not ignored
+    ("/users/ana", {"user_id": "ben"}, "user_id"),  # the user is the path's
+    ("/models", {"metric": "cost"}, "metric"),
 ]
 
 
