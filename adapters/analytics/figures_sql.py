@@ -5,7 +5,7 @@ computed in SQL as values whose label does not depend on how ClickHouse names th
 is the instant its local hour starts (labelled in Python by `domain.usage_figures.bucket_label`),
 hour_of_day a number; the local offset is the fact's (or hourly row's) own, so a DST change
 gives two distinct hours where Python does. Rows come back unordered and are sorted here, as
-Python orders group tuples.
+Python orders group tuples. UInt128 latency sums travel as text: JSON readers take them for floats.
 """
 
 from __future__ import annotations
@@ -34,12 +34,14 @@ _FILTER_COLUMNS = {"user_id": "user_id", "key_id": "key_id", "team_id": "team_id
 _FLOORS = f"[{', '.join(map(str, LATENCY_BUCKETS_MS))}]"
 _RAW_MEASURES = (
     "sum(toUInt64(requests)), sum(prompt_tokens), sum(completion_tokens), sum(cached_tokens), sum(cost), "
-    f"countIf(final), countIf(final AND status >= {ERROR_STATUS}), sumIf(latency_ms, final), "
+    f"countIf(final), countIf(final AND status >= {ERROR_STATUS}), "
+    "toString(sumIf(toUInt128(latency_ms), final)), "
     f"sumMap(if(final, map(toUInt32(roundDown(latency_ms, {_FLOORS})), toUInt64(1)), map())), "
     "uniqExact(user_id)")
 _ROLLUP_MEASURES = (
     "sum(requests), sum(prompt_tokens), sum(completion_tokens), sum(cached_tokens), sum(cost), "
-    "sum(finished), sum(errors), sum(latency_ms_sum), sumMap(latency_histogram), uniqExact(user_id)")
+    "sum(finished), sum(errors), toString(sum(latency_ms_sum)), sumMap(latency_histogram), "
+    "uniqExact(user_id)")
 # The stored ranges: DateTime from 1970 to 2106, Date32 from 1900 to 2299.
 _FIRST, _LAST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2106, 1, 1, tzinfo=UTC)
 _TIME = "DateTime64(6, 'UTC')"

@@ -3,6 +3,7 @@
 -- Each row holds sums that add up exactly: the figures of any set of rows are the sums of
 -- their measures, the sumMap of their latency histograms and the distinct user_ids among them.
 -- Outcomes (finished, errors, latency) count final facts only, as domain/usage_figures.py does;
+-- latency sums are UInt128, so no sum of UInt64 latencies wraps;
 -- latency buckets are the floors of LATENCY_BUCKETS_MS (changing them needs a new migration).
 -- Sorting keys start with user_id: a user's deep dive reads one range; the whole-month
 -- dashboards read the month's partition, which the rollup keeps small.
@@ -26,7 +27,7 @@ CREATE TABLE IF NOT EXISTS usage_hourly
     cost              SimpleAggregateFunction(sum, Int64),
     finished          SimpleAggregateFunction(sum, UInt64),
     errors            SimpleAggregateFunction(sum, UInt64),
-    latency_ms_sum    SimpleAggregateFunction(sum, UInt64),
+    latency_ms_sum    SimpleAggregateFunction(sum, UInt128),
     latency_histogram SimpleAggregateFunction(sumMap, Map(UInt32, UInt64))
 )
 ENGINE = AggregatingMergeTree
@@ -49,7 +50,7 @@ CREATE TABLE IF NOT EXISTS usage_daily
     cost              SimpleAggregateFunction(sum, Int64),
     finished          SimpleAggregateFunction(sum, UInt64),
     errors            SimpleAggregateFunction(sum, UInt64),
-    latency_ms_sum    SimpleAggregateFunction(sum, UInt64),
+    latency_ms_sum    SimpleAggregateFunction(sum, UInt128),
     latency_histogram SimpleAggregateFunction(sumMap, Map(UInt32, UInt64))
 )
 ENGINE = AggregatingMergeTree
@@ -68,7 +69,7 @@ SELECT toStartOfHour(occurred_at) AS hour, user_id, team_id, key_id, model,
        sum(toUInt64(requests)) AS requests, sum(prompt_tokens) AS prompt_tokens,
        sum(completion_tokens) AS completion_tokens, sum(cached_tokens) AS cached_tokens,
        sum(cost) AS cost, countIf(final) AS finished, countIf(final AND status >= $ERROR_STATUS) AS errors,
-       sumIf(latency_ms, final) AS latency_ms_sum,
+       sumIf(toUInt128(latency_ms), final) AS latency_ms_sum,
        sumMap(if(final, map(toUInt32(roundDown(latency_ms, $LATENCY_FLOORS)), toUInt64(1)), map()))
            AS latency_histogram
 FROM usage_events
@@ -80,7 +81,7 @@ SELECT toDate(occurred_at, '$ROLLUP_TIMEZONE') AS day, user_id, team_id, key_id,
        sum(toUInt64(requests)) AS requests, sum(prompt_tokens) AS prompt_tokens,
        sum(completion_tokens) AS completion_tokens, sum(cached_tokens) AS cached_tokens,
        sum(cost) AS cost, countIf(final) AS finished, countIf(final AND status >= $ERROR_STATUS) AS errors,
-       sumIf(latency_ms, final) AS latency_ms_sum,
+       sumIf(toUInt128(latency_ms), final) AS latency_ms_sum,
        sumMap(if(final, map(toUInt32(roundDown(latency_ms, $LATENCY_FLOORS)), toUInt64(1)), map()))
            AS latency_histogram
 FROM usage_events
@@ -96,7 +97,7 @@ SELECT toStartOfHour(occurred_at) AS hour, user_id, team_id, key_id, model,
        sum(toUInt64(requests)) AS requests, sum(prompt_tokens) AS prompt_tokens,
        sum(completion_tokens) AS completion_tokens, sum(cached_tokens) AS cached_tokens,
        sum(cost) AS cost, countIf(final) AS finished, countIf(final AND status >= $ERROR_STATUS) AS errors,
-       sumIf(latency_ms, final) AS latency_ms_sum,
+       sumIf(toUInt128(latency_ms), final) AS latency_ms_sum,
        sumMap(if(final, map(toUInt32(roundDown(latency_ms, $LATENCY_FLOORS)), toUInt64(1)), map()))
            AS latency_histogram
 FROM usage_events FINAL
@@ -110,7 +111,7 @@ SELECT toDate(occurred_at, '$ROLLUP_TIMEZONE') AS day, user_id, team_id, key_id,
        sum(toUInt64(requests)) AS requests, sum(prompt_tokens) AS prompt_tokens,
        sum(completion_tokens) AS completion_tokens, sum(cached_tokens) AS cached_tokens,
        sum(cost) AS cost, countIf(final) AS finished, countIf(final AND status >= $ERROR_STATUS) AS errors,
-       sumIf(latency_ms, final) AS latency_ms_sum,
+       sumIf(toUInt128(latency_ms), final) AS latency_ms_sum,
        sumMap(if(final, map(toUInt32(roundDown(latency_ms, $LATENCY_FLOORS)), toUInt64(1)), map()))
            AS latency_histogram
 FROM usage_events FINAL
