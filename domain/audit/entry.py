@@ -22,7 +22,8 @@ from typing import Any
 MAX_SAFE_INTEGER = 2**53 - 1  # beyond this an auditor's JavaScript or jq rounds the number
 MAX_TEXT = 2000
 MAX_DETAILS = 64
-DETAIL_KEY = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+# a letter first: the event store reads a {"_type_", "_data_"} object as a stored class
+DETAIL_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
 ACTION = re.compile(r"[A-Za-z][A-Za-z0-9_.:\-]{0,99}")
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 SYSTEM = "system"
@@ -134,7 +135,8 @@ def _details(details: Any) -> dict[str, DetailValue]:
     checked: dict[str, DetailValue] = {}
     for key, value in details.items():
         if not isinstance(key, str) or not DETAIL_KEY.fullmatch(key):
-            raise ValueError(f"detail key {key!r} must be 1-64 ASCII letters, digits, _ . -")
+            raise ValueError(f"detail key {key!r} must be 1-64 ASCII letters, digits, _ . -, "
+                             "a letter first")
         if isinstance(value, str):
             _text(f"details.{key}", value)
         elif isinstance(value, int) and not isinstance(value, bool):

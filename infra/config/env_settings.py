@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     ledger_max_batch: int = Field(5000, gt=0)  # usage facts the ledger fetches per round
     ledger_linger_ms: int = Field(100, ge=0)  # how long a round gathers facts under load
     analytics_url: Annotated[str | None, BeforeValidator(_analytics_url)] = None
+    # the Ed25519 key that signs audit checkpoints: a 0600 PEM file, never in the event store
+    audit_key_file: Path | None = None
 
     @property
     def event_store_path(self) -> Path:
@@ -95,6 +97,11 @@ class Settings(BaseSettings):
     def analytics_path(self) -> Path:
         """The chDB data directory, used when no analytics_url is set."""
         return self.data_dir / "analytics"
+
+    @property
+    def audit_key_path(self) -> Path:
+        """METERLINE_AUDIT_KEY_FILE, or a file beside (never inside) the embedded event store."""
+        return self.audit_key_file or self.data_dir / "audit-signing-key.pem"
 
     def postgres_dsn(self) -> PostgresDsn | None:
         """The PostgreSQL connection parts, or None for the SQLite event store."""

@@ -1,0 +1,231 @@
+"""The audit trail application: the hash-chained entries and their signed checkpoints.
+
+The entries are one event stream whose version is the entry's seq, so the store's unique
+(originator id, version) keeps seq gapless under several writers: a writer that chained
+on a stale head collides on its first seq, re-reads the head and chains again. The stream
+is never folded into an aggregate (it grows without end); its head is its last event.
+Checkpoints are a second stream, numbered 1, 2, …; the signing key is passed in and never
+stored. The trail has its own store (SQLite file, PostgreSQL tables) and notification log.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import NAMESPACE_URL, uuid5
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from eventsourcing.application import Application
+from eventsourcing.domain import DomainEvent
+from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.utils import register_topic
+
+from domain.audit import (
+    GENESIS,
+    AuditEntry,
+    ChainedEntry,
+    Checkpoint,
+    Head,
+    SignedCheckpoint,
+    Unreadable,
+    VerifyReport,
+    chain,
+    sign_checkpoint,
+    verify,
+)
+from domain.errors import DomainError
+from domain.ports.clock import Clock
+
+ENTRIES_ID = uuid5(NAMESPACE_URL, "meterline:audit:entries")
+CHECKPOINTS_ID = uuid5(NAMESPACE_URL, "meterline:audit:checkpoints")
+CHECKPOINT_EVERY = 1000  # entries
+CHECKPOINT_INTERVAL = timedelta(minutes=5)
+MAX_ATTEMPTS = 50  # each collision means another writer appended: someone always progresses
+PAGE = 1000
+
+
+class AuditEntryRecorded(DomainEvent):
+    """One chained entry; its fields are `ChainedEntry.as_record()` (seq repeats the version)."""
+
+    TOPIC = "meterline.AuditEntryRecorded"
+    seq: int
+    time: str
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+    source_ip: str | None
+    request_id: str | None
+    prev_hash: str
+    entry_hash: str
+
+
+class AuditCheckpointSigned(DomainEvent):
+    """One signed checkpoint; its fields are `SignedCheckpoint.as_record()`."""
+
+    TOPIC = "meterline.AuditCheckpointSigned"
+    seq: int
+    head_hash: str
+    time: str
+    key_id: str
+    signature: str
+
+
+class AuditAppendError(DomainError):
+    """The trail could not take the entries (too many competing writers, or a broken tail)."""
+
+
+class AuditTrail(Application):
+    name = "audit"
+    log_section_size = 1000
+
+    def __init__(self, clock: Clock, signing_key: Ed25519PrivateKey | None = None,
+                 env: dict[str, Any] | None = None, checkpoint_every: int = CHECKPOINT_EVERY,
+                 checkpoint_interval: timedelta = CHECKPOINT_INTERVAL) -> None:
+        # stored topics resolve in a process that has not written one yet
+        for event_class in (AuditEntryRecorded, AuditCheckpointSigned):
+            register_topic(event_class.TOPIC, event_class)
+        super().__init__(env)
+        self.clock = clock
+        self.signing_key = signing_key
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_interval = checkpoint_interval
+        self._lock = threading.Lock()
+        self._head: Head | None = None
+        self._last_checkpoint: tuple[int, datetime] | None = None  # (seq, time), read lazily
+
+    # ----- writing -------------------------------------------------------------------------
+
+    def append(self, entries: Sequence[AuditEntry]) -> list[ChainedEntry]:
+        """Numbers, chains and stores `entries` in one transaction; returns them as stored.
+
+        Signs a checkpoint afterwards when one is due (every `checkpoint_every` entries, or
+        `checkpoint_interval` after the last one)."""
+        if not entries:
+            return []
+        with self._lock:
+            chained = self._append(entries)
+        if self.signing_key is not None and self._checkpoint_due(chained[-1].seq):
+            self.checkpoint()
+        return chained
+
+    def _append(self, entries: Sequence[AuditEntry]) -> list[ChainedEntry]:
+        for attempt in range(MAX_ATTEMPTS):
+            head = self._head or self.head()
+            chained = chain(head, entries)
+            try:
+                self.save(*(_entry_event(c, self.clock.now()) for c in chained))
+            except IntegrityError:
+                self._head = None
+                # another writer took these seqs; a short random wait spreads the retries
+                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                continue
+            self._head = chained[-1].head
+            return chained
+        raise AuditAppendError(f"the audit trail could not take {len(entries)} entries in "
+                               f"{MAX_ATTEMPTS} attempts: too many writers competing")
+
+    def checkpoint(self) -> SignedCheckpoint | None:
+        """Signs the stored head if it moved since the last checkpoint; None if nothing to sign.
+
+        The entries since the last checkpoint are verified first: a key never signs a head
+        that does not follow from what it signed before."""
+        if self.signing_key is None:
+            raise AuditAppendError("this audit trail was opened without a signing key")
+        head, last, number = self.head(), self.last_checkpoint(), self._checkpoint_count()
+        if head.seq == 0 or (last is not None and last.seq >= head.seq):
+            return None
+        start = Head(last.seq, last.checkpoint.head_hash) if last else GENESIS
+        report = verify(self.records(after=start.seq, upto=head.seq), [last] if last else [],
+                        self.signing_key.public_key(), start=start)
+        if not report.ok:
+            raise AuditAppendError(f"refusing to sign a checkpoint over a broken trail: {report.summary()}")
+        signed = sign_checkpoint(Checkpoint.of(head, self.clock.now()), self.signing_key)
+        try:
+            self.save(AuditCheckpointSigned(originator_id=CHECKPOINTS_ID, originator_version=number + 1,
+                                            timestamp=self.clock.now(), **signed.as_record()))
+        except IntegrityError:
+            self._last_checkpoint = None  # another writer signed one just now
+            return None
+        self._last_checkpoint = (signed.seq, signed.checkpoint.time)
+        return signed
+
+    def _checkpoint_due(self, seq: int) -> bool:
+        if self._last_checkpoint is None:
+            last = self.last_checkpoint()
+            self._last_checkpoint = (last.seq, last.checkpoint.time) if last else (0, self.clock.now())
+        last_seq, last_time = self._last_checkpoint
+        return seq - last_seq >= self.checkpoint_every or (
+            seq > last_seq and self.clock.now() - last_time >= self.checkpoint_interval)
+
+    # ----- reading -------------------------------------------------------------------------
+
+    def head(self) -> Head:
+        """The last stored entry's seq and hash (read from the store, not this process)."""
+        last = self.recorder.select_events(ENTRIES_ID, desc=True, limit=1)
+        if not last:
+            return GENESIS
+        record = self._chained(last[0])
+        if isinstance(record, Unreadable):
+            raise AuditAppendError(f"the last audit entry cannot be read: {record.reason}")
+        return record.head
+
+    def records(self, after: int = 0, upto: int | None = None) -> Iterator[ChainedEntry | Unreadable]:
+        """The stored entries after seq `after` (up to `upto`), in seq order, read a page at a time."""
+        while True:
+            page = self.recorder.select_events(ENTRIES_ID, gt=after, lte=upto, limit=PAGE)
+            yield from (self._chained(stored) for stored in page)
+            if len(page) < PAGE:
+                return
+            after = page[-1].originator_version
+
+    def checkpoints(self) -> list[SignedCheckpoint]:
+        """Every stored checkpoint, oldest first (an unreadable one is left out: verify then
+        relies on the others, and an auditor's own copies)."""
+        found = []
+        for stored in self.recorder.select_events(CHECKPOINTS_ID):
+            try:
+                found.append(SignedCheckpoint.from_record(self._state(stored)))
+            except (ValueError, TypeError, KeyError):
+                continue
+        return found
+
+    def last_checkpoint(self) -> SignedCheckpoint | None:
+        stored = self.recorder.select_events(CHECKPOINTS_ID, desc=True, limit=1)
+        return SignedCheckpoint.from_record(self._state(stored[0])) if stored else None
+
+    def verify(self, public_key: Ed25519PublicKey,
+               extra_checkpoints: Iterable[SignedCheckpoint] = ()) -> VerifyReport:
+        """The whole stored trail against its checkpoints and any the caller kept."""
+        return verify(self.records(), [*self.checkpoints(), *extra_checkpoints], public_key)
+
+    def _checkpoint_count(self) -> int:
+        last = self.recorder.select_events(CHECKPOINTS_ID, desc=True, limit=1)
+        return last[0].originator_version if last else 0
+
+    def _state(self, stored: StoredEvent) -> dict[str, Any]:
+        state = stored.state
+        if self.mapper.cipher:
+            state = self.mapper.cipher.decrypt(state)
+        if self.mapper.compressor:
+            state = self.mapper.compressor.decompress(state)
+        decoded = self.mapper.transcoder.decode(state)
+        if not isinstance(decoded, dict):
+            raise ValueError("the stored state is not an object")
+        return {k: v for k, v in decoded.items() if k not in ("timestamp", "class_version")}
+
+    def _chained(self, stored: StoredEvent) -> ChainedEntry | Unreadable:
+        # A tampered row must come back as a finding, not stop the verification.
+        try:
+            return ChainedEntry.from_record(self._state(stored))
+        except Exception as exc:  # noqa: BLE001 - any failure to read is the same finding
+            return Unreadable(f"{type(exc).__name__}: {exc}")
+
+
+def _entry_event(chained: ChainedEntry, at: datetime) -> AuditEntryRecorded:
+    return AuditEntryRecorded(originator_id=ENTRIES_ID, originator_version=chained.seq, timestamp=at,
+                              **chained.as_record())
