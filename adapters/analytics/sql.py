@@ -51,11 +51,12 @@ def insert_settings(token: str | None) -> dict[str, str]:
     """The settings of one insert. With a token, every table (the rollups' views included) takes the
     batch's blocks once however often it is sent. Without one, no block is deduplicated: the raw
     table stays safe to repeat by FINAL, but the rollups count a repeated fact again."""
+    # ClickHouse 26 decides by deduplicate_insert; insert_deduplicate is what older servers read.
     if token is None:
         # not by content either: a rebuild re-inserts the very blocks delete_since removed
-        return {**INSERT_SETTINGS, "insert_deduplicate": "0"}
-    return {**INSERT_SETTINGS, "insert_deduplicate": "1", "insert_deduplication_token": token,
-            "deduplicate_blocks_in_dependent_materialized_views": "1"}
+        return {**INSERT_SETTINGS, "insert_deduplicate": "0", "deduplicate_insert": "disable"}
+    return {**INSERT_SETTINGS, "insert_deduplicate": "1", "deduplicate_insert": "enable",
+            "insert_deduplication_token": token, "deduplicate_blocks_in_dependent_materialized_views": "1"}
 
 
 def insert_sql(settings: dict[str, str]) -> str:
