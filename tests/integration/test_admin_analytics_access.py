@@ -130,3 +130,22 @@ def test_any_period_and_time_zone_is_answered_or_refused_with_a_400(app: App, st
     assert response.status_code in (200, 400), response.text
     if response.status_code == 400:
         assert openai_error(response, 400)["param"] in ("from", "to", "timezone", "bucket")
+
+
+NAMES = ["from", "to", "timezone", "model", "user_id", "key_id", "team_id", "application", "metric",
+         "bucket", "by", "limit", "sort", "order", "offset", "format"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.sampled_from(ENDPOINTS + ["/users/" + "\u00e9\u2603", "/users/o'brien"]),
+       params=st.dictionaries(st.sampled_from(NAMES), TEXT | st.integers(-(2**70), 2**70).map(str),
+                              max_size=4))
+def test_any_parameters_on_any_endpoint_are_answered_or_a_400_never_a_500(app: App, path, params) -> None:
+    response = app.get(path, **params)
+    assert response.status_code in (200, 400), (response.status_code, response.text)
+    if response.status_code == 400:
+        error = openai_error(response, 400)
+        if error["param"] is None:  # several bad at once: the message names each
+            assert any(f"{name}:" in error["message"] for name in params), (params, error)
+        else:
+            assert error["param"] in params or error["param"] == "user_id", (params, error)
