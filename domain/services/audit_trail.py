@@ -96,6 +96,7 @@ class AuditTrail(Application):
         self.checkpoint_interval = checkpoint_interval
         self._lock = threading.Lock()
         self._head: Head | None = None
+        self.conflicts = 0  # appends retried because another writer took the seqs first
         self._last_checkpoint: tuple[int, datetime] | None = None  # (seq, time), read lazily
 
     # ----- writing -------------------------------------------------------------------------
@@ -121,6 +122,7 @@ class AuditTrail(Application):
                 self.save(*(_entry_event(c, self.clock.now()) for c in chained))
             except IntegrityError:
                 self._head = None
+                self.conflicts += 1
                 # another writer took these seqs; a short random wait spreads the retries
                 time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
                 continue
