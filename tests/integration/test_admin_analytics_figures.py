@@ -1,7 +1,7 @@
 """The admin analytics API's figures (issue 11) against polars over the raw facts.
 
-`FiguresChecks` holds every check; a subclass per analytics store runs them all on its store
-(the in-memory twin here; chDB once its `figures` has landed).
+`FiguresChecks` holds every check; a subclass per analytics store runs them all on its store:
+the in-memory twin, and embedded chDB, whose rollups must answer as the raw facts do.
 """
 
 from __future__ import annotations
@@ -275,7 +275,6 @@ class TestOnTheInMemoryStore(FiguresChecks):
         return InMemoryAnalytics()
 
 
-@pytest.mark.skipif(not hasattr(ChdbAnalytics, "figures"), reason="ChdbAnalytics.figures has not landed yet")
 class TestOnChdb(FiguresChecks):
     """The same checks on embedded chDB: its rollups must answer as the raw facts do."""
 
