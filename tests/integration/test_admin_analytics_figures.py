@@ -276,8 +276,9 @@ class TestOnTheInMemoryStore(FiguresChecks):
 
 
 class TestOnChdb(FiguresChecks):
-    """The same checks on embedded chDB: its rollups must answer as the raw facts do."""
+    """The same checks on embedded chDB, its rollups in the billing time zone as production builds
+    it: Paris questions read the daily rollup, New York and UTC ones the hourly."""
 
     @classmethod
     def open_store(cls, directory):
-        return ChdbAnalytics(directory)
+        return ChdbAnalytics(directory, rollup_timezone=BILLING_TZ)
