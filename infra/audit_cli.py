@@ -25,8 +25,8 @@ from infra.config.errors import ConfigError, format_config_error
 
 audit_app = typer.Typer(help="The tamper-evident audit trail: verify it, export it for an auditor.",
                         no_args_is_help=True, add_completion=False)
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)  # one line per finding, whatever the width
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (METERLINE_DATA_DIR).")]
 PublicKey = Annotated[Path | None, typer.Option(
