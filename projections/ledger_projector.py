@@ -79,6 +79,9 @@ class LedgerProjector:
         loaded = load_positions(self.positions_path)
         if loaded is not None:
             self.positions = loaded
+            if loaded.intent is not None:
+                log.info("projector: batch %s was being inserted; inserting it again first",
+                         self.batch_id(*loaded.intent))
         elif self.store.count_usage():
             log.warning("projector: no positions at %s but facts in the analytics store; "
                         "rebuilding analytics from the ledger", self.positions_path)

@@ -117,3 +117,30 @@ class FailsMidway:
             self.inner.insert_usage(facts[: len(facts) // 2], batch_id=None)
             raise ConnectionError("analytics store went away mid-insert")
         self.inner.insert_usage(facts, batch_id=batch_id)
+
+
+SOURCES = ("raw", "hourly", "daily")
+GROUPINGS: tuple[tuple[str, ...], ...] = ((), ("user",), ("model", "day"), ("key", "team", "day"),
+                                          ("application", "user"))
+
+
+def figure_differences(store: AnalyticsStore, facts: Sequence[RequestMetered], start: datetime,
+                       end: datetime, sources: Sequence[str] = SOURCES) -> list[str]:
+    """Where the store's figures, read from each of `sources`, differ from the plain fold of the
+    ledger's facts over [start, end) (midnights in UTC, the rollups' zone); empty when none do."""
+    from domain.usage_figures import AnalyticsQuery, fold_figures
+    found = []
+    for group_by in GROUPINGS:
+        wanted = fold_figures(facts, AnalyticsQuery(start, end, group_by=group_by))
+        for source in sources:
+            got = store.figures(AnalyticsQuery(start, end, group_by=group_by, source=source))
+            if got != wanted:
+                found.append(f"{source} by {group_by or 'nothing'}: {len(got)} groups, "
+                             f"{sum(f.requests for f in got)} requests; ledger {len(wanted)} groups, "
+                             f"{sum(f.requests for f in wanted)} requests")
+    return found
+
+
+def midnight(moment: datetime, days: int = 0) -> datetime:
+    """UTC midnight of `moment`'s day, `days` later."""
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=days)
