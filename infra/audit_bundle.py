@@ -111,14 +111,14 @@ def verify_bundle(directory: Path, public_key: Ed25519PublicKey | None = None,
     problems: list[str] = []
     notes: list[str] = []
     manifest = _manifest(directory, problems)
-    bundled_key = load_pem_public_key((directory / PUBLIC_KEY).read_bytes())
-    if not isinstance(bundled_key, Ed25519PublicKey):
-        raise ValueError(f"{directory / PUBLIC_KEY} is not an Ed25519 public key")
+    bundled_key = _bundled_key(directory, problems)
     if public_key is None:
+        if bundled_key is None:
+            raise ValueError(f"{directory} holds no readable {PUBLIC_KEY}: pass --public-key FILE")
         public_key = bundled_key
         notes.append("checked against the bundle's own public key; pin the published one with "
                      "--public-key to rule out a re-signed bundle")
-    elif key_id(public_key) != key_id(bundled_key):
+    elif bundled_key is not None and key_id(public_key) != key_id(bundled_key):
         notes.append(f"the bundle's public key ({key_id(bundled_key)}) is not the pinned one "
                      f"({key_id(public_key)}); checked against the pinned one")
     start = _start(manifest, problems)
@@ -159,6 +159,18 @@ def _range(trail: AuditTrail, period: str | None) -> tuple[int, int]:
     start, end = month_bounds(period)
     seqs = [r.seq for r in trail.records() if isinstance(r, ChainedEntry) and start <= r.entry.time < end]
     return (min(seqs), max(seqs)) if seqs else (1, 0)
+
+
+def _bundled_key(directory: Path, problems: list[str]) -> Ed25519PublicKey | None:
+    try:
+        key = load_pem_public_key((directory / PUBLIC_KEY).read_bytes())
+    except (OSError, ValueError) as exc:
+        problems.append(f"{PUBLIC_KEY} cannot be read: {exc}")
+        return None
+    if not isinstance(key, Ed25519PublicKey):
+        problems.append(f"{PUBLIC_KEY} is not an Ed25519 public key")
+        return None
+    return key
 
 
 def _start(manifest: dict[str, Any] | None, problems: list[str]) -> Head:

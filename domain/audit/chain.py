@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from domain.audit.entry import AuditEntry
 
 GENESIS_HASH = "0" * 64
+HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def entry_hash(prev_hash: str, entry: AuditEntry) -> str:
@@ -71,7 +73,7 @@ class ChainedEntry:
 
 
 def is_hash(text: Any) -> bool:
-    return isinstance(text, str) and len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+    return isinstance(text, str) and HEX64.fullmatch(text) is not None
 
 
 def chain(head: Head, entries: Iterable[AuditEntry]) -> list[ChainedEntry]:

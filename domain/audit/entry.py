@@ -14,7 +14,8 @@ import ipaddress
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from copy import copy
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
@@ -27,6 +28,7 @@ DETAIL_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
 ACTION = re.compile(r"[A-Za-z][A-Za-z0-9_.:\-]{0,99}")
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 SYSTEM = "system"
+_CANONICAL = "_canonical"  # where an entry keeps its encoded bytes once computed
 DetailValue = str | int | bool | None
 
 
@@ -47,7 +49,7 @@ def parse_time(text: str) -> datetime:
     """The inverse of `format_time`; any other spelling of the instant is refused."""
     if not isinstance(text, str) or not TIME.fullmatch(text):
         raise ValueError(f"time {text!r} is not RFC 3339 UTC with six fraction digits and Z")
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return datetime.fromisoformat(text)  # reads the Z as UTC (3.11), several times faster than strptime
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,9 @@ class AuditEntry:
     seq: int = 0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "time", parse_time(format_time(self.time)))
+        if not isinstance(self.time, datetime) or self.time.tzinfo is None:
+            raise ValueError(f"audit times are timezone-aware datetimes, got {self.time!r}")
+        object.__setattr__(self, "time", self.time.astimezone(UTC))
         _text("actor", self.actor, allow_empty=False)
         if not isinstance(self.action, str) or not ACTION.fullmatch(self.action):
             raise ValueError(f"action {self.action!r} must start with a letter and use letters, "
@@ -83,7 +87,13 @@ class AuditEntry:
             raise ValueError(f"seq must be an integer from 0, got {self.seq!r}")
 
     def numbered(self, seq: int) -> AuditEntry:
-        return replace(self, seq=seq)
+        """This entry with its seq; the other fields were checked when it was made."""
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= MAX_SAFE_INTEGER:
+            raise ValueError(f"seq must be an integer from 1, got {seq!r}")
+        numbered = copy(self)
+        numbered.__dict__.pop(_CANONICAL, None)
+        object.__setattr__(numbered, "seq", seq)
+        return numbered
 
     def as_dict(self) -> dict[str, Any]:
         """The entry as the JSON object whose canonical bytes are hashed."""
@@ -92,7 +102,11 @@ class AuditEntry:
                 "source_ip": self.source_ip, "request_id": self.request_id}
 
     def canonical(self) -> bytes:
-        return canonical_json(self.as_dict())
+        cached = self.__dict__.get(_CANONICAL)
+        if cached is None:
+            cached = canonical_json(self.as_dict())
+            object.__setattr__(self, _CANONICAL, cached)  # not a field: equality ignores it
+        return cached
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AuditEntry:

@@ -10,6 +10,7 @@ stored. The trail has its own store (SQLite file, PostgreSQL tables) and notific
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -46,6 +47,7 @@ CHECKPOINT_EVERY = 1000  # entries
 CHECKPOINT_INTERVAL = timedelta(minutes=5)
 MAX_ATTEMPTS = 50  # each collision means another writer appended: someone always progresses
 PAGE = 1000
+log = logging.getLogger(__name__)
 
 
 class AuditEntryRecorded(DomainEvent):
@@ -97,6 +99,7 @@ class AuditTrail(Application):
         self._lock = threading.Lock()
         self._head: Head | None = None
         self.conflicts = 0  # appends retried because another writer took the seqs first
+        self.checkpoint_error: str | None = None  # why the last due checkpoint was not signed
         self._last_checkpoint: tuple[int, datetime] | None = None  # (seq, time), read lazily
 
     # ----- writing -------------------------------------------------------------------------
@@ -111,7 +114,14 @@ class AuditTrail(Application):
         with self._lock:
             chained = self._append(entries)
         if self.signing_key is not None and self._checkpoint_due(chained[-1].seq):
-            self.checkpoint()
+            try:
+                self.checkpoint()
+            except (AuditAppendError, ValueError) as exc:
+                # the entries are stored: recording must go on while someone looks at the trail
+                self.checkpoint_error = str(exc)
+                log.error("audit checkpoint not signed: %s", exc)
+            else:
+                self.checkpoint_error = None
         return chained
 
     def _append(self, entries: Sequence[AuditEntry]) -> list[ChainedEntry]:

@@ -60,7 +60,7 @@ def test_a_time_in_another_zone_is_written_as_the_same_utc_instant() -> None:
     ("action", "has space", "action"),
     ("source_ip", "not-an-ip", "source_ip"),
     ("target", "\ud800", "surrogate"),
-    ("time", datetime(2025, 3, 3), "naive"),
+    ("time", datetime(2025, 3, 3), "timezone-aware"),
 ])
 def test_values_the_encoding_cannot_pin_down_are_refused_with_the_reason(field, value, says) -> None:
     fields = {"time": AT, "actor": "system", "action": "X", field: value}
