@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
+from domain.credentials import KEY_PREFIX, TOKEN_PREFIX
+
 MAX_SAFE_INTEGER = 2**53 - 1  # beyond this an auditor's JavaScript or jq rounds the number
 MAX_TEXT = 2000
 MAX_DETAILS = 64
@@ -28,6 +30,10 @@ DETAIL_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
 ACTION = re.compile(r"[A-Za-z][A-Za-z0-9_.:\-]{0,99}")
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 SYSTEM = "system"
+# A full API key or user token (credentials.py: a prefix and 43 random characters). "mlu-" must
+# stand alone, so a model called "qwen-mlu-instruct-…" is left as it is.
+SECRET = re.compile(rf"({re.escape(KEY_PREFIX)}[\w-]{{4}})[\w-]{{16,}}"
+                    rf"|(?<![\w-])({re.escape(TOKEN_PREFIX)}[\w-]{{4}})[\w-]{{16,}}")
 _CANONICAL = "_canonical"  # where an entry keeps its encoded bytes once computed
 DetailValue = str | int | bool | None
 
@@ -72,6 +78,9 @@ class AuditEntry:
         if not isinstance(self.time, datetime) or self.time.tzinfo is None:
             raise ValueError(f"audit times are timezone-aware datetimes, got {self.time!r}")
         object.__setattr__(self, "time", self.time.astimezone(UTC))
+        for name in ("actor", "target", "request_id"):
+            if isinstance(getattr(self, name), str):
+                object.__setattr__(self, name, redact(getattr(self, name)))
         _text("actor", self.actor, allow_empty=False)
         if not isinstance(self.action, str) or not ACTION.fullmatch(self.action):
             raise ValueError(f"action {self.action!r} must start with a letter and use letters, "
@@ -130,6 +139,14 @@ class AuditEntry:
         return entry
 
 
+def redact(text: str) -> str:
+    """`text` with any full key or token cut to its display prefix: a trail is read by many
+    and kept for years, so a secret that slipped into an entry must not be stored in it."""
+    if "-" not in text:  # every secret has one: most strings skip the search
+        return text
+    return SECRET.sub(lambda found: f"{found.group(1) or found.group(2)}…", text)
+
+
 def _text(name: str, value: Any, allow_empty: bool = True) -> None:
     if not isinstance(value, str) or (not value and not allow_empty):
         raise ValueError(f"{name} must be a{'' if allow_empty else ' non-empty'} string, got {value!r}")
@@ -153,6 +170,7 @@ def _details(details: Any) -> dict[str, DetailValue]:
                              "a letter first")
         if isinstance(value, str):
             _text(f"details.{key}", value)
+            value = redact(value)
         elif isinstance(value, int) and not isinstance(value, bool):
             if abs(value) > MAX_SAFE_INTEGER:
                 raise ValueError(f"details.{key} = {value} is past ±(2**53 - 1); write it as a string")

@@ -196,14 +196,14 @@ class AuditTrail(Application):
             after = page[-1].originator_version
 
     def checkpoints(self) -> list[SignedCheckpoint]:
-        """Every stored checkpoint, oldest first (an unreadable one is left out: verify then
-        relies on the others, and an auditor's own copies)."""
+        """Every stored checkpoint, oldest first; an unreadable one is left out, with a warning."""
         found = []
         for stored in self.recorder.select_events(CHECKPOINTS_ID):
             try:
                 found.append(SignedCheckpoint.from_record(self._state(stored)))
-            except (ValueError, TypeError, KeyError):
-                continue
+            except (ValueError, TypeError, KeyError) as exc:
+                # as good as deleted: verify then leans on the others and on auditors' copies
+                log.warning("audit checkpoint #%s cannot be read: %s", stored.originator_version, exc)
         return found
 
     def last_checkpoint(self) -> SignedCheckpoint | None:

@@ -21,6 +21,7 @@ from domain.audit import (
     sign_checkpoint,
     signature_valid,
 )
+from domain.credentials import TOKEN_PREFIX, display_prefix, new_secret
 
 AT = datetime(2025, 3, 3, 9, 30, tzinfo=UTC)
 VECTOR = ('{"action":"KeyRevoked","actor":"user:alice","details":{"count":2,"grace":null,"name":"Zoë",'
@@ -95,3 +96,17 @@ def test_a_signed_checkpoint_round_trips_and_any_changed_field_voids_the_signatu
         tampered = SignedCheckpoint.from_record({**signed.as_record(), **change})
         assert not signature_valid(tampered, key.public_key())
     assert not signature_valid(signed, Ed25519PrivateKey.generate().public_key())
+
+
+def test_a_full_key_or_token_that_slips_into_an_entry_is_cut_to_its_display_prefix() -> None:
+    key, token = new_secret(), new_secret(TOKEN_PREFIX)
+    entry = AuditEntry(time=AT, actor=f"key:{key}", action="AuthFailed", target=f"token {token}",
+                       details={"presented": f"Bearer {key}", "note": "qwen-mlu-instruct-v2-long-name"},
+                       request_id=key)
+    text = entry.canonical().decode()
+    assert key not in text and token not in text
+    assert entry.actor == f"key:{display_prefix(key)}…"
+    assert entry.details["presented"] == f"Bearer {display_prefix(key)}…"
+    assert entry.details["note"] == "qwen-mlu-instruct-v2-long-name"  # a model name is no token
+    assert AuditEntry(time=AT, actor=f"key:{display_prefix(key)}", action="X").actor == (
+        f"key:{display_prefix(key)}")
