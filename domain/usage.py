@@ -87,6 +87,14 @@ class RequestMetered(NamedTuple):
         return row
 
     @classmethod
+    def from_row(cls, row: Sequence[Any]) -> RequestMetered:
+        """The fact from its values in ROW_COLUMNS order (`to_row`'s output): 3x `from_data`."""
+        values = list(row)
+        values[_OCCURRED_AT] = datetime.fromisoformat(values[_OCCURRED_AT])
+        values[_USAGE_SOURCE] = UsageSource(values[_USAGE_SOURCE])
+        return cls._make(values)
+
+    @classmethod
     def from_data(cls, data: dict[str, Any]) -> RequestMetered:
         fields = dict(data)
         fields["occurred_at"] = datetime.fromisoformat(fields["occurred_at"])
@@ -136,5 +144,9 @@ class UsageBatch(Aggregate):
 
 def facts_of(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Iterator[RequestMetered]:
     """The facts of a stored batch, whatever column order it was written in."""
+    if tuple(columns) == ROW_COLUMNS:  # as this version writes them: by position, no dict per row
+        for row in rows:
+            yield RequestMetered.from_row(row)
+        return
     for row in rows:
         yield RequestMetered.from_data(dict(zip(columns, row, strict=True)))

@@ -16,6 +16,8 @@ app = typer.Typer(help="Meterline: metering and billing for OpenAI-compatible mo
                   no_args_is_help=True, add_completion=False)
 config_app = typer.Typer(help="Check configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+projections_app = typer.Typer(help="Analytics, the ledger's projection.", no_args_is_help=True)
+app.add_typer(projections_app, name="projections")
 err = Console(stderr=True)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (METERLINE_DATA_DIR).")]
@@ -144,6 +146,29 @@ def reconcile(period: Annotated[str | None, typer.Option(
     try:
         settings = _settings(data_dir, config, None, None)
         code = run_reconcile(settings, _config(settings), period, Console())
+    except (ConfigError, ValueError, OSError) as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(
+        since: Annotated[str | None, typer.Option(
+            "--from", help="A day, YYYY-MM-DD: rebuild from its midnight in the billing time zone on "
+                           "(default: everything).")] = None,
+        data_dir: DataDir = None, config: ConfigFile = None) -> None:
+    """Delete analytics (from --from on) and replay the ledger's recorded facts into it.
+
+    Exit 1 if the result does not reconcile with the ledger, 2 if a projector is running."""
+    _logging("rebuild")
+    from infra.rebuild import Refused
+    from infra.rebuild import run as run_rebuild
+    try:
+        settings = _settings(data_dir, config, None, None)
+        code = run_rebuild(settings, _config(settings), since, Console())
+    except Refused as refusal:
+        err.print(f"[red]refused: {refusal}[/red]", highlight=False)
+        raise typer.Exit(2) from None
     except (ConfigError, ValueError, OSError) as exc:
         raise _fail(exc) from None
     raise typer.Exit(code)

@@ -117,10 +117,12 @@ def reconcile(facts: Iterable[RequestMetered], store: AnalyticsStore,
     return compare(ledger_totals(facts, start, end), analytics_totals(store, start, end))
 
 
-def report(rows: list[Row], start: datetime, end: datetime, tz: str, console: Console) -> int:
-    """Prints the table and the verdict; returns the exit code (1 when any group differs)."""
-    table = Table(title=f"ledger vs analytics, {start.astimezone(ZoneInfo(tz)):%Y-%m} ({tz}): "
-                        f"[{start.isoformat()}, {end.isoformat()})")
+def report(rows: list[Row], start: datetime, end: datetime, tz: str, console: Console,
+           what: str | None = None) -> int:
+    """Prints the table and the verdict; returns the exit code (1 when any group differs).
+    `what` names the span compared (default: the month of `start`)."""
+    what = what or f"{start.astimezone(ZoneInfo(tz)):%Y-%m} ({tz})"
+    table = Table(title=f"ledger vs analytics, {what}: [{start.isoformat()}, {end.isoformat()})")
     for name in ("by", "group", "requests L/A", "prompt L/A", "completion L/A",
                  "cost L/A (nano)", "difference (A-L)", ""):
         table.add_column(name, justify="left" if name in ("by", "group", "") else "right")

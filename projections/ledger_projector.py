@@ -102,8 +102,9 @@ class LedgerProjector:
             self.run_once()
         self._ahead.clear()
         under_way = self.positions.rebuild
-        if under_way is not None and under_way.deleted and not _includes(since, under_way.since):
-            since = under_way.since  # the one interrupted deleted more: redo that much
+        if under_way is not None and not _includes(since, under_way.since):
+            # one under way deleted more, or had a reason to (a store it could not trust): redo that much
+            since = under_way.since
         until = self.ledger.last_notification_id()
         self._save(Positions(generation=self.positions.generation + 1, next_id=1,
                              rebuild=Rebuild(since, until)))
