@@ -3,6 +3,7 @@ an intact bundle passes; an edited one fails naming the seq; a month's bundle is
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from typer.testing import CliRunner
 
 from adapters.clock import FixedClock
@@ -149,3 +151,32 @@ def test_the_public_key_command_prints_the_pem_auditors_pin(data_dir: Path) -> N
     result = CliRunner().invoke(audit_app, ["public-key", "--data-dir", str(data_dir)])
     assert result.exit_code == 0
     assert result.output.startswith("-----BEGIN PUBLIC KEY-----")
+
+
+def auditors_own_check(bundle: Path) -> int:
+    """What domain/audit/README.md tells an auditor, written without any Meterline code."""
+    public = load_pem_public_key((bundle / PUBLIC_KEY).read_bytes())
+
+    def canonical(obj: dict) -> bytes:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    heads, prev = {}, "0" * 64
+    for seq, line in enumerate((bundle / ENTRIES).read_text().splitlines(), start=1):
+        entry = json.loads(line)
+        claimed_prev, claimed = entry.pop("prev_hash"), entry.pop("entry_hash")
+        assert (entry["seq"], claimed_prev) == (seq, prev)
+        prev = hashlib.sha256(bytes.fromhex(prev) + canonical(entry)).hexdigest()
+        assert prev == claimed
+        heads[seq] = prev
+    for line in (bundle / CHECKPOINTS).read_text().splitlines():
+        signed = json.loads(line)
+        message = {k: signed[k] for k in ("seq", "head_hash", "time", "key_id")}
+        public.verify(bytes.fromhex(signed["signature"]),
+                      canonical({**message, "type": "meterline.audit.checkpoint/1"}))
+        assert heads[signed["seq"]] == signed["head_hash"]
+    return len(heads)
+
+
+def test_an_auditor_following_the_documented_format_alone_verifies_an_export(data_dir: Path,
+                                                                             tmp_path: Path) -> None:
+    assert auditors_own_check(exported(data_dir, tmp_path / "bundle")) == 30
