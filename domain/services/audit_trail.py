@@ -115,7 +115,7 @@ class AuditTrail(Application):
             chained = self._append(entries)
         if self.signing_key is not None and self._checkpoint_due(chained[-1].seq):
             try:
-                self.checkpoint()
+                self.checkpoint(only_if_due=True)
             except (AuditAppendError, ValueError) as exc:
                 # the entries are stored: recording must go on while someone looks at the trail
                 self.checkpoint_error = str(exc)
@@ -141,15 +141,21 @@ class AuditTrail(Application):
         raise AuditAppendError(f"the audit trail could not take {len(entries)} entries in "
                                f"{MAX_ATTEMPTS} attempts: too many writers competing")
 
-    def checkpoint(self) -> SignedCheckpoint | None:
-        """Signs the stored head if it moved since the last checkpoint; None if nothing to sign.
+    def checkpoint(self, only_if_due: bool = False) -> SignedCheckpoint | None:
+        """Signs the stored head if it moved since the last checkpoint (and, with `only_if_due`,
+        if the policy says it is time); None if there is nothing to sign.
 
         The entries since the last checkpoint are verified first: a key never signs a head
         that does not follow from what it signed before."""
         if self.signing_key is None:
             raise AuditAppendError("this audit trail was opened without a signing key")
         head, last, number = self.head(), self.last_checkpoint(), self._checkpoint_count()
+        if last is not None:
+            # another writer may have signed since this one last looked
+            self._last_checkpoint = (last.seq, last.checkpoint.time)
         if head.seq == 0 or (last is not None and last.seq >= head.seq):
+            return None
+        if only_if_due and not self._checkpoint_due(head.seq):
             return None
         start = Head(last.seq, last.checkpoint.head_hash) if last else GENESIS
         report = verify(self.records(after=start.seq, upto=head.seq), [last] if last else [],

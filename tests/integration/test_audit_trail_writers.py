@@ -55,7 +55,8 @@ def test_concurrent_appenders_keep_seq_gapless_and_every_entry_once(audit_store)
                 assert seqs == list(range(seqs[0], seqs[0] + BATCH))
         report = trails[0].verify(KEY.public_key())
         assert report.ok, report.summary()
-        assert report.checkpoints >= 1
+        # each writer re-reads the last checkpoint before signing: about one per 20 entries
+        assert 1 <= report.checkpoints <= total // 20 + WRITERS, report.checkpoints
         assert sum(t.conflicts for t in trails) > 0  # the writers did collide, and recovered
     finally:
         for trail in trails:
