@@ -159,6 +159,10 @@ class _Walk:
             signed = self.pending.popleft()
             if not signature_valid(signed, self.key):
                 return _bad_signature(signed)
+            if signed.checkpoint.head_hash != self.head.hash and signed.seq == self.start.seq:
+                return Break(BreakKind.REWRITTEN, signed.seq + 1,
+                             f"the hash this trail starts from is not the head signed at seq "
+                             f"{signed.seq}: what came before it was rewritten", signed)
             if signed.checkpoint.head_hash != self.head.hash:
                 first = (self.last_checkpoint.seq if self.last_checkpoint else self.start.seq) + 1
                 return Break(BreakKind.REWRITTEN, first,

@@ -167,3 +167,10 @@ def test_a_partial_trail_verifies_from_its_start_and_checks_the_checkpoint_there
     assert (report.ok, report.entries, report.last_checkpoint) == (True, 6, at_4)
     wrong_start = verify(trail[4:], [], KEY.public_key(), start=trail[2].head)
     assert wrong_start.problem is not None and wrong_start.problem.kind is BreakKind.MISSING
+
+
+def test_a_partial_trail_whose_start_contradicts_the_checkpoint_there_is_rewritten() -> None:
+    trail = chain(GENESIS, entries(10))
+    at_4 = sign_checkpoint(Checkpoint(4, trail[2].entry_hash, T0), KEY)  # signed another head
+    problem = verify(trail[4:], [at_4], KEY.public_key(), start=trail[3].head).problem
+    assert problem is not None and (problem.kind, problem.seq) == (BreakKind.REWRITTEN, 5)
