@@ -71,23 +71,39 @@ class LedgerProjector:
     def start(self) -> None:
         """Takes the positions (PositionsLocked if another process has them) and loads them.
 
-        No positions but facts in the store: the store's rows were written by something this
-        projector cannot retrace (a lost positions file, the bus-fed projector of old), and
-        going on from the start would count them twice in the rollups; so it rebuilds."""
+        Positions the store or the ledger contradicts mean analytics cannot be trusted, and the
+        projector rebuilds it: facts in the store but no positions (a lost positions file, the
+        bus-fed projector of old: going on from the start would count them twice in the
+        rollups), positions but an empty store (analytics deleted or restored), or positions
+        past the ledger's end (another ledger)."""
         if self._lock is None:
             self._lock = lock_positions(self.positions_path)
         loaded = load_positions(self.positions_path)
-        if loaded is not None:
+        if loaded is None:
+            self.positions = Positions()
+            doubt = "no positions but facts in the analytics store" if self.store.count_usage() else None
+        else:
             self.positions = loaded
-            if loaded.intent is not None:
+            doubt = self._doubt(loaded)
+            if loaded.intent is not None and doubt is None:
                 log.info("projector: batch %s was being inserted; inserting it again first",
                          self.batch_id(*loaded.intent))
-        elif self.store.count_usage():
-            log.warning("projector: no positions at %s but facts in the analytics store; "
-                        "rebuilding analytics from the ledger", self.positions_path)
+        if doubt is not None:
+            log.warning("projector: %s (%s); rebuilding analytics from the ledger", doubt,
+                        self.positions_path)
+            self.positions = replace(self.positions, intent=None)  # no batch of the old story
             self.begin_rebuild(None)
-        else:
-            self._save(Positions())
+        elif loaded is None:
+            self._save(self.positions)
+
+    def _doubt(self, loaded: Positions) -> str | None:
+        if loaded.rebuild is not None:
+            return None  # under way: run_once finishes it
+        if loaded.next_id - 1 > self.ledger.last_notification_id():
+            return f"positions at notification {loaded.next_id}, past the end of the ledger's log"
+        if loaded.next_id > 1 and loaded.intent is None and not self.store.count_usage():
+            return "positions but no facts in the analytics store"
+        return None
 
     def close(self) -> None:
         if self._lock is not None:

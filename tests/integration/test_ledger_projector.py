@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from domain.ports.analytics import UsageQuery, UsageTotals
 from domain.services.ledger import Ledger
 from domain.usage import RequestMetered
 from projections.ledger_projector import LedgerProjector
-from projections.positions_file import Positions, PositionsLocked, load_positions
+from projections.positions_file import Positions, PositionsLocked, load_positions, save_positions
 from tests.support.projector import (
     T0,
     BatchedRollup,
@@ -243,16 +244,32 @@ def test_a_store_with_facts_but_no_positions_is_rebuilt_rather_than_counted_twic
     assert follower.positions.rebuild is None
 
 
-@pytest.fixture
-def chdb_dir(tmp_path: Path) -> Path:
-    return tmp_path / "analytics"
+@pytest.mark.parametrize("lost", ["the analytics store", "the ledger"])
+def test_positions_that_the_store_or_the_ledger_contradicts_bring_a_rebuild(
+        memory_ledger: Ledger, tmp_path: Path, lost: str) -> None:
+    facts = [fact(n) for n in range(30)]
+    LedgerFeed(memory_ledger).record(facts)
+    first = projector(memory_ledger, InMemoryAnalytics(), tmp_path)
+    drain(first)
+    first.close()
+    store = InMemoryAnalytics()  # analytics deleted (or restored from before any of it)
+    if lost == "the ledger":  # another, shorter ledger: the positions point past its end
+        store.insert_usage(facts)
+        save_positions(tmp_path / "positions.json", replace(first.positions, next_id=10_000))
+    rollup = BatchedRollup(store)
+    again = projector(memory_ledger, rollup, tmp_path)
+    assert again.positions.generation == 2
+    drain(again)
+    assert rollup.usage(ALL_TIME) == totals(facts)
+    assert rollup.requests == 30
 
 
 def test_on_chdb_a_crash_after_each_insert_leaves_every_rollup_equal_to_the_ledger(
-        memory_ledger: Ledger, tmp_path: Path, chdb_dir: Path) -> None:
+        memory_ledger: Ledger, tmp_path: Path) -> None:
     """The real views: each batch inserted, the process killed before its position, a new process
     on the reopened store inserting the same batch again; raw, hourly and daily agree."""
     from adapters.analytics.chdb import ChdbAnalytics
+    chdb_dir = tmp_path / "analytics"
     facts = [fact(n) for n in range(400)]
     feed = LedgerFeed(memory_ledger)
     for start in range(0, 400, 40):
