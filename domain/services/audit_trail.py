@@ -17,12 +17,10 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import NAMESPACE_URL, uuid5
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from eventsourcing.application import Application
-from eventsourcing.domain import DomainEvent
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 from eventsourcing.utils import register_topic
 
 from domain.audit import (
@@ -40,41 +38,19 @@ from domain.audit import (
 )
 from domain.errors import DomainError
 from domain.ports.clock import Clock
+from domain.services.audit_events import (
+    CHECKPOINTS_ID,
+    ENTRIES_ID,
+    AuditCheckpointSigned,
+    AuditEntryRecorded,
+    entry_event,
+)
 
-ENTRIES_ID = uuid5(NAMESPACE_URL, "meterline:audit:entries")
-CHECKPOINTS_ID = uuid5(NAMESPACE_URL, "meterline:audit:checkpoints")
 CHECKPOINT_EVERY = 1000  # entries
 CHECKPOINT_INTERVAL = timedelta(minutes=5)
 MAX_ATTEMPTS = 50  # each collision means another writer appended: someone always progresses
 PAGE = 1000
 log = logging.getLogger(__name__)
-
-
-class AuditEntryRecorded(DomainEvent):
-    """One chained entry; its fields are `ChainedEntry.as_record()` (seq repeats the version)."""
-
-    TOPIC = "meterline.AuditEntryRecorded"
-    seq: int
-    time: str
-    actor: str
-    action: str
-    target: str
-    details: dict[str, Any]
-    source_ip: str | None
-    request_id: str | None
-    prev_hash: str
-    entry_hash: str
-
-
-class AuditCheckpointSigned(DomainEvent):
-    """One signed checkpoint; its fields are `SignedCheckpoint.as_record()`."""
-
-    TOPIC = "meterline.AuditCheckpointSigned"
-    seq: int
-    head_hash: str
-    time: str
-    key_id: str
-    signature: str
 
 
 class AuditAppendError(DomainError):
@@ -104,15 +80,24 @@ class AuditTrail(Application):
 
     # ----- writing -------------------------------------------------------------------------
 
-    def append(self, entries: Sequence[AuditEntry]) -> list[ChainedEntry]:
+    def construct_recorder(self):  # type: ignore[no-untyped-def]
+        """A process recorder: entries made from another log's events are stored together with
+        that log's position (a tracking record), so each source event is recorded once."""
+        return self.factory.process_recorder()
+
+    def append(self, entries: Sequence[AuditEntry], position: Tracking | None = None) -> list[ChainedEntry]:
         """Numbers, chains and stores `entries` in one transaction; returns them as stored.
 
+        With `position` (where `entries` end in the log they were made from) the position is
+        stored in the same transaction, and a position already stored appends nothing.
         Signs a checkpoint afterwards when one is due (every `checkpoint_every` entries, or
         `checkpoint_interval` after the last one)."""
-        if not entries:
+        if not entries or self._applied(position):
             return []
         with self._lock:
-            chained = self._append(entries)
+            chained = self._append(entries, position)
+        if not chained:
+            return []
         if self.signing_key is not None and self._checkpoint_due(chained[-1].seq):
             try:
                 self.checkpoint(only_if_due=True)
@@ -124,14 +109,18 @@ class AuditTrail(Application):
                 self.checkpoint_error = None
         return chained
 
-    def _append(self, entries: Sequence[AuditEntry]) -> list[ChainedEntry]:
+    def _append(self, entries: Sequence[AuditEntry], position: Tracking | None) -> list[ChainedEntry]:
         for attempt in range(MAX_ATTEMPTS):
             head = self._head or self.head()
             chained = chain(head, entries)
+            processing = ProcessingEvent(position)
+            processing.collect_events(*(entry_event(c, self.clock.now()) for c in chained))
             try:
-                self.save(*(_entry_event(c, self.clock.now()) for c in chained))
+                self._notify(self._record(processing))
             except IntegrityError:
                 self._head = None
+                if self._applied(position):
+                    return []  # another writer recorded the same source events first
                 self.conflicts += 1
                 # another writer took these seqs; a short random wait spreads the retries
                 time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
@@ -140,6 +129,14 @@ class AuditTrail(Application):
             return chained
         raise AuditAppendError(f"the audit trail could not take {len(entries)} entries in "
                                f"{MAX_ATTEMPTS} attempts: too many writers competing")
+
+    def position(self, source: str) -> int:
+        """The last position of log `source` whose events are in the trail (0: none yet)."""
+        return self.recorder.max_tracking_id(source) or 0
+
+    def _applied(self, position: Tracking | None) -> bool:
+        return position is not None and self.recorder.has_tracking_id(
+            position.application_name, position.notification_id)
 
     def checkpoint(self, only_if_due: bool = False) -> SignedCheckpoint | None:
         """Signs the stored head if it moved since the last checkpoint (and, with `only_if_due`,
@@ -242,8 +239,3 @@ class AuditTrail(Application):
             return ChainedEntry.from_record(self._state(stored))
         except Exception as exc:  # noqa: BLE001 - any failure to read is the same finding
             return Unreadable(f"{type(exc).__name__}: {exc}")
-
-
-def _entry_event(chained: ChainedEntry, at: datetime) -> AuditEntryRecorded:
-    return AuditEntryRecorded(originator_id=ENTRIES_ID, originator_version=chained.seq, timestamp=at,
-                              **chained.as_record())

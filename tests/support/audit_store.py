@@ -16,7 +16,7 @@ from psycopg import sql
 
 from adapters.eventstore.environments import postgres_env, sqlite_env
 from domain.audit import ChainedEntry
-from domain.services.audit_trail import CHECKPOINTS_ID, ENTRIES_ID, AuditEntryRecorded
+from domain.services.audit_events import CHECKPOINTS_ID, ENTRIES_ID, AuditEntryRecorded
 
 
 class AuditRows:
