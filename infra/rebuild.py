@@ -93,6 +93,12 @@ def run(settings, config, since_text: str | None, console: Console) -> int:
             raise Refused(str(error)) from None
         except RuntimeError as error:  # chDB's own lock: another process has the directory open
             raise Refused(f"{error}") from None
+        zone = getattr(store, "rollup_timezone", tz)
+        if since is not None and zone != tz:
+            # checked before the rebuild is recorded: a delete the store refuses would stall the
+            # projector, which finishes a recorded rebuild before anything else
+            raise Refused(f"analytics' daily rollup sums days of {zone}, the billing time zone is now "
+                          f"{tz}: a day of one is not a day of the other. Rebuild everything (no --from)")
         began = time.monotonic()
         rows = rebuild(projector, since, console)
         seconds = time.monotonic() - began

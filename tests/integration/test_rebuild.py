@@ -154,6 +154,19 @@ def test_a_rebuild_exits_non_zero_when_analytics_then_differs_from_the_ledger(da
     assert "MISMATCH" in said(result)
 
 
+def test_a_from_in_another_zone_than_the_rollups_is_refused_before_anything_is_deleted(
+        data_dir: Path) -> None:
+    positions = load_positions(data_dir / "projector" / "positions.json")
+    config = data_dir.parent / "paris.toml"
+    config.write_text('billing_timezone = "Europe/Paris"\n' + write_config(
+        data_dir.parent / "utc.toml", "http://127.0.0.1:9/v1").read_text())
+    result = CliRunner().invoke(app, ["projections", "rebuild", "--data-dir", str(data_dir),
+                                      "--config", str(config), "--from", TAIL])
+    assert result.exit_code == 2, result.output
+    assert "daily rollup sums days of UTC" in said(result)
+    assert load_positions(data_dir / "projector" / "positions.json") == positions
+
+
 def test_a_from_that_is_not_a_day_is_refused_with_the_format(data_dir: Path) -> None:
     result = rebuild(data_dir, "--from", "2024-05-40")
     assert result.exit_code == 2
