@@ -22,7 +22,7 @@ from adapters.analytics.migrate import SCHEMA_MIGRATIONS_DDL, load_migrations
 from adapters.analytics.remote import RemoteAnalytics
 from adapters.analytics.remote_server import AnalyticsServer
 from adapters.analytics.schema import USAGE_COLUMNS, USAGE_EVENTS_DDL, USAGE_TABLE
-from adapters.analytics.sql import escape_param, insert_settings, usage_statement
+from adapters.analytics.sql import batch_token, escape_param, insert_settings, usage_statement
 from domain.ports.analytics import AnalyticsStore, UsageTotals
 from tests.support.analytics import MONTH, T0, AnalyticsStoreFixtures, ChdbBackedClient, fact, fold
 
@@ -188,6 +188,8 @@ class RecordingClient:
         self.sent.append(("query", (sql, parameters)))
         if "schema_migrations" in sql:
             return SimpleNamespace(result_rows=[])  # a new store
+        if "insert_generations" in sql:
+            return SimpleNamespace(result_rows=[[0]])
         return SimpleNamespace(result_rows=[["", 0, 0, 0, 0, 0]])
 
     def close(self) -> None:
@@ -218,6 +220,16 @@ def test_the_clickhouse_adapter_sends_the_shared_statements_and_connects_lazily(
     assert client.sent[-1][1] == (statement.sql, statement.params)
     assert settings_seen == [{"host": "ch.internal", "port": 8123, "username": "default", "password": "pw",
                               "database": "default", "autogenerate_session_id": False}]
+
+
+def test_the_clickhouse_adapter_sends_a_batch_id_as_the_inserts_deduplication_token() -> None:
+    client = RecordingClient()
+    store = ClickHouseAnalytics(connect=lambda **_: client)
+    store.insert_usage([fact(), fact()], batch_id="usage:3:1200")
+    (settings,) = [sent[2] for kind, sent in client.sent if kind == "insert_arrow"]
+    assert settings == insert_settings(batch_token("usage:3:1200", 0))
+    assert settings["deduplicate_blocks_in_dependent_materialized_views"] == "1"
+    assert batch_token("usage:3:1200", 1) != batch_token("usage:3:1200", 0)  # after delete_since
 
 
 def test_the_arrow_frame_has_the_tables_columns_in_order() -> None:
