@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Annotated, Literal
 from uuid import UUID
@@ -61,12 +62,28 @@ def _ordered(pairs: list[tuple[Figures, Figures | None]], sort: str, desc: bool
     return [p for p, _ in known] + unknown
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> object:
+    """A CSV cell a spreadsheet shows as text: a user id such as `=HYPERLINK(...)` gets a leading
+    quote (OWASP's CSV injection advice); numbers, money included, stay as they are."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        try:
+            Decimal(value)
+        except InvalidOperation:
+            return "'" + value
+    return value
+
+
 def _csv(rows: list[dict]) -> Response:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)
     for row in rows:
-        writer.writerow(["" if row[c] is None else row[c] for c in COLUMNS])
+        writer.writerow([_cell(row[c]) for c in COLUMNS])
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
                     headers={"content-disposition": 'attachment; filename="users.csv"'})
 

@@ -149,3 +149,19 @@ def test_any_parameters_on_any_endpoint_are_answered_or_a_400_never_a_500(app: A
             assert any(f"{name}:" in error["message"] for name in params), (params, error)
         else:
             assert error["param"] in params or error["param"] == "user_id", (params, error)
+
+
+def test_a_user_id_that_looks_like_a_spreadsheet_formula_is_text_in_the_users_csv(tmp_path: Path):
+    """Usage facts name users as the gateway saw them; a CSV opened in a spreadsheet must not run them."""
+    store = InMemoryAnalytics()
+    with analytics_app(tmp_path, store) as app:
+        template = app.facts[0]
+        evil = ["=HYPERLINK(\"http://x\")", "+1+1", "-2-2", "@SUM(A1)"]
+        store.insert_usage([template._replace(event_id=f"evil-{i}", user_id=user)
+                            for i, user in enumerate(evil)], batch_id="evil")
+        text = app.get("/users", format="csv", sort="user_id", limit=500,
+                       **{"from": "2024-01-01", "to": "2024-12-31"}).text
+        cells = [line.split(",")[0].strip('"') for line in text.splitlines()[1:]]
+        for user in evil:
+            assert "'" + user.replace('"', '""') in cells
+        assert not any(cell.startswith(("=", "+", "-", "@")) for cell in cells)
