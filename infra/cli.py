@@ -127,7 +127,7 @@ def ledger(data_dir: DataDir = None, config: ConfigFile = None) -> None:
 
 @app.command()
 def projector(data_dir: DataDir = None, config: ConfigFile = None) -> None:
-    """Run the projector: folds meterline.usage into the analytics store."""
+    """Run the projector: folds the ledger's recorded facts into the analytics store, each batch once."""
     _run(frozenset({"projector"}), data_dir, config, None, None)
 
 
