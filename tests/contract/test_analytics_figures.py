@@ -61,8 +61,9 @@ def queries(draw: st.DrawFn) -> AnalyticsQuery:
         groups.insert(draw(st.integers(0, len(groups))), bucket)
     return AnalyticsQuery(
         start, end, user_id=draw(st.none() | st.sampled_from(NASTY_IDS[:4])),
-        key_id=draw(st.none() | st.just("k1")), team_id=draw(st.none() | st.sampled_from(["red", ""])),
-        model=draw(st.none() | st.just("m-a")), application=draw(st.none() | st.sampled_from(["", "canopy"])),
+        key_id=draw(st.none() | st.sampled_from(["k1", "k'3"])),
+        team_id=draw(st.none() | st.sampled_from(["red", ""])), model=draw(st.none() | st.just("m-a")),
+        application=draw(st.none() | st.sampled_from(["", "canopy", "o'brien"])),
         group_by=tuple(groups), timezone=draw(st.sampled_from([ROLLUP_ZONE, *ZONES])))
 
 
