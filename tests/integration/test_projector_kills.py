@@ -25,8 +25,8 @@ from adapters.analytics.chdb import ChdbAnalytics
 from adapters.clock import SystemClock
 from adapters.eventstore.environments import open_applications, sqlite_env
 from testkit.simulator.server import Simulator
-from tests.integration.test_up_processes import ADMIN, CLIENTS, client, journal_ids, recorded, up_env
 from tests.support.deployment import write_config
+from tests.support.embedded import ADMIN, CLIENTS, client, journal_ids, recorded, up_env
 from tests.support.gateway import free_port
 from tests.support.processes import MeterlineProcess, Processes
 from tests.support.projector import figure_differences, midnight

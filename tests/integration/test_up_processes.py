@@ -12,36 +12,24 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
-import httpx
-import orjson
 import pytest
 
 from adapters.clock import SystemClock
 from adapters.eventstore.environments import open_applications, sqlite_env
 from testkit.simulator.server import Simulator
 from tests.support.deployment import stored_facts, write_config
+from tests.support.embedded import ADMIN, CLIENTS, client, journal_ids, recorded, up_env
 from tests.support.gateway import free_port
 from tests.support.processes import MeterlineProcess, Processes
 
 pytestmark = [pytest.mark.slow]
 
-ADMIN = "up-admin-token-0123456789"
-CLIENTS = 6
 LEDGER = "ledger,scheduler"
-BODY = {"model": "sim", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
-
-
-def up_env(config: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("METERLINE_")}
-    return {**env, "METERLINE_ADMIN_TOKEN": ADMIN, "METERLINE_KEY_SECRET": "k" * 40,
-            "METERLINE_CONFIG": str(config), "PYTHONUNBUFFERED": "1",
-            "METERLINE_LEDGER_MAX_BATCH": "20"}  # many small transactions: kills land inside them
 
 
 def children(pid: int) -> dict[str, int]:
@@ -67,33 +55,6 @@ def kill_child(up: MeterlineProcess, role: str, timeout_s: float = 30) -> float:
         assert time.monotonic() - killed < timeout_s, f"{role} was not started again"
         time.sleep(0.02)
     return time.monotonic() - killed
-
-
-def journal_ids(data_dir: Path) -> list[str]:
-    topic = data_dir / "bus" / "topics" / "meterline.usage"
-    return [orjson.loads(line)["id"] for path in sorted(topic.glob("*.jsonl"))
-            for line in path.read_bytes().splitlines()]
-
-
-def recorded(data_dir: Path) -> int:
-    with sqlite3.connect(f"file:{data_dir / 'ledger.sqlite'}?mode=ro", uri=True) as db:
-        return db.execute("SELECT count(*) FROM fact_ids").fetchone()[0]
-
-
-def client(url: str, keys: list[dict], ok: Counter, broken: Counter, stop: threading.Event, n: int) -> None:
-    with httpx.Client(base_url=url, timeout=15) as http:
-        i = n
-        while not stop.is_set():
-            key = keys[i % len(keys)]
-            i += 1
-            try:
-                response = http.post("/v1/chat/completions", json=BODY,
-                                     headers={"authorization": f"Bearer {key['key']}"})
-            except httpx.TransportError:  # the gateway died: maybe metered, never answered
-                broken[key["id"]] += 1
-                time.sleep(0.02)
-                continue
-            (ok if response.status_code == 200 else broken)[key["id"]] += 1
 
 
 def test_kill_9_of_any_child_mid_traffic_loses_and_duplicates_nothing(tmp_path: Path) -> None:
