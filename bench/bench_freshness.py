@@ -1,0 +1,135 @@
+"""Freshness on the embedded default: a response sent → the request counted in the owner's summary.
+
+python -m bench.bench_freshness --rate 1000 --seconds 20
+
+`meterline up` in front of the simulator; an open-loop load at `--rate` requests/s while a
+second client asks `GET /api/admin/analytics/summary` every `--poll-ms`. Each response's
+freshness is the time from its arrival at the client to the first summary answered after it
+whose `total_requests` counts at least as many requests as had been answered by then (an
+upper bound: the summary may count it earlier and a poll only sees it at the next tick; the
+tick is part of the figure). The path measured: gateway → journal → ledger (SQLite) →
+projector (the ledger's recorded batches → chDB and its rollups) → the gateway's API asking
+the projector's chDB over its socket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+
+from bench.bench_gateway import ADMIN, free_port, meterline, spawn, wait_http
+from bench.bench_lag import BODY, percentile
+
+
+async def load(url: str, key: str, rate: int, seconds: float, answered: list[float]) -> int:
+    """Sends `rate` requests/s for `seconds`; appends each 200's arrival time; returns failures."""
+    failed = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256),
+                                     headers={"authorization": f"Bearer {key}"}) as session:
+        async def one() -> None:
+            nonlocal failed
+            try:
+                async with session.post(url, json=BODY) as response:
+                    await response.read()
+                    if response.status == 200:
+                        answered.append(time.perf_counter())
+                    else:
+                        failed += 1
+            except aiohttp.ClientError:
+                failed += 1
+
+        tasks, start = [], time.perf_counter()
+        for n in range(int(rate * seconds)):
+            delay = start + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(one()))
+        await asyncio.gather(*tasks)
+    return failed
+
+
+async def poll(base: str, poll_s: float, done: asyncio.Event, seen: list[tuple[float, int]]) -> None:
+    """Asks the summary every `poll_s` until `done` and the count stops growing."""
+    today = datetime.now(UTC).date()
+    params = {"from": (today - timedelta(days=1)).isoformat(), "to": (today + timedelta(days=2)).isoformat(),
+              "timezone": "UTC"}
+    async with aiohttp.ClientSession(headers={"authorization": f"Bearer {ADMIN}"}) as session:
+        quiet_since = None
+        while True:
+            async with session.get(f"{base}/api/admin/analytics/summary", params=params) as response:
+                body = await response.json()
+            if response.status != 200:
+                raise RuntimeError(f"summary answered {response.status}: {body}")
+            seen.append((time.perf_counter(), int(body["total_requests"])))
+            if done.is_set():
+                grew = len(seen) > 1 and seen[-1][1] != seen[-2][1]
+                quiet_since = None if grew else quiet_since or time.perf_counter()
+                if quiet_since and time.perf_counter() - quiet_since > 3:
+                    return
+            await asyncio.sleep(poll_s)
+
+
+def freshness(answered: list[float], seen: list[tuple[float, int]], baseline: int) -> list[float]:
+    """Per response: seconds until a summary counted as many requests as were answered by then."""
+    answered = sorted(answered)
+    times = [t for t, _ in seen]
+    delays = []
+    for rank, at in enumerate(answered, start=1):
+        i = bisect.bisect_right(times, at)
+        while i < len(seen) and seen[i][1] - baseline < rank:
+            i += 1
+        delays.append(seen[i][0] - at if i < len(seen) else float("inf"))
+    return delays
+
+
+async def measure(base: str, key: str, args: argparse.Namespace) -> None:
+    answered: list[float] = []
+    seen: list[tuple[float, int]] = []
+    done = asyncio.Event()
+    poller = asyncio.ensure_future(poll(base, args.poll_ms / 1000, done, seen))
+    await asyncio.sleep(0.5)
+    baseline = seen[-1][1] if seen else 0
+    failed = await load(f"{base}/v1/chat/completions", key, args.rate, args.seconds, answered)
+    done.set()
+    await poller
+    delays = sorted(d * 1000 for d in freshness(answered, seen, baseline))
+    lost = sum(d == float("inf") for d in delays)
+    finite = [d for d in delays if d != float("inf")]
+    print(f"{len(answered):,} answered, {failed} failed, {len(seen)} summary polls "
+          f"every {args.poll_ms} ms; final count {seen[-1][1] - baseline:,} (never counted: {lost})")
+    print(f"response -> visible in summary: p50 {percentile(finite, 50):.0f} ms, "
+          f"p90 {percentile(finite, 90):.0f} ms, p99 {percentile(finite, 99):.0f} ms, "
+          f"max {finite[-1]:.0f} ms")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rate", type=int, default=1000)
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--poll-ms", type=int, default=20)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="meterline-freshness-"))
+    procs = []
+    try:
+        sim_port, port = free_port(), free_port()
+        procs.append(spawn([sys.executable, "-m", "testkit.simulator.server", "--port", str(sim_port)],
+                           work / "sim.log"))
+        wait_http(f"http://127.0.0.1:{sim_port}/health")
+        up, key = meterline(work, f"http://127.0.0.1:{sim_port}/v1", port)
+        procs.append(up)
+        asyncio.run(measure(f"http://127.0.0.1:{port}", key, args))
+    finally:
+        for proc in procs:
+            proc.terminate()
+
+
+if __name__ == "__main__":
+    main()
