@@ -32,6 +32,7 @@ from domain.audit import (
     VerifyReport,
     canonical_json,
     format_time,
+    is_hash,
     key_id,
     verify,
 )
@@ -131,8 +132,11 @@ def verify_bundle(directory: Path, public_key: Ed25519PublicKey | None = None,
     if start.seq > 0 and report.ok and not any(c.seq == start.seq for c in checkpoints):
         notes.append(f"the bundle starts after seq {start.seq} and no checkpoint there anchors it: "
                      "its first prev_hash is taken on trust")
-    for name, expected in (manifest or {}).get("files", {}).items():
-        if (directory / name).exists() and _digest(directory / name) != expected:
+    files = (manifest or {}).get("files")
+    if manifest and not isinstance(files, dict):
+        problems.append(f"{MANIFEST} lists no SHA-256 per file")
+    for name in (ENTRIES, CHECKPOINTS, PUBLIC_KEY) if isinstance(files, dict) else ():
+        if not (directory / name).exists() or _digest(directory / name) != files.get(name):
             problems.append(f"{name} does not match the SHA-256 in {MANIFEST}")
     return BundleReport(report, problems, notes)
 
@@ -179,6 +183,8 @@ def _start(manifest: dict[str, Any] | None, problems: list[str]) -> Head:
         return GENESIS
     try:
         start = Head(int(manifest["start"]["seq"]), str(manifest["start"]["hash"]))
+        if start.seq < 0 or not is_hash(start.hash):
+            raise ValueError(start)
     except (KeyError, TypeError, ValueError):
         problems.append(f"{MANIFEST} has no readable start (seq and hash before the first entry)")
         return GENESIS

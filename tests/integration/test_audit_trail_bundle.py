@@ -180,3 +180,27 @@ def auditors_own_check(bundle: Path) -> int:
 def test_an_auditor_following_the_documented_format_alone_verifies_an_export(data_dir: Path,
                                                                              tmp_path: Path) -> None:
     assert auditors_own_check(exported(data_dir, tmp_path / "bundle")) == 30
+
+
+def test_a_whole_trail_bundle_whose_manifest_hides_its_first_entries_fails(data_dir: Path,
+                                                                          tmp_path: Path) -> None:
+    bundle = exported(data_dir, tmp_path / "bundle")
+    lines = (bundle / ENTRIES).read_text().splitlines(True)
+    (bundle / ENTRIES).write_text("".join(lines[5:]))
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["start"] = {"seq": 5, "hash": json.loads(lines[5])["prev_hash"]}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    report = verify_bundle(bundle)
+    assert not report.ok
+    assert any("whole trail but starts after seq 5" in p for p in report.file_problems)
+    assert report.report.problem.seq == 1  # checked from seq 1: the first five are missing
+
+
+def test_a_manifest_with_nonsense_in_it_is_a_finding_not_a_crash(data_dir: Path, tmp_path: Path) -> None:
+    bundle = exported(data_dir, tmp_path / "bundle")
+    (bundle / "manifest.json").write_text(json.dumps({"format": "meterline.audit.bundle/1",
+                                                      "start": {"seq": -3, "hash": "x"}, "files": 7}))
+    report = verify_bundle(bundle)
+    assert report.report.ok and not report.ok
+    assert any("no readable start" in p for p in report.file_problems)
+    assert any("no SHA-256 per file" in p for p in report.file_problems)
