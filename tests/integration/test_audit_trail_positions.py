@@ -4,11 +4,15 @@ transaction: a batch delivered again appends nothing, and a recorder resumes whe
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import UTC, datetime
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eventsourcing.persistence import Tracking
 
 from adapters.clock import FixedClock
+from adapters.eventstore import memory
+from adapters.eventstore.environments import memory_env
 from domain.audit import AuditEntry, ChainedEntry
 from domain.services.audit_trail import AuditTrail
 from tests.support.audit_store import audit_store as audit_store  # fixture, used by name
@@ -55,3 +59,17 @@ def test_two_recorders_racing_on_the_same_batch_record_it_once(audit_store) -> N
     assert [r.seq for r in trails[0].records()] == [1, 2, 3, 4]
     for trail in trails:
         trail.close()
+
+
+def test_the_trail_runs_on_the_in_memory_twin_and_a_reopen_on_its_name_finds_it() -> None:
+    name = f"audit-{uuid.uuid4().hex}"
+    key = Ed25519PrivateKey.generate()
+    try:
+        trail = AuditTrail(CLOCK, key, env=memory_env(name), checkpoint_every=2)
+        trail.append(from_registry(1, 3), Tracking("registry", 3))
+        reopened = AuditTrail(CLOCK, env=memory_env(name))
+        report = reopened.verify(key.public_key())
+        assert (report.ok, report.entries, report.last_checkpoint.seq) == (True, 3, 3)
+        assert reopened.position("registry") == 3
+    finally:
+        memory.forget(name)
