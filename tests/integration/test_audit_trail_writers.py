@@ -3,12 +3,14 @@ processes would be): seq stays gapless, every entry lands once, checkpoints keep
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from adapters.clock import FixedClock
+from adapters.eventstore.environments import sqlite_env
 from domain.audit import AuditEntry, ChainedEntry
 from domain.services.audit_trail import AuditTrail
 from tests.support.audit_store import audit_store as audit_store  # fixture, used by name
@@ -61,3 +63,27 @@ def test_concurrent_appenders_keep_seq_gapless_and_every_entry_once(audit_store)
     finally:
         for trail in trails:
             trail.close()
+
+
+def append_from_a_process(env: dict[str, str], writer: int, batches: int) -> None:
+    trail = AuditTrail(FixedClock(datetime(2025, 3, 3, tzinfo=UTC)), KEY, env=env, checkpoint_every=20)
+    for b in range(batches):
+        trail.append([AuditEntry(time=trail.clock.now(), actor=f"user:p{writer}", action="AuthFailed",
+                                 target=f"batch:{b}", details={"i": i}) for i in range(BATCH)])
+    trail.close()
+
+
+def test_writers_in_separate_processes_on_one_sqlite_file_keep_seq_gapless(tmp_path) -> None:
+    """`meterline up` runs the gateway, the ledger and the projector as processes on one data dir."""
+    env = sqlite_env(tmp_path / "store")
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=append_from_a_process, args=(env, w, BATCHES)) for w in range(3)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    assert [p.exitcode for p in processes] == [0, 0, 0]
+    trail = AuditTrail(FixedClock(datetime(2025, 3, 3, tzinfo=UTC)), env=env)
+    report = trail.verify(KEY.public_key())
+    assert report.ok and report.entries == 3 * BATCHES * BATCH, report.summary()
+    trail.close()
