@@ -22,7 +22,7 @@ from typing import Any
 
 from domain.credentials import KEY_PREFIX, TOKEN_PREFIX
 
-MAX_SAFE_INTEGER = 2**53 - 1  # beyond this an auditor's JavaScript or jq rounds the number
+MAX_SAFE_INTEGER = 2**53 - 1  # beyond this JavaScript (and many JSON tools) round the number
 MAX_TEXT = 2000
 MAX_DETAILS = 64
 # a letter first: the event store reads a {"_type_", "_data_"} object as a stored class
@@ -48,7 +48,7 @@ def format_time(at: datetime) -> str:
     """RFC 3339 UTC with microseconds and `Z`: `2025-03-03T09:30:00.000000Z`."""
     if at.tzinfo is None:
         raise ValueError(f"audit times are timezone-aware, got naive {at.isoformat()}")
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(text: str) -> datetime:
