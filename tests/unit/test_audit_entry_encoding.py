@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from domain.audit import (
     GENESIS,
@@ -110,3 +112,26 @@ def test_a_full_key_or_token_that_slips_into_an_entry_is_cut_to_its_display_pref
     assert entry.details["note"] == "qwen-mlu-instruct-v2-long-name"  # a model name is no token
     assert AuditEntry(time=AT, actor=f"key:{display_prefix(key)}", action="X").actor == (
         f"key:{display_prefix(key)}")
+
+
+TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
+DETAILS = st.dictionaries(st.from_regex(r"[A-Za-z][A-Za-z0-9_.\-]{0,20}", fullmatch=True),
+                          st.none() | st.booleans() | TEXT
+                          | st.integers(-(2**53 - 1), 2**53 - 1), max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(actor=TEXT.filter(bool), target=TEXT, details=DETAILS, request_id=st.none() | TEXT.filter(bool),
+       ip=st.none() | st.ip_addresses().map(str),
+       at=st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 1, 1), timezones=st.just(UTC)))
+def test_any_valid_entry_reads_back_from_its_json_line_to_the_same_bytes_and_hash(
+        actor, target, details, request_id, ip, at) -> None:
+    [record] = chain(GENESIS, [AuditEntry(time=at, actor=actor, action="X", target=target,
+                                          details=details, source_ip=ip, request_id=request_id)])
+    line = json.dumps(record.as_record(), ensure_ascii=False)
+    again = ChainedEntry.from_record(json.loads(line))
+    assert again == record
+    assert again.recomputed_hash() == record.entry_hash
+    fields = {k: v for k, v in json.loads(line).items() if k not in ("prev_hash", "entry_hash")}
+    written = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    assert hashlib.sha256(bytes(32) + written).hexdigest() == record.entry_hash
