@@ -32,18 +32,26 @@ ANALYTICS_TABLES = ("usage_events", "usage_hourly", "usage_daily")
 _DIMENSIONS = {"user": "user_id", "key": "key_id", "team": "team_id", "model": "toString(model)"}
 _FILTER_COLUMNS = {"user_id": "user_id", "key_id": "key_id", "team_id": "team_id", "model": "model"}
 _FLOORS = f"[{', '.join(map(str, LATENCY_BUCKETS_MS))}]"
-_RAW_MEASURES = (
-    "sum(toUInt64(requests)), sum(prompt_tokens), sum(completion_tokens), sum(cached_tokens), sum(cost), "
-    f"countIf(final), countIf(final AND status >= {ERROR_STATUS}), "
-    "toString(sumIf(toUInt128(latency_ms), final)), "
-    f"mapKeys(sumMap(if(final, map(toUInt32(roundDown(latency_ms, {_FLOORS})), toUInt64(1)), map())) AS h), "
-    "mapValues(h), "
-    "uniqExact(user_id)")
-_ROLLUP_MEASURES = (
-    "sum(requests), sum(prompt_tokens), sum(completion_tokens), sum(cached_tokens), sum(cost), "
-    "sum(finished), sum(errors), toString(sum(latency_ms_sum)), "
-    "mapKeys(sumMap(latency_histogram) AS h), mapValues(h), "
-    "uniqExact(user_id)")
+_SUMS = {  # per source: requests, tokens, cost, finished, errors, latency sum (text: UInt128)
+    "raw": ("sum(toUInt64(requests)), sum(prompt_tokens), sum(completion_tokens), sum(cached_tokens), "
+            f"sum(cost), countIf(final), countIf(final AND status >= {ERROR_STATUS}), "
+            "toString(sumIf(toUInt128(latency_ms), final))"),
+    "rollup": ("sum(requests), sum(prompt_tokens), sum(completion_tokens), sum(cached_tokens), sum(cost), "
+               "sum(finished), sum(errors), toString(sum(latency_ms_sum))"),
+}
+_HISTOGRAM = {  # the latency histogram as its floors and their counts
+    "raw": (f"mapKeys(sumMap(if(final, map(toUInt32(roundDown(latency_ms, {_FLOORS})), toUInt64(1)), map()))"
+            " AS h), mapValues(h)"),
+    "rollup": "mapKeys(sumMap(latency_histogram) AS h), mapValues(h)",
+}
+_NO_HISTOGRAM = "CAST([] AS Array(UInt32)), CAST([] AS Array(UInt64))"  # for latency=False
+
+
+def _measures(source: str, latency: bool) -> str:
+    kind = "raw" if source == "raw" else "rollup"
+    return f"{_SUMS[kind]}, {_HISTOGRAM[kind] if latency else _NO_HISTOGRAM}, uniqExact(user_id)"
+
+
 # The stored ranges: DateTime from 1970 to 2106, Date32 from 1900 to 2299.
 _FIRST, _LAST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2106, 1, 1, tzinfo=UTC)
 _TIME = "DateTime64(6, 'UTC')"
@@ -76,7 +84,7 @@ def figures_statement(query: AnalyticsQuery, source: str, rollup_timezone: str) 
     if any(g in BUCKETS for g in query.group_by):
         params["tz"] = query.timezone
     columns = [f"{expression} AS g{i}" for i, expression in enumerate(groups)]
-    measures = _RAW_MEASURES if source == "raw" else _ROLLUP_MEASURES
+    measures = _measures(source, query.latency)
     sql = (f"SELECT {', '.join([*columns, measures])} FROM {TABLES[source]} WHERE {' AND '.join(where)}")
     if groups:
         sql += f" GROUP BY {', '.join(f'g{i}' for i in range(len(groups)))}"

@@ -50,10 +50,11 @@ class Window:
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    def query(self, *group_by: str) -> AnalyticsQuery:
+    def query(self, *group_by: str, latency: bool = True) -> AnalyticsQuery:
+        """The figures question over this window; `latency=False` where no latency is shown."""
         return AnalyticsQuery(start=self.start, end=self.end, user_id=self.user_id, key_id=self.key_id,
                               team_id=self.team_id, model=self.model, application=self.application,
-                              group_by=group_by, timezone=self.timezone)
+                              group_by=group_by, timezone=self.timezone, latency=latency)
 
     def previous(self) -> Window:
         """The period of equal length (the same number of seconds) just before this one."""

@@ -99,8 +99,8 @@ async def users(ctx: Ctx, _: Admin, period: Period, sort: SortBy = "tokens",
                 limit: Annotated[int, Query(ge=1, le=10_000, description="rows: 1 to 10,000")] = 100,
                 offset: Annotated[int, Query(ge=0, le=10**9, description="rows to skip")] = 0,
                 format: Literal["json", "csv"] = "json") -> dict | Response:
-    now = await figures(ctx, period.query("user"))
-    before = {f.group[0]: f for f in await figures(ctx, period.previous().query("user"))}
+    now = await figures(ctx, period.query("user", latency=False))
+    before = {f.group[0]: f for f in await figures(ctx, period.previous().query("user", latency=False))}
     pairs = _ordered([(f, before.get(f.group[0])) for f in now], sort, order == "desc")
     rows = [_row(*pair) for pair in pairs[offset:offset + limit]]
     if format == "csv":

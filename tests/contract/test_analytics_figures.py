@@ -64,7 +64,8 @@ def queries(draw: st.DrawFn) -> AnalyticsQuery:
         key_id=draw(st.none() | st.sampled_from(["k1", "k'3"])),
         team_id=draw(st.none() | st.sampled_from(["red", ""])), model=draw(st.none() | st.just("m-a")),
         application=draw(st.none() | st.sampled_from(["", "canopy", "o'brien"])),
-        group_by=tuple(groups), timezone=draw(st.sampled_from([ROLLUP_ZONE, *ZONES])))
+        group_by=tuple(groups), timezone=draw(st.sampled_from([ROLLUP_ZONE, *ZONES])),
+        latency=draw(st.booleans()))
 
 
 class AnalyticsFiguresContract:

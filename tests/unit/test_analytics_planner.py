@@ -59,3 +59,21 @@ def test_statements_split_at_line_ending_semicolons_without_comments() -> None:
 
 def test_the_migrations_are_numbered_from_one_without_gaps() -> None:
     assert [m.version for m in load_migrations("UTC")] == [1, 2, 3]
+
+
+
+def test_figures_without_latency_are_the_same_figures_with_an_empty_histogram():
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from domain.usage_figures import AnalyticsQuery, fold_figures
+    from tests.support.analytics import fact
+
+    start = datetime(2024, 3, 1, tzinfo=UTC)
+    facts = [fact(occurred_at=start + timedelta(hours=i), latency_ms=i * 37, user_id=f"u{i % 3}")
+             for i in range(50)]
+    query = AnalyticsQuery(start, start + timedelta(days=31), group_by=("user",))
+    with_latency = fold_figures(facts, query)
+    assert all(f.latency_histogram for f in with_latency)
+    assert fold_figures(facts, replace(query, latency=False)) == [
+        replace(f, latency_histogram=()) for f in with_latency]
