@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from infra.audit_cli import audit_app
 from infra.config.errors import ConfigError, format_config_error
 from infra.config.toml_file import MeterlineConfig, load_config
 
@@ -18,6 +19,7 @@ config_app = typer.Typer(help="Check configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 projections_app = typer.Typer(help="Analytics, the ledger's projection.", no_args_is_help=True)
 app.add_typer(projections_app, name="projections")
+app.add_typer(audit_app, name="audit")
 err = Console(stderr=True)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (METERLINE_DATA_DIR).")]
