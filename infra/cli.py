@@ -153,6 +153,36 @@ def reconcile(period: Annotated[str | None, typer.Option(
     raise typer.Exit(code)
 
 
+@app.command()
+def replay(until: Annotated[str, typer.Option(
+               "--until", help="An instant, ISO 8601 (e.g. 2026-03-01T12:00:00Z; no zone means UTC).")],
+           scope: Annotated[str | None, typer.Option(
+               "--scope", help="Only one principal: user:ID, key:ID or team:ID.")] = None,
+           fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+           data_dir: DataDir = None, config: ConfigFile = None) -> None:
+    """Rebuild budgets and keys as they stood at an instant, from the event store; writes nothing."""
+    from infra.replay import run as run_replay
+    try:
+        settings = _settings(data_dir, config, None, None)
+        code = run_replay(settings, _config(settings), until, scope, fmt)
+    except (ConfigError, ValueError, OSError) as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def explain(request_id: Annotated[str, typer.Argument(help="The request id a response or error carried.")],
+            data_dir: DataDir = None, config: ConfigFile = None) -> None:
+    """Why a /v1 request was refused (its decision record), or what a served one cost; exit 1 if unknown."""
+    from infra.explain import run as run_explain
+    try:
+        settings = _settings(data_dir, config, None, None)
+        code = run_explain(settings, _config(settings), request_id)
+    except (ConfigError, ValueError, OSError) as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
 @projections_app.command("rebuild")
 def projections_rebuild(
         since: Annotated[str | None, typer.Option(
