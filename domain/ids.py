@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import UTC, datetime
 from uuid import UUID, uuid5
 
 NAMESPACE = UUID("6d1c8a52-3f0e-4b7e-9a51-6f0f6c1e2a10")
@@ -39,3 +40,28 @@ def random_id() -> str:
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = raw.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def time_ordered_id(unix_ms: int) -> str:
+    """A version 7 UUID as text: `unix_ms` (wall-clock milliseconds, 48 bits), then random bits.
+
+    Request ids are made this way so that an id alone says roughly when its request was
+    served, and `meterline explain` can look in the ledger's batches of that moment instead
+    of reading the whole log. The time is the host's wall clock, read by the caller, never
+    the injected Clock: it is a search hint, not a business time."""
+    raw = bytearray(unix_ms.to_bytes(6, "big") + os.urandom(10))
+    raw[6] = (raw[6] & 0x0F) | 0x70  # version 7
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 9562 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def id_time(text: str) -> datetime | None:
+    """When a `time_ordered_id` was made (to the millisecond); None for any other id."""
+    try:
+        parsed = UUID(text)
+    except (ValueError, TypeError, AttributeError):
+        return None
+    if parsed.version != 7:
+        return None
+    return datetime.fromtimestamp((parsed.int >> 80) / 1000, tz=UTC)

@@ -74,6 +74,9 @@ class Decision:
     # Refused only because of what other requests hold reserved: spent plus this request's
     # own worst case fits, so the answer may change once those requests settle.
     waits_on_reserved: bool = False
+    # On a refusal, every scope's decision (the guard fills it in), so the refusal's record
+    # can name each scope checked, not only the deciding one.
+    checked: tuple[Decision, ...] = ()
 
     @property
     def allowed(self) -> bool:

@@ -13,11 +13,13 @@ from domain.ports.analytics import AnalyticsStore
 from domain.ports.bus import EventBus
 from domain.ports.clock import Clock
 from domain.ports.upstream import Upstream
+from domain.services.decisions import Decisions
 from domain.services.ledger import Ledger
 from domain.services.registry import Registry
 from gateway.metrics import Metrics
 from gateway.views.quota_guard import QuotaGuard
 from gateway.views.rate_limits import RateLimiter
+from gateway.views.refusal_log import RefusalLog
 from gateway.views.registry_view import RegistryView
 
 T = TypeVar("T")
@@ -70,10 +72,13 @@ class GatewayContext:
     rate_limiter: RateLimiter = field(default_factory=RateLimiter)
     metrics: Metrics = field(default_factory=Metrics)
     after_command: Callable[[], Any] | None = None  # pulls new events into the in-memory views
+    refusals: RefusalLog | None = None  # decision records of refused /v1 requests
 
     def __post_init__(self) -> None:
         if self.guard is None:
             self.guard = QuotaGuard(self.clock)
+        if self.refusals is None:  # its store lies beside the ledger's, opened on first refusal
+            self.refusals = RefusalLog(lambda: Decisions.beside(self.ledger))
         self.admin_token_hmac = fingerprint(self.admin_token, self.server_secret)
 
     def hmac(self, secret: str) -> str:

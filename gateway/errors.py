@@ -19,10 +19,18 @@ class GatewayError(Exception):
         self.code = code
         self.param = param
         self.headers = headers or {}
+        # Set on a /v1 refusal (gateway/v1/refusals.py): the id a client can quote, and the
+        # rule and facts its decision record keeps.
+        self.request_id: str | None = None
+        self.rule: str | None = None
+        self.details: dict | None = None
+        self.key: object | None = None
 
     def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param,
-                          "code": self.code}}
+        error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
+        if self.request_id is not None:
+            error["request_id"] = self.request_id
+        return {"error": error}
 
     def response(self) -> JsonBytesResponse:
         return JsonBytesResponse(orjson.dumps(self.body()), self.status, self.headers)

@@ -17,6 +17,7 @@ from domain.quota_policy import Decision, Mode, Scope
 from gateway import errors
 from gateway.context import GatewayContext, ModelRoute
 from gateway.v1.estimate import MEDIA_LIMIT_FIELD, bound_prompt
+from gateway.v1.refusals import key_refusal, quota_refusal, rate_refusal
 from gateway.v1.tags import NO_TAGS
 from gateway.views.quota_guard import Reservation, ScopeKey
 
@@ -46,10 +47,12 @@ def authenticate(ctx: GatewayContext, authorization: str | None, now: datetime |
         raise errors.unauthorized("no API key: send 'Authorization: Bearer sk-…' with a key from "
                                   "POST /api/keys", code="missing_api_key")
     secret = authorization[7:].strip()
-    match = ctx.registry_view.key_for_secret(ctx.hmac(secret), now or ctx.clock.now())
+    digest, at = ctx.hmac(secret), now or ctx.clock.now()
+    match = ctx.registry_view.key_for_secret(digest, at)
     if match is None:
         ctx.metrics.refused("invalid_key")
-        raise errors.unauthorized("the API key is unknown, revoked or expired; create a new key")
+        raise key_refusal(errors.unauthorized("the API key is unknown, revoked or expired; create a "
+                                              "new key"), ctx.registry_view.key_holding(digest), at)
     return match.key
 
 
@@ -175,7 +178,8 @@ def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiK
                                              key.tpm_limit, prompt_bound + max_out)
     if not ok:
         ctx.metrics.refused("rate_limit")
-        raise errors.rate_limited(f"{reason} for this key; retry in {wait} s", wait)
+        raise rate_refusal(errors.rate_limited(f"{reason} for this key; retry in {wait} s", wait),
+                           key, reason, wait)
     amount = price.worst_case_cost(prompt_bound, max_out * choices)
     admitted = Admitted(key, route, price, payload, endpoint, max_out, prompt_bound, NOT_YET, job_id,
                         key_id, labels)
@@ -216,6 +220,6 @@ def refuse_quota(ctx: GatewayContext, adm: Admitted, decision: Decision) -> NoRe
     ctx.metrics.refused(f"quota_{decision.scope}")
     waited = (f"; other requests held {usd_text(decision.reserved)} reserved and did not settle "
               f"within {ctx.options.reservation_wait_s:g} s" if decision.waits_on_reserved else "")
-    raise errors.insufficient_quota(
+    raise quota_refusal(errors.insufficient_quota(
         f"{decision.reason}{waited} (policy v{decision.policy_version}). Ask an admin to raise the "
-        "budget or wait for the next period.")
+        "budget or wait for the next period."), decision)

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from domain.ids import random_id
+from domain.ids import time_ordered_id
 from domain.ports.bus import USAGE_TOPIC, BusMessage, EventBus
 from domain.pricing import Usage
 from domain.usage import EVENT_TYPE as REQUEST_METERED
@@ -54,7 +54,7 @@ class StreamBill:
     """What the parts of one stream published so far billed: a stream that runs long is
     metered in parts (gateway/v1/streaming.py), each for what it adds."""
 
-    request_id: str = field(default_factory=random_id)
+    request_id: str = field(default_factory=lambda: time_ordered_id(time.time_ns() // 1_000_000))
     parts: int = 0
     usage: Usage = Usage(0, 0)
     cost: int = 0
@@ -87,7 +87,9 @@ async def meter(ctx: GatewayContext, adm: Admitted, *, status: int, usage: Usage
         release = left if final else min(cost, left)
     key = adm.key
     fact = RequestMetered(
-        event_id=random_id(), occurred_at=ctx.clock.now(), key_id=adm.key_id, user_id=key.user_id,
+        # Time-ordered, so `explain` finds the fact by its id alone (domain/services/request_lookup.py).
+        event_id=time_ordered_id(time.time_ns() // 1_000_000), occurred_at=ctx.clock.now(),
+        key_id=adm.key_id, user_id=key.user_id,
         team_id=key.team_id, model=adm.route.name, endpoint="/v1" + ENDPOINT_PATH[adm.endpoint],
         prompt_tokens=part.prompt_tokens, completion_tokens=part.completion_tokens,
         cached_tokens=part.cached_tokens, latency_ms=int((time.perf_counter() - started) * 1000),

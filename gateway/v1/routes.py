@@ -14,6 +14,7 @@ from gateway import errors
 from gateway.context import GatewayContext
 from gateway.v1.admission import ENDPOINT_PATH, MustWait, admit, authenticate, wait_for_reservations
 from gateway.v1.body import BodySource, job_of, parse_json, read_body
+from gateway.v1.refusals import refused
 from gateway.v1.tags import tags_of
 from gateway.v1.upstream_call import call_once, call_streaming, upstream_body
 
@@ -40,6 +41,7 @@ async def serve(ctx: GatewayContext, endpoint: str, authorization: str | None, j
     """One /v1 request: admit, forward, meter, answer. Errors come back as responses."""
     started = time.perf_counter()
     now = ctx.clock.now()
+    key = payload = None
     try:
         key = authenticate(ctx, authorization, now)
         payload = parse_json(await read_body(body, content_length, ctx.options.max_body_bytes))
@@ -54,7 +56,7 @@ async def serve(ctx: GatewayContext, endpoint: str, authorization: str | None, j
         except MustWait as waiting:
             adm = await wait_for_reservations(ctx, waiting)
     except errors.GatewayError as exc:
-        return exc.response()
+        return refused(ctx.refusals, exc, key, payload, now).response()
     url = adm.route.upstream_url + ENDPOINT_PATH[endpoint]
     try:
         body = upstream_body(adm)

@@ -49,11 +49,12 @@ async def call_once(ctx: GatewayContext, adm: Admitted, url: str, body: bytes, s
         raise errors.upstream_failed(f"the model server for '{adm.route.name}' sent a body "
                                      "that is not JSON") from None
     usage = parse_usage(data.get("usage"))
-    await meter(ctx, adm, status=upstream.status, usage=usage, started=started,
-                generated_bytes=choice_text_bytes(data))
+    fact = await meter(ctx, adm, status=upstream.status, usage=usage, started=started,
+                       generated_bytes=choice_text_bytes(data))
     if "model" in data:
         data["model"] = adm.payload["model"]
-    return JsonBytesResponse(orjson.dumps(data), upstream.status)
+    # The id `meterline explain` and GET /api/admin/requests/{id} know the request by.
+    return JsonBytesResponse(orjson.dumps(data), upstream.status, {"x-request-id": fact.event_id})
 
 
 async def call_streaming(ctx: GatewayContext, adm: Admitted, url: str, body: bytes,

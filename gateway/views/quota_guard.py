@@ -76,8 +76,7 @@ class QuotaGuard:
             if verdict.verdict is Verdict.REFUSE:
                 refusals = [d for d in decisions if d.verdict is Verdict.REFUSE]
                 waits = all(d.waits_on_reserved for d in refusals)
-                return None, (verdict if verdict.waits_on_reserved == waits
-                              else replace(verdict, waits_on_reserved=waits))
+                return None, replace(verdict, waits_on_reserved=waits, checked=tuple(decisions))
             held = tuple(key for key in scopes if key in self._accounts)
             for key in held:
                 self._accounts[key].reserved += amount

@@ -94,6 +94,12 @@ class RegistryView:
             return None
         return KeyMatch(key, secret_hmac != key.secret_hmac)
 
+    def key_holding(self, secret_hmac: str) -> ApiKey | None:
+        """The key a secret is or was the current or retired secret of, whatever its state:
+        for explaining a refused key (revoked, expired, rotated out), never for admitting one."""
+        key = self._aggregates.get(self._by_hmac.get(secret_hmac))  # type: ignore[arg-type]
+        return key if isinstance(key, ApiKey) and secret_hmac in key.live_hmacs() else None
+
     def user_for_token(self, token_hmac: str) -> User | None:
         user_id = self._by_token.get(token_hmac)
         user = self._aggregates.get(user_id) if user_id else None
