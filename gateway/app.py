@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -13,6 +14,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from domain.errors import DomainError
 from gateway import errors
+from gateway.access_middleware import AccessAuditMiddleware
 from gateway.api import routes as management
 from gateway.context import GatewayContext
 from gateway.request_guard import RequestGuard
@@ -27,11 +29,18 @@ def create_app(ctx: GatewayContext,
 
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if lifespan is None:
-            yield
-        else:
-            async with lifespan(app):
+        # access events are appended by this task, never by the request that caused them
+        stop = asyncio.Event()
+        drain = asyncio.ensure_future(ctx.access_audit.run(stop))
+        try:
+            if lifespan is None:
                 yield
+            else:
+                async with lifespan(app):
+                    yield
+        finally:
+            stop.set()
+            await drain
 
     # No redirect from '/v1/models/' to '/v1/models': OpenAI clients do not follow an empty
     # 307 on a POST; such a path is a 404 in the error shape that names the right one.
@@ -52,6 +61,7 @@ def create_app(ctx: GatewayContext,
 
     install_error_handlers(app)
     app.add_middleware(RequestGuard, ctx=ctx)
+    app.add_middleware(AccessAuditMiddleware, ctx=ctx)  # outside the guard: it sees the guard's 401s
     return app
 
 

@@ -13,9 +13,11 @@ from domain.ports.analytics import AnalyticsStore
 from domain.ports.bus import EventBus
 from domain.ports.clock import Clock
 from domain.ports.upstream import Upstream
+from domain.services.audit_trail import AuditTrail
 from domain.services.decisions import Decisions
 from domain.services.ledger import Ledger
 from domain.services.registry import Registry
+from gateway.access_audit import AccessAudit
 from gateway.metrics import Metrics
 from gateway.views.quota_guard import QuotaGuard
 from gateway.views.rate_limits import RateLimiter
@@ -73,12 +75,16 @@ class GatewayContext:
     metrics: Metrics = field(default_factory=Metrics)
     after_command: Callable[[], Any] | None = None  # pulls new events into the in-memory views
     refusals: RefusalLog | None = None  # decision records of refused /v1 requests
+    audit: AuditTrail | None = None  # the tamper-evident trail; None: nothing is recorded
+    access_audit: AccessAudit | None = None
 
     def __post_init__(self) -> None:
         if self.guard is None:
             self.guard = QuotaGuard(self.clock)
         if self.refusals is None:  # its store lies beside the ledger's, opened on first refusal
             self.refusals = RefusalLog(lambda: Decisions.beside(self.ledger))
+        if self.access_audit is None:
+            self.access_audit = AccessAudit(self.clock, self.audit.append if self.audit else None)
         self.admin_token_hmac = fingerprint(self.admin_token, self.server_secret)
 
     def hmac(self, secret: str) -> str:

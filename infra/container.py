@@ -16,10 +16,12 @@ from domain.ports.analytics import AnalyticsStore
 from domain.ports.bus import EventBus
 from domain.ports.clock import Clock
 from domain.ports.upstream import Upstream
+from domain.services.audit_trail import AuditTrail
 from domain.services.ledger import Ledger
 from domain.services.registry import Registry
 from gateway.context import GatewayContext, GatewayOptions, ModelRoute
 from gateway.views.store_feed import StoreFeed
+from infra.audit_keys import load_or_create_signing_key
 from infra.config.env_settings import Settings, resolve_secrets
 from infra.config.toml_file import MeterlineConfig
 
@@ -39,9 +41,10 @@ class Meterline:
     analytics: AnalyticsStore
     ctx: GatewayContext
     feed: StoreFeed
+    audit: AuditTrail
 
     def close(self) -> None:
-        for closeable in (self.registry, self.ledger, self.analytics):
+        for closeable in (self.registry, self.ledger, self.audit, self.analytics):
             close = getattr(closeable, "close", None)
             if close is not None:
                 close()
@@ -82,6 +85,13 @@ def open_stores(settings: Settings, config: MeterlineConfig, clock: Clock, tz: s
                 log.warning("recording the configuration conflicted (%s); retrying", exc)
         time.sleep(0.2 + random.random() * 0.5)  # noqa: S311 - jitter, not a secret
     raise AssertionError("unreachable")
+
+
+def open_audit(settings: Settings, clock: Clock) -> AuditTrail:
+    """The audit trail in the event store's location (its own file or tables), with the signing
+    key from its file outside the store: every process that appends may sign a due checkpoint."""
+    key = load_or_create_signing_key(settings.audit_key_path)
+    return AuditTrail(clock, key, env=event_store_env(settings))
 
 
 def build_bus(settings: Settings) -> EventBus:
@@ -138,6 +148,12 @@ def build(settings: Settings, config: MeterlineConfig, *, clock: Clock | None = 
     admin_token, key_secret = resolve_secrets(settings)
     tz = billing_timezone(settings, config)
     registry, ledger = open_stores(settings, config, clock, tz)
+    try:
+        audit = open_audit(settings, clock)
+    except BaseException:
+        registry.close()
+        ledger.close()
+        raise
     bus = bus or build_bus(settings)
     analytics = analytics or build_analytics(settings, rollup_timezone=tz)
     options = GatewayOptions(gateway_id=settings.gateway_id, max_body_bytes=settings.max_body_bytes,
@@ -149,7 +165,7 @@ def build(settings: Settings, config: MeterlineConfig, *, clock: Clock | None = 
     ctx = GatewayContext(clock=clock, registry=registry, ledger=ledger, bus=bus,
                          upstream=upstream or UpstreamPool(), analytics=analytics,
                          routes=routes_of(config), server_secret=key_secret.get_secret_value().encode(),
-                         admin_token=admin_token.get_secret_value(), options=options)
+                         admin_token=admin_token.get_secret_value(), options=options, audit=audit)
     feed = StoreFeed(registry, ledger, ctx.registry_view, ctx.guard)
     ctx.after_command = feed.pull
-    return Meterline(settings, config, clock, registry, ledger, bus, analytics, ctx, feed)
+    return Meterline(settings, config, clock, registry, ledger, bus, analytics, ctx, feed, audit)

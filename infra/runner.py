@@ -90,6 +90,11 @@ class Workers:
                                        linger_ms=system.settings.ledger_linger_ms)
             await self.ledger.start()
             self._spawn(self.ledger.run(self.stop_event), "ledger")
+        if "ledger" in self.roles:
+            # Domain events reach the trail from the stores, whichever process wrote them.
+            from infra.workers.audit_recorder import AuditRecorder
+            self._spawn(AuditRecorder(system.audit, system.registry, system.ledger).run(self.stop_event),
+                        "audit-recorder")
         if "projector" in self.roles:
             # It follows the ledger's store, where each fact is recorded once, not the bus.
             from projections.ledger_projector import LedgerProjector
@@ -101,7 +106,7 @@ class Workers:
             self._spawn(self._follow_store(), "event-feed")
         if "scheduler" in self.roles:
             self.scheduler = build_scheduler(system.registry, system.ledger, system.ctx.registry_view,
-                                             after=system.feed.pull)
+                                             after=system.feed.pull, audit=system.audit)
             self.scheduler.start()
 
     def _ledger_news(self) -> Callable[[], Awaitable[None]]:

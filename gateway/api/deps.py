@@ -38,11 +38,13 @@ def principal(request: Request) -> Principal:
                                   code="missing_token")
     digest = ctx.hmac(header[7:].strip())
     if hmac.compare_digest(digest, ctx.admin_token_hmac):
+        request.state.audit_actor = "admin"  # the access audit's actor (gateway/access_middleware.py)
         return Principal(None, Role.ADMIN)
     user = ctx.registry_view.user_for_token(digest)
     if user is None:
         raise errors.unauthorized("the token is unknown, or its user was offboarded",
                                   code="invalid_token")
+    request.state.audit_actor = f"user:{user.user_id}"
     return Principal(user.user_id, user.role)
 
 

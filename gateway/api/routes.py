@@ -2,12 +2,13 @@
 
 from fastapi import APIRouter
 
-from gateway.api import admin, analytics, analytics_users, explain, grants, keys, usage
+from gateway.api import admin, analytics, analytics_users, audit, explain, grants, keys, usage
 
 router = APIRouter()
 router.include_router(admin.router)
 router.include_router(analytics.router)
 router.include_router(analytics_users.router)
+router.include_router(audit.router)
 router.include_router(explain.router)
 router.include_router(grants.router)
 router.include_router(keys.router)

@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any
 
 from gateway import errors
+from gateway.access_middleware import record_v1
 from gateway.context import GatewayContext
 from gateway.responses import JsonBytesResponse
 from gateway.v1.direct_write import write_json
@@ -48,6 +49,8 @@ class V1FastPath:
             log.exception("unhandled error on %s", scope["path"])
             response = errors.GatewayError(500, "internal error; it was logged, please retry or "
                                            "report it", "api_error", "internal_error").response()
+        if response.status_code in (401, 403):
+            record_v1(self.ctx, response.status_code, scope, found.get("authorization"))
         if type(response) is not JsonBytesResponse or not write_json(send, response):
             await response(scope, receive, send)
 

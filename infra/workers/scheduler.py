@@ -1,4 +1,4 @@
-"""Periodic work (apscheduler): budget period rollover, grace-window expiry, key expiry."""
+"""Periodic work (apscheduler): budget period rollover, grace-window expiry, key expiry, audit checkpoints."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from domain.budget import Budget
 from domain.keys import ApiKey
 from domain.quota_policy import Scope
+from domain.services.audit_trail import AuditTrail
 from domain.services.ledger import Ledger
 from domain.services.registry import Registry
 
 log = logging.getLogger(__name__)
+CHECKPOINT_S = 300  # a quiet trail is signed this often: appends sign only when they happen
 
 
 class KnownPrincipals(Protocol):
@@ -41,8 +43,20 @@ def expire_keys(registry: Registry, principals: KnownPrincipals) -> int:
     return registry.expire_keys(principals.api_keys())
 
 
+def checkpoint_if_due(audit: AuditTrail) -> bool:
+    """Signs the trail's head when the checkpoint policy says it is time; whether it signed."""
+    try:
+        signed = audit.checkpoint(only_if_due=True)
+    except Exception as exc:
+        audit.checkpoint_error = str(exc)  # kept for whoever looks at this process; logged too
+        raise
+    audit.checkpoint_error = None
+    return signed is not None
+
+
 def build_scheduler(registry: Registry, ledger: Ledger, principals: KnownPrincipals,
-                    after: object = None, interval_s: int = 60) -> AsyncIOScheduler:
+                    after: object = None, interval_s: int = 60,
+                    audit: AuditTrail | None = None) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone="UTC")
 
     async def tick() -> None:
@@ -56,4 +70,14 @@ def build_scheduler(registry: Registry, ledger: Ledger, principals: KnownPrincip
 
     scheduler.add_job(tick, "interval", seconds=interval_s, id="budgets-and-keys",
                       max_instances=1, coalesce=True)
+
+    async def checkpoint() -> None:
+        try:
+            await anyio.to_thread.run_sync(checkpoint_if_due, audit)
+        except Exception:
+            log.exception("scheduler: the audit checkpoint was not signed; retrying next time")
+
+    if audit is not None and audit.signing_key is not None:
+        scheduler.add_job(checkpoint, "interval", seconds=CHECKPOINT_S, id="audit-checkpoint",
+                          max_instances=1, coalesce=True)
     return scheduler

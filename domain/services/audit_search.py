@@ -1,0 +1,73 @@
+"""Reading the audit trail back for people: entries matching a filter, newest first, a page at a time.
+
+A scan of the trail's own store, backwards from the head: enough for trails of up to a few
+hundred thousand entries. A request scans at most `SCAN_LIMIT` entries and returns the
+place it stopped, so a filter that matches nothing never reads a large trail in one go.
+Searching years of entries fast is the ClickHouse projection's job (not built yet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from domain.audit import AuditEntry, ChainedEntry
+from domain.services.audit_trail import AuditTrail
+
+PAGE = 1000
+SCAN_LIMIT = 50_000
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Every given condition must hold; `actions` and `targets` match any one of theirs."""
+
+    actions: frozenset[str] = frozenset()
+    actor: str | None = None
+    targets: frozenset[str] = frozenset()
+    start: datetime | None = None  # included
+    end: datetime | None = None  # excluded
+
+    def matches(self, entry: AuditEntry) -> bool:
+        return ((not self.actions or entry.action in self.actions)
+                and (self.actor is None or entry.actor == self.actor)
+                and (not self.targets or entry.target in self.targets)
+                and (self.start is None or entry.time >= self.start)
+                and (self.end is None or entry.time < self.end))
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    entries: list[ChainedEntry]
+    next_before: int | None  # pass as `before` for the next page; None: nothing older is left
+
+
+def newest_first(trail: AuditTrail, where: AuditFilter, before: int | None = None, limit: int = 100,
+                 scan_limit: int = SCAN_LIMIT) -> AuditPage:
+    """Up to `limit` entries matching `where` with a seq below `before` (default: all), newest first."""
+    found: list[ChainedEntry] = []
+    for scanned, record in enumerate(_backwards(trail, before), start=1):
+        if where.matches(record.entry):
+            found.append(record)
+            if len(found) == limit:
+                return AuditPage(found, record.seq if record.seq > 1 else None)
+        if scanned >= scan_limit:
+            return AuditPage(found, record.seq if record.seq > 1 else None)
+    return AuditPage(found, None)
+
+
+def every_match(trail: AuditTrail, where: AuditFilter, scan_limit: int = SCAN_LIMIT) -> list[ChainedEntry]:
+    """The matching entries among the newest `scan_limit`, oldest first."""
+    return list(reversed(newest_first(trail, where, limit=scan_limit, scan_limit=scan_limit).entries))
+
+
+def _backwards(trail: AuditTrail, before: int | None) -> Iterator[ChainedEntry]:
+    """The readable entries below seq `before`, newest first, read a page at a time
+    (an unreadable one is skipped here: verification is where it is reported)."""
+    upto = trail.head().seq if before is None else min(before - 1, trail.head().seq)
+    while upto >= 1:
+        after = max(0, upto - PAGE)
+        page = [r for r in trail.records(after=after, upto=upto) if isinstance(r, ChainedEntry)]
+        yield from reversed(page)
+        upto = after

@@ -1,0 +1,145 @@
+"""The audit search's parameters, its opaque cursor and its CSV; every refusal is a 400 naming
+the parameter."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import io
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.responses import Response
+
+from domain.audit import ChainedEntry
+from domain.audit.entry import ACTION
+from domain.services.audit_search import AuditFilter
+from gateway import errors
+from gateway.api.schemas import DATE_RULE, utc_instant
+
+MAX_LIMIT = 1000
+MAX_TYPES = 20
+MAX_TEXT = 200
+_CURSOR = "audit-before:"
+COLUMNS = ("seq", "time", "actor", "action", "target", "source_ip", "request_id", "details",
+           "prev_hash", "entry_hash")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    where: AuditFilter
+    before: int | None
+    limit: int
+    csv: bool
+
+
+def audit_query(type: str | None, actor: str | None, target: str | None, start: str | None,
+                end: str | None, cursor: str | None, limit: str | None, format: str | None) -> AuditQuery:
+    actions = frozenset(_types(type)) if type else frozenset()
+    begin, finish = _instant(start, "from"), _instant(end, "to")
+    if begin is not None and finish is not None and finish <= begin:
+        raise errors.bad_request("'to' must be after 'from'", "to")
+    if format not in (None, "json", "csv"):
+        raise errors.bad_request(f"format must be json or csv, got {_shown(format)}", "format")
+    where = AuditFilter(actions=actions, actor=_text(actor, "actor"),
+                        targets=frozenset({t}) if (t := _text(target, "target")) else frozenset(),
+                        start=begin, end=finish)
+    return AuditQuery(where, decode_cursor(cursor), _limit(limit), format == "csv")
+
+
+def encode_cursor(before: int | None) -> str | None:
+    """Opaque to callers, so the paging can change without breaking them."""
+    if before is None:
+        return None
+    return base64.urlsafe_b64encode(f"{_CURSOR}{before}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        if len(cursor) > 80:
+            raise ValueError("too long")
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        if not text.startswith(_CURSOR) or not text[len(_CURSOR):].isdigit() or len(text) > 40:
+            raise ValueError(text)
+        before = int(text[len(_CURSOR):])
+    except (ValueError, binascii.Error, UnicodeError):
+        raise errors.bad_request("cursor is not one this API returned; pass next_cursor from the "
+                                 "previous page, or leave it out for the newest entries", "cursor") from None
+    if before < 1:
+        raise errors.bad_request("cursor is not one this API returned", "cursor")
+    return before
+
+
+def csv_response(entries: list[ChainedEntry], next_cursor: str | None) -> Response:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    for chained in entries:
+        row = chained.as_record()
+        row["details"] = json.dumps(row["details"], sort_keys=True, ensure_ascii=False)
+        writer.writerow([_cell(row[c]) for c in COLUMNS])
+    headers = {"content-disposition": 'attachment; filename="audit.csv"'}
+    if next_cursor:
+        headers["x-next-cursor"] = next_cursor
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
+
+
+def _cell(value: Any) -> Any:
+    """A cell a spreadsheet shows as text (an actor or detail such as `=HYPERLINK(...)` is quoted)."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _types(value: str) -> list[str]:
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names or len(names) > MAX_TYPES:
+        raise errors.bad_request(f"type is one to {MAX_TYPES} comma-separated actions such as "
+                                 "KeyRevoked,AdminActionPerformed", "type")
+    for name in names:
+        if not ACTION.fullmatch(name):
+            raise errors.bad_request(f"type {_shown(name)} is not an action name (letters, digits, "
+                                     "_ . : -, a letter first), e.g. KeyRevoked", "type")
+    return names
+
+
+def _text(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    if not value or len(value) > MAX_TEXT or not value.isprintable():
+        raise errors.bad_request(f"{name} must be 1-{MAX_TEXT} printable characters, such as "
+                                 f"{'user:alice' if name == 'actor' else 'key:<id>'}", name)
+    return value
+
+
+def _instant(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        if value.isascii() and value.isdigit() and len(value) <= 12:
+            return utc_instant(datetime.fromtimestamp(int(value), UTC))
+        return utc_instant(datetime.fromisoformat(value))
+    except (ValueError, OverflowError, OSError):
+        raise errors.bad_request(f"'{name}' must be {DATE_RULE}, or Unix seconds; got "
+                                 f"{_shown(value)}", name) from None
+
+
+def _limit(value: str | None) -> int:
+    if value is None:
+        return 100
+    if not (value.isascii() and value.isdigit() and len(value) <= 4) or not 1 <= int(value) <= MAX_LIMIT:
+        raise errors.bad_request(f"limit must be a whole number from 1 to {MAX_LIMIT}, got "
+                                 f"{_shown(value)}", "limit")
+    return int(value)
+
+
+def _shown(value: str) -> str:
+    return repr(value[:40] + ("…" if len(value) > 40 else ""))
