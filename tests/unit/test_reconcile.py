@@ -77,3 +77,25 @@ def test_a_month_is_bounded_in_the_billing_time_zone() -> None:
 def test_a_malformed_period_is_refused_with_the_expected_form(period: str) -> None:
     with pytest.raises(ValueError, match="YYYY-MM"):
         month(period, "UTC")
+
+
+def test_a_report_of_thousands_of_groups_lists_only_the_differing_ones() -> None:
+    import io
+
+    from rich.console import Console
+
+    from infra.reconcile import MAX_LISTED, report
+
+    ledger = ledger_totals([fact(user_id=f"user-{i}", key_id=f"key-{i}") for i in range(200)], START, END)
+    analytics = dict(ledger)
+    analytics[("user", "user-7")] = Sums(0, 0, 0, 0)
+    out = io.StringIO()
+    code = report(compare(ledger, analytics), START, END, "UTC", Console(file=out, width=200))
+
+    text = out.getvalue()
+    assert code == 1
+    assert "user-7" in text and "user-8 " not in text
+    assert f"only differing groups are, up to {MAX_LISTED}" in text
+    quiet = io.StringIO()
+    assert report(compare(ledger, ledger), START, END, "UTC", Console(file=quiet, width=200)) == 0
+    assert "user-" not in quiet.getvalue() and "groups match to the nano-unit" in quiet.getvalue()
