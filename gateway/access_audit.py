@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -50,15 +50,16 @@ class AccessAudit:
 
     def __init__(self, clock: Clock, append: Callable[[Sequence[AuditEntry]], Any] | None = None,
                  flush_s: float = FLUSH_S, batch: int = BATCH, max_buckets: int = MAX_BUCKETS,
-                 max_queue: int = MAX_QUEUE) -> None:
+                 max_queue: int = MAX_QUEUE, window: timedelta = WINDOW) -> None:
         self.clock = clock
+        self.window = window
         self.append = append
         self.flush_s = flush_s
         self.batch = batch
         self.max_buckets = max_buckets
         self.max_queue = max_queue
         self.queue: list[AuditEntry] = []
-        self.buckets: dict[datetime, dict[_Key, _Bucket]] = {}  # by the minute they count
+        self.buckets: dict[datetime, dict[_Key, _Bucket]] = {}  # by the window (minute) they count in
         self.dropped = 0
         self.appended = 0
         self._full = asyncio.Event()
@@ -104,8 +105,7 @@ class AccessAudit:
         if not self.enabled:
             return
         now = self.clock.now()
-        minute = now.replace(second=0, microsecond=0)
-        buckets = self.buckets.setdefault(minute, {})
+        buckets = self.buckets.setdefault(self._window_of(now), {})
         bucket = buckets.get(key)
         if bucket is None:
             if len(buckets) >= self.max_buckets:
@@ -118,17 +118,21 @@ class AccessAudit:
         if len(bucket.codes) < 16 or code in bucket.codes:
             bucket.codes[code] = bucket.codes.get(code, 0) + 1
 
+    def _window_of(self, at: datetime) -> datetime:
+        seconds = self.window.total_seconds()
+        return datetime.fromtimestamp(at.timestamp() // seconds * seconds, UTC)
+
     # ----- appending ------------------------------------------------------------------------
 
     def _closed(self, everything: bool) -> list[AuditEntry]:
         """Entries for every minute that is over (all of them at shutdown), oldest first."""
-        current = self.clock.now().replace(second=0, microsecond=0)
+        current = self._window_of(self.clock.now())
         entries = []
         for minute in sorted(m for m in self.buckets if everything or m < current):
             for (action, surface, ip, actor, target, path, status), b in self.buckets.pop(minute).items():
                 details: dict[str, Any] = {
                     "count": b.count, "surface": surface, "status": status,
-                    "window_start": format_time(minute), "window_seconds": int(WINDOW.total_seconds()),
+                    "window_start": format_time(minute), "window_seconds": int(self.window.total_seconds()),
                     "first_at": format_time(b.first),
                     "codes": ",".join(f"{c}:{n}" for c, n in sorted(b.codes.items()))}
                 if path == OVERFLOW:
