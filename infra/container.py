@@ -87,11 +87,22 @@ def open_stores(settings: Settings, config: MeterlineConfig, clock: Clock, tz: s
     raise AssertionError("unreachable")
 
 
-def open_audit(settings: Settings, clock: Clock) -> AuditTrail:
+def open_audit(settings: Settings, clock: Clock, attempts: int = 5) -> AuditTrail:
     """The audit trail in the event store's location (its own file or tables), with the signing
-    key from its file outside the store: every process that appends may sign a due checkpoint."""
+    key from its file outside the store: every process that appends may sign a due checkpoint.
+
+    Retried like `open_stores`: processes starting together race in creating its tables (the
+    loser's migration record conflicts), and the next attempt finds them made."""
     key = load_or_create_signing_key(settings.audit_key_path)
-    return AuditTrail(clock, key, env=event_store_env(settings))
+    for attempt in range(1, attempts + 1):
+        try:
+            return AuditTrail(clock, key, env=event_store_env(settings))
+        except DatabaseError as exc:
+            if attempt == attempts:
+                raise
+            log.warning("opening the audit trail failed (%s); retrying", exc)
+        time.sleep(0.2 + random.random() * 0.5)  # noqa: S311 - jitter, not a secret
+    raise AssertionError("unreachable")
 
 
 def build_bus(settings: Settings) -> EventBus:
