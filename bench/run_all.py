@@ -27,6 +27,7 @@ BENCHMARKS = {
     "analytics": ["bench.bench_analytics", "--paths"],
     "simulator": ["bench.bench_simulator", "--duration", "5", "--pin"],
     "streams": ["bench.bench_streams", "--streams", "500,2000"],
+    "audit": ["bench.bench_audit", "--single", "2000", "--batched", "100000", "--postgres"],
 }
 
 
