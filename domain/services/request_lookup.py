@@ -66,5 +66,5 @@ def _first_batch_after(ledger: Any, moment: datetime) -> int | None:
         if ledger.mapper.to_domain_event(probe[0]).timestamp < moment:
             low = probe[0].id + 1
         else:
-            high = probe[0].id
+            high = middle  # [middle, probe) holds no batch: reading from middle reaches the probe
     return low
