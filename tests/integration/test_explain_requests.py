@@ -3,6 +3,7 @@ GET /api/admin/requests/{id} returns; a served request's id finds its metered ch
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from uuid import uuid4
 
@@ -158,3 +159,21 @@ def test_a_flood_of_refusals_keeps_20_records_per_key_and_rule_and_counts_the_re
     assert store.counted() - counted_before >= 300 - 2 * 20
     assert store.counted() - counted_before + (added - 2) <= 300
     assert explained(gw, ids[0])["rule"] == "unknown_key"
+
+
+def test_meterline_explain_prints_a_refusal_and_a_served_charge_and_exits_1_on_an_unknown_id(gw, capsys):
+    from infra.explain import run
+    settings, config = gw.system.settings, gw.system.config
+    key = gw.issue_key("alice", models=["sim"])
+    refused = post(gw, key["key"], "/embeddings", json={"model": "sim-embed", "input": "x"})
+    served = chat(gw, key["key"])
+    gw.system.ctx.refusals.flush()
+    gw.wait_metered(key["id"], 1)
+    capsys.readouterr()
+    assert run(settings, config, request_id_of(refused)) == 0
+    assert json.loads(capsys.readouterr().out)["rule"] == "model_out_of_scope"
+    assert run(settings, config, served.headers["x-request-id"]) == 0
+    assert json.loads(capsys.readouterr().out)["charged_to"][0] == f"key:{key['id']}"
+    assert run(settings, config, str(uuid4())) == 1
+    with pytest.raises(ValueError, match="not a request id"):
+        run(settings, config, "req-123")
