@@ -174,6 +174,7 @@ class AccessAudit:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Appends every `flush_s` (sooner when a batch is full) until `stop`; then everything."""
+        self._full = asyncio.Event()  # this loop's: an app may be started again on another loop
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), self.flush_s)
