@@ -64,7 +64,7 @@ class StreamBill:
 async def meter(ctx: GatewayContext, adm: Admitted, *, status: int, usage: Usage | None,
                 started: float, stream: bool = False, disconnected: bool = False,
                 generated_bytes: int = 0, bill: StreamBill | None = None,
-                final: bool = True) -> RequestMetered:
+                final: bool = True, fact_id: str | None = None) -> RequestMetered:
     """Records a request's usage durably; raises 503 (nothing served) if that fails.
 
     With a `bill`, `usage` is the stream's total so far and the fact carries only what it
@@ -88,7 +88,7 @@ async def meter(ctx: GatewayContext, adm: Admitted, *, status: int, usage: Usage
     key = adm.key
     fact = RequestMetered(
         # Time-ordered, so `explain` finds the fact by its id alone (domain/services/request_lookup.py).
-        event_id=time_ordered_id(time.time_ns() // 1_000_000), occurred_at=ctx.clock.now(),
+        event_id=fact_id or time_ordered_id(time.time_ns() // 1_000_000), occurred_at=ctx.clock.now(),
         key_id=adm.key_id, user_id=key.user_id,
         team_id=key.team_id, model=adm.route.name, endpoint="/v1" + ENDPOINT_PATH[adm.endpoint],
         prompt_tokens=part.prompt_tokens, completion_tokens=part.completion_tokens,

@@ -24,10 +24,11 @@ HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-cont
 class SseResponse(Response):
     """A Starlette Response only so that FastAPI's routes pass it through unchanged."""
 
-    def __init__(self, chunks: AsyncIterator[bytes]) -> None:  # no super(): there is no body
-        self.chunks = chunks
+    def __init__(self, chunks: AsyncIterator[bytes], request_id: str | None = None) -> None:
+        self.chunks = chunks  # no super(): there is no body
         self.status_code = 200
-        self.raw_headers = HEADERS
+        self.raw_headers = HEADERS if request_id is None else [
+            *HEADERS, (b"x-request-id", request_id.encode("latin-1"))]
         self.background = None
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -43,7 +44,8 @@ class SseResponse(Response):
 
         watcher = asyncio.ensure_future(watch())
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": self.raw_headers})
             async for chunk in self.chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -42,7 +42,7 @@ def _error_event(message: str, code: str) -> bytes:
 
 
 async def relay(ctx: GatewayContext, adm: Admitted, upstream: UpstreamStream,
-                started: float) -> AsyncIterator[bytes]:
+                started: float, bill: StreamBill | None = None) -> AsyncIterator[bytes]:
     client_model = adm.payload["model"]
     wants_usage = bool((adm.payload.get("stream_options") or {}).get("include_usage"))
     usage: Usage | None = None
@@ -50,7 +50,7 @@ async def relay(ctx: GatewayContext, adm: Admitted, upstream: UpstreamStream,
     held: list[bytes] = []  # what ends the answer: released once metered
     metered = False
     status = 200
-    bill = StreamBill()
+    bill = bill or StreamBill()
     chunks = 0  # content chunks so far: a lower bound of the completion tokens
     every_tokens, every_s = ctx.options.stream_progress_tokens, ctx.options.stream_progress_s
     next_part_at, part_deadline = every_tokens, time.monotonic() + every_s
@@ -60,7 +60,9 @@ async def relay(ctx: GatewayContext, adm: Admitted, upstream: UpstreamStream,
         metered = True
         await meter(ctx, adm, status=status, usage=usage, started=started, stream=True,
                     disconnected=disconnected, generated_bytes=generated,
-                    bill=bill if bill.parts else None)
+                    bill=bill if bill.parts else None,
+                    # metered in one fact: that fact takes the id the answer's head announced
+                    fact_id=None if bill.parts else bill.request_id)
 
     async def progress() -> None:
         nonlocal next_part_at, part_deadline

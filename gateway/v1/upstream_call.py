@@ -13,7 +13,7 @@ from gateway import errors
 from gateway.context import GatewayContext
 from gateway.responses import JsonBytesResponse
 from gateway.v1.admission import Admitted
-from gateway.v1.metering import choice_text_bytes, meter, parse_usage
+from gateway.v1.metering import StreamBill, choice_text_bytes, meter, parse_usage
 from gateway.v1.sse_response import SseResponse
 from gateway.v1.streaming import relay
 
@@ -68,7 +68,8 @@ async def call_streaming(ctx: GatewayContext, adm: Admitted, url: str, body: byt
         await upstream.close()
         await meter(ctx, adm, status=upstream.status, usage=None, started=started, stream=True)
         return upstream_error(upstream.status, raw, adm.route.name)
-    return SseResponse(relay(ctx, adm, upstream, started))
+    bill = StreamBill()  # made here so the answer's head can carry the id its parts are metered under
+    return SseResponse(relay(ctx, adm, upstream, started, bill), bill.request_id)
 
 
 async def no_answer(ctx: GatewayContext, adm: Admitted, exc: Exception, started: float) -> Response:

@@ -177,3 +177,19 @@ def test_meterline_explain_prints_a_refusal_and_a_served_charge_and_exits_1_on_a
     assert run(settings, config, str(uuid4())) == 1
     with pytest.raises(ValueError, match="not a request id"):
         run(settings, config, "req-123")
+
+
+def test_a_streamed_request_carries_its_id_in_the_head_and_is_explained_with_its_parts_summed(gw):
+    key = gw.issue_key("alice", models=["sim"])
+    with httpx.stream("POST", gw.v1 + "/chat/completions", timeout=30,
+                      headers={"authorization": f"Bearer {key['key']}"},
+                      json={"model": "sim", "messages": [{"role": "user", "content": "hi"}],
+                            "max_tokens": 8, "stream": True}) as response:
+        assert response.status_code == 200
+        request_id = response.headers["x-request-id"]
+        response.read()
+    facts = gw.wait_metered(key["id"], 1)
+    found = explained(gw, request_id, written=False)
+    assert found["outcome"] == "served" and found["stream"] and found["complete"]
+    assert found["completion_tokens"] == sum(f.completion_tokens for f in facts)
+    assert found["cost"] == sum(f.cost for f in facts)
