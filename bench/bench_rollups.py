@@ -89,7 +89,7 @@ def questions() -> list[tuple[str, list[AnalyticsQuery]]]:
     user = "user-7"
     return [
         ("summary (this and the previous period)", [month, before]),
-        ("timeseries, day", [replace(month, group_by=("day",))]),
+        ("timeseries, day", [replace(month, group_by=("day",), latency=False)]),
         ("top users (by user; trend by user and day)",
          [replace(month, group_by=("user",), latency=False),
           replace(month, group_by=("user", "day"), latency=False)]),
@@ -102,9 +102,9 @@ def questions() -> list[tuple[str, list[AnalyticsQuery]]]:
           replace(before, group_by=("user",), latency=False)]),
         ("one team, one application, by model", [replace(month, team_id="team-3", application="app-3",
                                                          group_by=("model",))]),
-        ("timeseries, hour (hourly rollup)", [replace(month, group_by=("hour",))]),
+        ("timeseries, hour (hourly rollup)", [replace(month, group_by=("hour",), latency=False)]),
         ("timeseries, day in Europe/Paris (hourly rollup)",
-         [replace(month, group_by=("day",), timezone="Europe/Paris")]),
+         [replace(month, group_by=("day",), timezone="Europe/Paris", latency=False)]),
     ]
 
 
