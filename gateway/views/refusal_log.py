@@ -27,8 +27,10 @@ Group = tuple[str | None, str]  # (key id, rule)
 
 
 class RefusalLog:
-    def __init__(self, open_store: Callable[[], Any] | None) -> None:
+    def __init__(self, open_store: Callable[[], Any] | None, background: bool = True) -> None:
+        """`background`: a thread writes every second (False: only `flush` writes, for tests)."""
         self._open_store = open_store
+        self._background = background
         self._store: Any = None
         self._lock = threading.Lock()
         self._pending: list[dict[str, Any]] = []
@@ -59,7 +61,7 @@ class RefusalLog:
             self._kept[group] = kept + 1
             self._pending.append(record)
             self._by_id[record["request_id"]] = record
-            if self._writer is None and self._open_store is not None:
+            if self._writer is None and self._open_store is not None and self._background:
                 self._writer = threading.Thread(target=self._write_forever, name="refusal-log",
                                                 daemon=True)
                 self._writer.start()
