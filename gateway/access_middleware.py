@@ -77,8 +77,8 @@ def record_v1(ctx: GatewayContext, status: int, scope: dict, authorization: str 
     elif status == 403:
         actor = "anonymous"
         if authorization and authorization[:7].lower() == "bearer ":
-            key = ctx.registry_view.key_for_secret(ctx.hmac(authorization[7:].strip()), ctx.clock.now())
-            actor = f"key:{key.prefix}" if key is not None else actor
+            match = ctx.registry_view.key_for_secret(ctx.hmac(authorization[7:].strip()), ctx.clock.now())
+            actor = f"key:{match.key.prefix}" if match is not None else actor
         ctx.access_audit.refused("v1", source_ip(scope), actor, "", scope.get("path", ""), "http_403")
 
 

@@ -195,3 +195,14 @@ def test_a_users_access_lists_their_keys_with_state_and_the_entries_that_changed
     seqs = [e["seq"] for e in access["audit"]]
     assert seqs == sorted(seqs)
     assert openai_error(admin.get("/api/admin/users/nobody/access"), 404)
+
+
+def test_a_key_refused_a_model_outside_its_scope_is_an_access_denied_entry_naming_its_prefix(
+        gw, bob, admin) -> None:
+    key = gw.issue_key("bob", models=["sim"])
+    refused = httpx.post(gw.v1 + "/embeddings", headers={"authorization": f"Bearer {key['key']}"},
+                         json={"model": "sim-embed", "input": "x"})
+    assert refused.status_code == 403
+    denied = wait_for(admin, {"type": "AccessDenied", "actor": f"key:{key['prefix']}"}, bool)
+    assert denied[0]["details"]["surface"] == "v1" and denied[0]["details"]["path"] == "/v1/embeddings"
+    assert key["key"] not in str(denied)
