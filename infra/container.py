@@ -7,11 +7,13 @@ import random
 import time
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eventsourcing.persistence import DatabaseError
 
 from adapters.clock import SystemClock
 from adapters.eventstore.environments import open_applications, postgres_env, sqlite_env
 from adapters.upstream.pool import UpstreamPool
+from domain.audit import key_id
 from domain.ports.analytics import AnalyticsStore
 from domain.ports.bus import EventBus
 from domain.ports.clock import Clock
@@ -23,6 +25,7 @@ from gateway.context import GatewayContext, GatewayOptions, ModelRoute
 from gateway.views.store_feed import StoreFeed
 from infra.audit_keys import load_or_create_signing_key
 from infra.config.env_settings import Settings, resolve_secrets
+from infra.config.errors import ConfigError
 from infra.config.toml_file import MeterlineConfig
 
 log = logging.getLogger(__name__)
@@ -96,13 +99,29 @@ def open_audit(settings: Settings, clock: Clock, attempts: int = 5) -> AuditTrai
     key = load_or_create_signing_key(settings.audit_key_path)
     for attempt in range(1, attempts + 1):
         try:
-            return AuditTrail(clock, key, env=event_store_env(settings))
+            trail = AuditTrail(clock, key, env=event_store_env(settings))
         except DatabaseError as exc:
             if attempt == attempts:
                 raise
             log.warning("opening the audit trail failed (%s); retrying", exc)
-        time.sleep(0.2 + random.random() * 0.5)  # noqa: S311 - jitter, not a secret
+            time.sleep(0.2 + random.random() * 0.5)  # noqa: S311 - jitter, not a secret
+            continue
+        _check_signer(trail, key, settings)
+        return trail
     raise AssertionError("unreachable")
+
+
+def _check_signer(trail: AuditTrail, key: Ed25519PrivateKey, settings: Settings) -> None:
+    """Refuses a key other than the one that signed the trail's last checkpoint: a process that
+    made its own key (another data directory, another host) could not sign, and its verify
+    would call an intact trail broken."""
+    last = trail.last_checkpoint()
+    if last is not None and last.key_id != key_id(key.public_key()):
+        trail.close()
+        raise ConfigError(str(settings.audit_key_path), [
+            f"is not the audit key that signs this trail (its checkpoints are signed by key "
+            f"{last.key_id}, this one is {key_id(key.public_key())}); point METERLINE_AUDIT_KEY_FILE "
+            "at the key the other processes use"])
 
 
 def build_bus(settings: Settings) -> EventBus:

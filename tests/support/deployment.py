@@ -77,6 +77,8 @@ def meterline_env(bootstrap: str, database_url: str, config: Path, **extra: str)
     env.update(METERLINE_BUS="kafka", METERLINE_KAFKA_BOOTSTRAP=bootstrap,
                METERLINE_DATABASE_URL=database_url, METERLINE_ADMIN_TOKEN=ADMIN_TOKEN,
                METERLINE_KEY_SECRET=KEY_SECRET, METERLINE_CONFIG=str(config),
+               # one audit signing key for the deployment, as for the other secrets
+               METERLINE_AUDIT_KEY_FILE=str(Path(config).parent / "audit-signing-key.pem"),
                PYTHONUNBUFFERED="1")
     env.update(extra)
     return env
