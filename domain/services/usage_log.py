@@ -8,11 +8,20 @@ keeps the last id it handled reads on from there, and can read a stretch [a, b] 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from domain.usage import RequestMetered, facts_of
 
 USAGE_BATCH_TOPIC = "meterline.UsageBatchRecorded"
+
+
+class BatchRows(NamedTuple):
+    """A recorded batch as a follower reads it: its facts' columns and rows."""
+
+    columns: list[str]
+    rows: list[list[Any]]
 
 
 class UsageLog:
@@ -37,7 +46,22 @@ class UsageLog:
         from where it stopped, or reads one stretch again exactly."""
         notifications = self.notification_log.select(start=start, limit=limit, stop=stop,
                                                      topics=[USAGE_BATCH_TOPIC])
-        return [(n.id, self.mapper.to_domain_event(n)) for n in notifications]
+        return [(n.id, self._batch_rows(n)) for n in notifications]
+
+    def _batch_rows(self, stored: Any) -> BatchRows | Any:
+        """The batch's columns and rows straight from its stored JSON with orjson: a rebuild spent a
+        third of its time in the library's decode, which remakes the UUIDs and datetimes of an
+        event whose rows are all a follower reads. An encrypted store, or an event written by
+        another class version, goes the library's way."""
+        if getattr(self.mapper, "cipher", None) is not None:
+            return self.mapper.to_domain_event(stored)
+        state = stored.state
+        if self.mapper.compressor is not None:
+            state = self.mapper.compressor.decompress(state)
+        data = orjson.loads(state)
+        if data.get("class_version", 1) != 1:
+            return self.mapper.to_domain_event(stored)
+        return BatchRows(data["columns"], data["rows"])
 
     def last_notification_id(self) -> int:
         """The id of the latest event in the notification log (0 when it is empty)."""
