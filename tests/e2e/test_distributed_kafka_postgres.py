@@ -30,6 +30,7 @@ from tests.support.deployment import (
     ledger_store,
     meterline_env,
     stored_facts,
+    wait_audited,
     write_config,
 )
 from tests.support.gateway import free_port
@@ -275,6 +276,8 @@ def test_replicas_see_budget_blocks_and_revocations_within_the_bound(tmp_path: P
             while (spend := ledger.budget(Scope.KEY, budgeted["id"]).period_spent) != served \
                     and time.monotonic() < deadline:
                 time.sleep(0.1)
+            # the ledger process records the revocations into the audit trail on PostgreSQL too
+            wait_audited(dsn, Path(processes.env["METERLINE_AUDIT_KEY_FILE"]), "KeyRevoked", 3)
         revocations = ", ".join(f"{d:.3f}" for d in revoke_delays)
         print(f"\nreplicas: key issued on A usable on B after {key_delay:.3f} s; budget block "
               f"A -> B {budget_delay:.3f} s after A's first 429, {since_last_on_a:.3f} s after A's "

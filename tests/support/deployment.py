@@ -50,6 +50,25 @@ def ledger_store(database_url: str) -> Iterator[Ledger]:
         registry.close()
 
 
+def wait_audited(database_url: str, key_file: Path, action: str, count: int, timeout_s: float = 10) -> None:
+    """Waits until the audit trail on `database_url` holds `count` entries of `action`, then
+    checks that it verifies with the deployment's key."""
+    from adapters.clock import SystemClock
+    from adapters.eventstore.environments import postgres_env
+    from domain.services.audit_trail import AuditTrail
+    from infra.audit_keys import load_signing_key
+
+    trail = AuditTrail(SystemClock(), env=postgres_env(database_url))
+    deadline = time.monotonic() + timeout_s
+    try:
+        while sum(r.entry.action == action for r in trail.records()) < count:
+            assert time.monotonic() < deadline, f"fewer than {count} {action} in the audit trail"
+            time.sleep(0.1)
+        assert trail.verify(load_signing_key(key_file).public_key()).ok
+    finally:
+        trail.close()
+
+
 def stored_facts(ledger: Ledger) -> list[dict[str, Any]]:
     """The data of every RequestMetered fact in the ledger, in recording order."""
     return [fact.to_data() for fact in ledger.metered_facts()]
