@@ -17,6 +17,7 @@ from gateway.errors import GatewayError
 RULE_OF_CODE = {"missing_api_key": Rule.MISSING_KEY, "invalid_api_key": Rule.UNKNOWN_KEY,
                 "model_not_allowed": Rule.MODEL_OUT_OF_SCOPE, "model_not_granted": Rule.MODEL_NOT_GRANTED,
                 "model_not_found": Rule.MODEL_UNKNOWN, "rate_limit_exceeded": Rule.RATE_LIMIT}
+MAX_TEXT = 1000  # characters of a message or model name a record keeps
 KEY_RULE = {KeyStatus.REVOKED: Rule.KEY_REVOKED, KeyStatus.EXPIRED: Rule.KEY_EXPIRED,
             KeyStatus.ACTIVE: Rule.KEY_ROTATED_OUT}
 
@@ -31,11 +32,13 @@ def refused(log: Any, exc: GatewayError, key: ApiKey | None, payload: Any, now: 
     rule = exc.rule or RULE_OF_CODE.get(exc.code or "") or (
         Rule.INVALID_REQUEST if exc.status in (400, 413) else exc.code or f"http_{exc.status}")
     log.add({"request_id": request_id, "at": now, "status": exc.status, "code": exc.code,
-             "rule": str(rule), "message": exc.message,
+             # Capped: a message may quote what the client sent (a 1 MB model name, say).
+             "rule": str(rule), "message": exc.message[:MAX_TEXT],
              "key_id": str(key.id) if key is not None else None,
              "user_id": key.user_id if key is not None else None,
              "team_id": key.team_id if key is not None else None,
-             "model": model if isinstance(model, str) else None, "details": exc.details or {}})
+             "model": model[:MAX_TEXT] if isinstance(model, str) else None,
+             "details": exc.details or {}})
     return exc
 
 

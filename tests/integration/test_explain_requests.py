@@ -193,3 +193,12 @@ def test_a_streamed_request_carries_its_id_in_the_head_and_is_explained_with_its
     assert found["outcome"] == "served" and found["stream"] and found["complete"]
     assert found["completion_tokens"] == sum(f.completion_tokens for f in facts)
     assert found["cost"] == sum(f.cost for f in facts)
+
+
+def test_a_refusal_quoting_a_huge_model_name_keeps_a_bounded_record(gw):
+    key = gw.issue_key("alice")
+    response = chat(gw, key["key"], model="m" * 3000)
+    openai_error(response, 404, "model_not_found")
+    record = explained(gw, request_id_of(response))
+    assert record["rule"] == "model_unknown"
+    assert len(record["model"]) <= 1000 and len(record["message"]) <= 1000
