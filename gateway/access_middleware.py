@@ -9,12 +9,15 @@ short printable one, else a new one), echoed in the answer so it can be quoted.
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
+import logging
 import uuid
 from typing import Any
 
 from gateway.context import GatewayContext
 
+log = logging.getLogger(__name__)
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ACTOR = "audit_actor"  # where deps.principal leaves who called, in the request's state
 REQUEST_ID = b"x-request-id"
@@ -50,15 +53,20 @@ class AccessAuditMiddleware:
         try:
             await self.app(scope, receive, watch)
         finally:
-            self._record(scope, surface, status, mutating, request_id)
+            try:
+                self._record(scope, surface, status, mutating, request_id)
+            except Exception:  # the answer is sent: a failure to record must not turn it into an error
+                log.exception("audit: the access event of %s %s was not recorded", scope["method"], path)
 
     def _record(self, scope: dict, surface: str, status: int, mutating: bool, request_id: str | None) -> None:
         audit = self.ctx.access_audit
-        ip = source_ip(scope)
         if status == 401:
-            audit.auth_failed(surface, ip, f"http_{status}")
+            audit.auth_failed(surface, source_ip(scope), f"http_{status}")
             return
-        actor = (scope.get("state") or {}).get(ACTOR) or "anonymous"
+        if status != 403 and not mutating:  # a read that was answered: nothing to record
+            return
+        ip = source_ip(scope)
+        actor = (scope.get("state") or {}).get(ACTOR) or caller(self.ctx, _authorization(scope))
         route = scope.get("route")
         template = getattr(route, "path", None) or scope["path"][:200]
         target = target_of(scope.get("path_params") or {})
@@ -75,11 +83,30 @@ def record_v1(ctx: GatewayContext, status: int, scope: dict, authorization: str 
     if status == 401:
         ctx.access_audit.auth_failed("v1", source_ip(scope), "http_401")
     elif status == 403:
-        actor = "anonymous"
-        if authorization and authorization[:7].lower() == "bearer ":
-            match = ctx.registry_view.key_for_secret(ctx.hmac(authorization[7:].strip()), ctx.clock.now())
-            actor = f"key:{match.key.prefix}" if match is not None else actor
-        ctx.access_audit.refused("v1", source_ip(scope), actor, "", scope.get("path", ""), "http_403")
+        ctx.access_audit.refused("v1", source_ip(scope), caller(ctx, authorization), "",
+                                 scope.get("path", ""), "http_403")
+
+
+def caller(ctx: GatewayContext, authorization: str | None) -> str:
+    """Who a credential names (`admin`, `user:<id>`, `key:<prefix>`), for a request no route
+    identified (an unknown path, a refusal before the route ran); `anonymous` if nobody."""
+    if not authorization or authorization[:7].lower() != "bearer ":
+        return "anonymous"
+    digest = ctx.hmac(authorization[7:].strip())
+    if hmac.compare_digest(digest, ctx.admin_token_hmac):
+        return "admin"
+    if (user := ctx.registry_view.user_for_token(digest)) is not None:
+        return f"user:{user.user_id}"
+    if (match := ctx.registry_view.key_for_secret(digest, ctx.clock.now())) is not None:
+        return f"key:{match.key.prefix}"
+    return "anonymous"
+
+
+def _authorization(scope: dict) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return value.decode("latin-1")
+    return None
 
 
 def target_of(params: dict[str, Any]) -> str:

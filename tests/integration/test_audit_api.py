@@ -206,3 +206,13 @@ def test_a_key_refused_a_model_outside_its_scope_is_an_access_denied_entry_namin
     denied = wait_for(admin, {"type": "AccessDenied", "actor": f"key:{key['prefix']}"}, bool)
     assert denied[0]["details"]["surface"] == "v1" and denied[0]["details"]["path"] == "/v1/embeddings"
     assert key["key"] not in str(denied)
+
+
+def test_a_mutating_request_to_an_odd_unknown_path_is_answered_and_recorded_cut_short(gw, admin) -> None:
+    response = admin.post("/api/%00%1b%ed%a0%80" + "x" * 5000)
+    assert response.status_code == 404
+    recorded = wait_for(admin, {"type": "AdminActionPerformed", "actor": "admin"},
+                        lambda found: any(e["details"]["status"] == 404 and "xxx" in e["details"]["path"]
+                                          for e in found))
+    odd = next(e for e in recorded if "xxx" in e["details"]["path"])
+    assert len(odd["details"]["path"]) == 200 and odd["details"]["path"].startswith("/api/\x00\x1b")
