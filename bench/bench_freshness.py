@@ -26,34 +26,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.bench_gateway import ADMIN, free_port, meterline, spawn, wait_http
-from bench.bench_lag import BODY, percentile
-
-
-async def load(url: str, key: str, rate: int, seconds: float, answered: list[float]) -> int:
-    """Sends `rate` requests/s for `seconds`; appends each 200's arrival time; returns failures."""
-    failed = 0
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256),
-                                     headers={"authorization": f"Bearer {key}"}) as session:
-        async def one() -> None:
-            nonlocal failed
-            try:
-                async with session.post(url, json=BODY) as response:
-                    await response.read()
-                    if response.status == 200:
-                        answered.append(time.perf_counter())
-                    else:
-                        failed += 1
-            except aiohttp.ClientError:
-                failed += 1
-
-        tasks, start = [], time.perf_counter()
-        for n in range(int(rate * seconds)):
-            delay = start + n / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.ensure_future(one()))
-        await asyncio.gather(*tasks)
-    return failed
+from bench.bench_lag import open_loop, percentile
 
 
 async def poll(base: str, poll_s: float, done: asyncio.Event, seen: list[tuple[float, int]]) -> None:
@@ -97,7 +70,7 @@ async def measure(base: str, key: str, args: argparse.Namespace) -> None:
     poller = asyncio.ensure_future(poll(base, args.poll_ms / 1000, done, seen))
     await asyncio.sleep(0.5)
     baseline = seen[-1][1] if seen else 0
-    failed = await load(f"{base}/v1/chat/completions", key, args.rate, args.seconds, answered)
+    _, failed = await open_loop(f"{base}/v1/chat/completions", key, args.rate, args.seconds, answered)
     done.set()
     await poller
     delays = sorted(d * 1000 for d in freshness(answered, seen, baseline))

@@ -29,8 +29,10 @@ from testkit.postgres import temporary_database
 from testkit.tansu import running_tansu
 
 
-async def open_loop(url: str, key: str, rate: int, seconds: float) -> tuple[int, int]:
-    """Sends `rate` requests per second for `seconds`, whatever the answers take."""
+async def open_loop(url: str, key: str, rate: int, seconds: float,
+                    answered: list[float] | None = None) -> tuple[int, int]:
+    """Sends `rate` requests per second for `seconds`, whatever the answers take; appends each
+    200's arrival time (perf_counter) to `answered` if given."""
     ok = failed = 0
     connector = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(connector=connector,
@@ -41,6 +43,8 @@ async def open_loop(url: str, key: str, rate: int, seconds: float) -> tuple[int,
                 async with session.post(url, json=BODY) as response:
                     await response.read()
                     ok, failed = (ok + 1, failed) if response.status == 200 else (ok, failed + 1)
+                    if response.status == 200 and answered is not None:
+                        answered.append(time.perf_counter())
             except aiohttp.ClientError:
                 failed += 1
 

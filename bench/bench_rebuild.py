@@ -13,41 +13,17 @@ Prints the recording rate, the rebuild's events/s (the command's own line) and i
 from __future__ import annotations
 
 import argparse
-import random
 import tempfile
 import time
-import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
 
 from adapters.clock import SystemClock
 from adapters.eventstore.environments import open_applications, sqlite_env
-from domain.usage import RequestMetered, UsageSource
+from bench.bench_rollups import synthetic_facts
 from infra.config.env_settings import Settings
 from infra.config.toml_file import parse_config
-
-START = datetime(2025, 3, 1, tzinfo=UTC)
-USERS, KEYS, MODELS, TEAMS, APPS = 1_000, 5_000, 10, 50, 40
-
-
-def facts(count: int, seed: int = 5) -> list[RequestMetered]:
-    rng = random.Random(seed)
-    span = 31 * 86_400
-    made = []
-    for _ in range(count):
-        key = rng.randrange(KEYS)
-        made.append(RequestMetered(
-            event_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            occurred_at=START + timedelta(seconds=rng.randrange(span), microseconds=rng.randrange(10**6)),
-            key_id=f"key-{key}", user_id=f"user-{key % USERS}", team_id=f"team-{key % USERS % TEAMS}",
-            model=f"model-{(key + rng.randrange(3)) % MODELS}", endpoint="/v1/chat/completions",
-            prompt_tokens=rng.randrange(4000), completion_tokens=rng.randrange(1000),
-            cached_tokens=rng.randrange(200), latency_ms=50 + rng.randrange(3000), status=200,
-            usage_source=UsageSource.UPSTREAM, price_version=1, cost=rng.randrange(10**7),
-            labels={"app": f"app-{key % APPS}"}))
-    return made
 
 
 def record(data_dir: Path, count: int, batch: int = 5_000) -> None:
@@ -55,7 +31,7 @@ def record(data_dir: Path, count: int, batch: int = 5_000) -> None:
     try:
         started = time.perf_counter()
         for first in range(0, count, batch):
-            ledger.record_usage(facts(min(batch, count - first), seed=first))
+            ledger.record_usage(synthetic_facts(min(batch, count - first), seed=first))
         elapsed = time.perf_counter() - started
         print(f"recorded {count:,} facts into the SQLite ledger in {elapsed:.1f} s "
               f"({count / elapsed:,.0f} facts/s, batches of {batch:,})")

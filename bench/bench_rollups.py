@@ -130,8 +130,9 @@ def ask(store: ChdbAnalytics, repeat: int) -> None:
               f"{slow / fast:>9.1f}x{same}")
 
 
-def ingest(directory: Path, count: int, batch: int = 20_000) -> None:
-    rng = random.Random(11)
+def synthetic_facts(count: int, seed: int = 11) -> list[RequestMetered]:
+    """`count` facts of the generated month's shape (users, teams, keys, three models a key)."""
+    rng = random.Random(seed)
     span = int((END - START).total_seconds())
     facts = []
     for _ in range(count):
@@ -145,6 +146,11 @@ def ingest(directory: Path, count: int, batch: int = 20_000) -> None:
             cached_tokens=rng.randrange(200), latency_ms=50 + rng.randrange(3000), status=200,
             usage_source=UsageSource.UPSTREAM, price_version=1, cost=rng.randrange(10**7),
             labels={"app": f"app-{key % APPS}"}))
+    return facts
+
+
+def ingest(directory: Path, count: int, batch: int = 20_000) -> None:
+    facts = synthetic_facts(count)
     store = ChdbAnalytics(directory)
     store.ensure_schema()
     store.insert_usage(facts[:batch], batch_id="warm-up")  # pyarrow's first conversion pays ~1 s

@@ -12,7 +12,6 @@ import io
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Annotated, Literal
-from uuid import UUID
 
 from fastapi import APIRouter, Query
 from starlette.responses import Response
@@ -21,7 +20,7 @@ from domain.usage_figures import Figures
 from gateway.api import analytics_figures as shape
 from gateway.api.analytics import PERIOD_NOTE, figures, total
 from gateway.api.analytics_params import Period, UserPeriod, text
-from gateway.api.deps import Admin, Ctx, usd
+from gateway.api.deps import Admin, Ctx, key_name, usd
 
 router = APIRouter(prefix="/api/admin/analytics", tags=["analytics"])
 
@@ -146,13 +145,6 @@ def _keys(ctx: Ctx, user_id: str, only: str | None, used: list[Figures]) -> list
     registered = {str(k.id): k.name for k in ctx.registry_view.api_keys(user_id)}
     ids = sorted(usage, key=lambda k: (-usage[k].requests, k))
     ids += sorted(k for k in registered if k not in usage and only in (None, k))
-    return [{"key_id": k, "name": registered.get(k) or _key_name(ctx, k), **shape.usage(usage.get(k))}
+    return [{"key_id": k, "name": registered.get(k) or key_name(ctx, k), **shape.usage(usage.get(k))}
             for k in ids]
 
-
-def _key_name(ctx: Ctx, key_id: str) -> str | None:
-    try:
-        key = ctx.registry_view.key(UUID(key_id))
-    except ValueError:
-        return None
-    return None if key is None else key.name

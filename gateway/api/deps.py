@@ -6,6 +6,7 @@ import hmac
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated
+from uuid import UUID
 
 from fastapi import Depends, Request
 
@@ -86,3 +87,12 @@ def usd(nanos: int) -> str:
 Ctx = Annotated[GatewayContext, Depends(context)]
 Caller = Annotated[Principal, Depends(principal)]
 Admin = Annotated[Principal, Depends(admin)]
+
+
+def key_name(ctx: GatewayContext, key_id: str) -> str | None:
+    """The name of a key as the registry knows it; None for an id that is not a registered key."""
+    try:
+        key = ctx.registry_view.key(UUID(key_id))
+    except ValueError:
+        return None
+    return None if key is None else key.name

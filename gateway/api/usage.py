@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Literal
-from uuid import UUID
 
 from fastapi import APIRouter, Query
 
 from domain.ports.analytics import UsageQuery
 from gateway import errors
-from gateway.api.deps import Caller, Ctx, acting_user, usd
+from gateway.api.deps import Caller, Ctx, acting_user, key_name, usd
 from gateway.api.schemas import DATE_RULE, utc_instant
 from gateway.api.usage_budgets import this_month
 
@@ -67,14 +66,7 @@ async def recent_requests(ctx: Ctx, who: Caller, user_id: str | None = None,
     rows = await ctx.query(ctx.analytics.recent_requests, user, limit)
     return {"user_id": user, "data": [
         {"time": r.occurred_at.isoformat(), "request_id": r.request_id, "model": r.model,
-         "key_id": r.key_id, "key_name": _key_name(ctx, r.key_id), "prompt_tokens": r.prompt_tokens,
+         "key_id": r.key_id, "key_name": key_name(ctx, r.key_id), "prompt_tokens": r.prompt_tokens,
          "completion_tokens": r.completion_tokens, "cost_usd": usd(r.cost), "latency_ms": r.latency_ms,
          "status": r.status, "application": r.application or None} for r in rows]}
 
-
-def _key_name(ctx: Ctx, key_id: str) -> str | None:
-    try:
-        key = ctx.registry_view.key(UUID(key_id))
-    except ValueError:
-        return None
-    return None if key is None else key.name
