@@ -90,9 +90,10 @@ def questions() -> list[tuple[str, list[AnalyticsQuery]]]:
     return [
         ("summary (this and the previous period)", [month, before]),
         ("timeseries, day", [replace(month, group_by=("day",), latency=False)]),
-        ("top users (by user; trend by user and day)",
+        ("top users (by user; the top 10 users by day)",
          [replace(month, group_by=("user",), latency=False),
-          replace(month, group_by=("user", "day"), latency=False)]),
+          replace(month, group_by=("user", "day"), latency=False,
+                  user_ids=tuple(f"user-{n}" for n in range(10)))]),
         ("models", [replace(month, group_by=("model",))]),
         ("user deep dive (totals, models, keys, previous)",
          [replace(month, user_id=user), replace(month, user_id=user, group_by=("model",)),

@@ -31,6 +31,7 @@ DIMENSIONS = {"user": "user_id", "key": "key_id", "team": "team_id", "model": "m
 BUCKETS = ("hour", "day", "week", "month", "hour_of_day")
 FILTERS = ("user_id", "key_id", "team_id", "model", "application")
 ERROR_STATUS = 400  # a final status at or above this is an error
+MAX_USER_IDS = 1000  # a page of users (a top-N's trend), not an export
 
 
 def _latency_buckets() -> tuple[int, ...]:
@@ -68,6 +69,7 @@ class AnalyticsQuery:
     team_id: str | None = None   # "" selects facts without a team
     model: str | None = None
     application: str | None = None  # the `app` label; "" selects untagged facts
+    user_ids: tuple[str, ...] | None = None  # any of these users (up to MAX_USER_IDS); None: any user
     group_by: tuple[str, ...] = ()
     timezone: str = "UTC"
     source: str = "auto"
@@ -133,6 +135,10 @@ def check_analytics_query(query: AnalyticsQuery) -> None:
         raise ValueError("AnalyticsQuery.group_by names a group twice")
     if sum(g in BUCKETS for g in query.group_by) > 1:
         raise ValueError("AnalyticsQuery.group_by may hold at most one time bucket")
+    if query.user_ids is not None and (
+            not isinstance(query.user_ids, tuple) or len(query.user_ids) > MAX_USER_IDS
+            or not all(isinstance(user, str) for user in query.user_ids)):
+        raise ValueError(f"AnalyticsQuery.user_ids must be a tuple of at most {MAX_USER_IDS} user ids")
     if query.source not in ("auto", "raw", "hourly", "daily"):
         raise ValueError(f"AnalyticsQuery.source {query.source!r} is not auto, raw, hourly or daily")
     try:
@@ -168,6 +174,8 @@ def dimension_value(fact: RequestMetered, dimension: str) -> str:
 def matches(query: AnalyticsQuery, fact: RequestMetered) -> bool:
     """Whether a fact is in the query's interval and passes its filters."""
     if not query.start <= fact.occurred_at < query.end:
+        return False
+    if query.user_ids is not None and fact.user_id not in query.user_ids:
         return False
     return all(getattr(query, name) is None or dimension_value(fact, name) == getattr(query, name)
                for name in FILTERS)

@@ -81,6 +81,10 @@ def figures_statement(query: AnalyticsQuery, source: str, rollup_timezone: str) 
         if value is not None:
             where.append(f"{column} = {{f_{name}:String}}")
             params[f"f_{name}"] = value
+    if query.user_ids is not None:  # one parameter each: the same text for both drivers
+        names = [f"{{f_u{i}:String}}" for i in range(len(query.user_ids))]
+        where.append(f"user_id IN ({', '.join(names)})" if names else "0")
+        params.update({f"f_u{i}": user for i, user in enumerate(query.user_ids)})
     if query.application is not None:
         where.append(f"{_group_expression('application', source, params)} = {{f_app:String}}")
         params["f_app"] = query.application

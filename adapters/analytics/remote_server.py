@@ -49,7 +49,8 @@ def query_data(query: UsageQuery) -> dict[str, Any]:
 
 def analytics_query_of(data: dict[str, Any]) -> AnalyticsQuery:
     return AnalyticsQuery(**{**data, "start": datetime.fromisoformat(data["start"]),
-                             "end": datetime.fromisoformat(data["end"]), "group_by": tuple(data["group_by"])})
+                             "end": datetime.fromisoformat(data["end"]), "group_by": tuple(data["group_by"]),
+                             "user_ids": None if data.get("user_ids") is None else tuple(data["user_ids"])})
 
 
 def analytics_query_data(query: AnalyticsQuery) -> dict[str, Any]:

@@ -7,6 +7,7 @@ one user's deep dive are in `analytics_users.py`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -82,10 +83,11 @@ async def top_users(ctx: Ctx, _: Admin, period: Period,
     top = users[:limit]
     wanted = {f.group[0] for f in top}
     daily: dict[str, dict[str, Figures]] = {}
-    # One question for every user's days: the store answers it from its daily rollup in one pass.
-    for row in await figures(ctx, period.query("user", "day", latency=False)):
-        if row.group[0] in wanted:
-            daily.setdefault(row.group[0], {})[row.group[1]] = row
+    # One question for the top users' days (not every user's: a month of a thousand users is
+    # 31,000 user-days), answered from the daily rollup in one pass.
+    trend = replace(period.query("user", "day", latency=False), user_ids=tuple(sorted(wanted)))
+    for row in await figures(ctx, trend):
+        daily.setdefault(row.group[0], {})[row.group[1]] = row
     return {**period.describe(), "by": by, "days": days, "data": [
         {"user_id": f.group[0], **shape.usage(f),
          "trend": [shape.metric_value(daily.get(f.group[0], {}).get(day), by) for day in days]}

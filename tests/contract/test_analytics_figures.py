@@ -65,7 +65,8 @@ def queries(draw: st.DrawFn) -> AnalyticsQuery:
         team_id=draw(st.none() | st.sampled_from(["red", ""])), model=draw(st.none() | st.just("m-a")),
         application=draw(st.none() | st.sampled_from(["", "canopy", "o'brien"])),
         group_by=tuple(groups), timezone=draw(st.sampled_from([ROLLUP_ZONE, *ZONES])),
-        latency=draw(st.booleans()))
+        latency=draw(st.booleans()),
+        user_ids=draw(st.none() | st.lists(st.sampled_from(NASTY_IDS), max_size=3).map(tuple)))
 
 
 class AnalyticsFiguresContract:

@@ -77,3 +77,17 @@ def test_figures_without_latency_are_the_same_figures_with_an_empty_histogram():
     assert all(f.latency_histogram for f in with_latency)
     assert fold_figures(facts, replace(query, latency=False)) == [
         replace(f, latency_histogram=()) for f in with_latency]
+
+
+def test_a_question_about_more_than_a_page_of_named_users_is_refused():
+    from datetime import UTC, datetime
+
+    import pytest
+
+    from domain.usage_figures import MAX_USER_IDS, AnalyticsQuery, check_analytics_query
+
+    start = datetime(2024, 3, 1, tzinfo=UTC)
+    check_analytics_query(AnalyticsQuery(start, start, user_ids=("a",) * MAX_USER_IDS))
+    for bad in (("a",) * (MAX_USER_IDS + 1), ["a"], ("a", 7)):
+        with pytest.raises(ValueError, match="user_ids"):
+            check_analytics_query(AnalyticsQuery(start, start, user_ids=bad))
