@@ -141,11 +141,16 @@ def check_analytics_query(query: AnalyticsQuery) -> None:
         raise ValueError(f"AnalyticsQuery.user_ids must be a tuple of at most {MAX_USER_IDS} user ids")
     if query.source not in ("auto", "raw", "hourly", "daily"):
         raise ValueError(f"AnalyticsQuery.source {query.source!r} is not auto, raw, hourly or daily")
+    check_timezone(query.timezone, "AnalyticsQuery.timezone")
+
+
+def check_timezone(name: str, what: str) -> None:
+    """Raises ValueError unless `name` is an IANA time zone; `what` names the field in the message."""
     try:
-        ZoneInfo(query.timezone)
-    except (ValueError, KeyError):
-        raise ValueError(f"AnalyticsQuery.timezone {query.timezone!r} is not an IANA time zone "
-                         "name such as 'UTC' or 'Europe/Paris'") from None
+        ZoneInfo(name)
+    except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
+        raise ValueError(f"{what} {name!r} is not an IANA time zone name such as 'UTC' or "
+                         "'Europe/Paris'") from None
 
 
 def bucket_label(bucket: str, moment: datetime, zone: ZoneInfo) -> str:

@@ -11,11 +11,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from adapters.analytics.schema import USAGE_COLUMNS, USAGE_TABLE
 from domain.ports.analytics import RecentRequest, UsageQuery, UsageTotals
 from domain.usage import RequestMetered
+from domain.usage_figures import check_timezone
 
 GROUPS = {
     None: "''",
@@ -98,11 +98,7 @@ def check_query(query: UsageQuery) -> None:
     if query.group_by not in GROUPS:
         choices = ", ".join(repr(g) for g in GROUPS)
         raise ValueError(f"UsageQuery.group_by {query.group_by!r} is not one of {choices}")
-    try:
-        ZoneInfo(query.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"UsageQuery.timezone {query.timezone!r} is not an IANA time zone "
-                         "name such as 'UTC' or 'Europe/Paris'") from None
+    check_timezone(query.timezone, "UsageQuery.timezone")
 
 
 def usage_statement(query: UsageQuery) -> Statement:
