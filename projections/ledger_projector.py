@@ -65,6 +65,8 @@ class LedgerProjector:
         # the batch being inserted: (its range, facts, malformed, notifications)
         self._pending: tuple[tuple[int, int], list[RequestMetered], int, int] | None = None
         self._lock: Any = None
+        # the batch a previous process was inserting when it died: recover_batch, not insert_usage
+        self._recovering: tuple[int, int] | None = None
 
     # ----- starting and stopping -----------------------------------------------------------
 
@@ -86,8 +88,9 @@ class LedgerProjector:
             self.positions = loaded
             doubt = self._doubt(loaded)
             if loaded.intent is not None and doubt is None:
-                log.info("projector: batch %s was being inserted; inserting it again first",
+                log.info("projector: batch %s was being inserted; recovering it first",
                          self.batch_id(*loaded.intent))
+                self._recovering = loaded.intent
         if doubt is not None:
             log.warning("projector: %s (%s); rebuilding analytics from the ledger", doubt,
                         self.positions_path)
@@ -156,8 +159,11 @@ class LedgerProjector:
             self._save(replace(self.positions, intent=(first, last)))
         self._pending = ((first, last), facts, malformed, notifications)
         batch_id = self.batch_id(first, last)
-        if facts:
+        if facts and self._recovering == (first, last):
+            self.store.recover_batch(facts, batch_id)
+        elif facts:
             self.store.insert_usage(facts, batch_id=batch_id)
+        self._recovering = None
         self._pending = None
         self._save(replace(self.positions, next_id=last + 1, intent=None))
         self.inserted += len(facts)

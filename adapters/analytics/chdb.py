@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from adapters.analytics.arrow import arrow_stream_bytes, facts_to_arrow
-from adapters.analytics.figures_sql import delete_statements, figures_from_rows, figures_statement
+from adapters.analytics.figures_sql import (
+    delete_statements,
+    figures_from_rows,
+    figures_statement,
+    recovery_statements,
+)
 from adapters.analytics.migrate import check_zone, migrate
 from adapters.analytics.planner import plan
 from adapters.analytics.sql import (
@@ -78,6 +83,19 @@ class ChdbAnalytics:
             with session._conn.send_insert(insert_sql(insert_settings(token)), "ArrowStream") as insert:
                 insert.append(payload)
                 insert.finish()
+
+    def recover_batch(self, facts: Sequence[RequestMetered], batch_id: str) -> None:
+        """A batch a crash may have cut short, made whole: ClickHouse's non-replicated deduplication
+        notes a block's token before it commits the block's part, so a process killed in between
+        leaves a table (a view's, or the raw one) that will refuse the batch as seen. The facts go
+        in again undeduplicated (the raw table counts them once by FINAL), then the rollups' hours
+        and days they fall in are summed again from the raw facts."""
+        facts = distinct_facts(facts)
+        if not facts:
+            return
+        self.insert_usage(facts)
+        for statement in recovery_statements(facts, self.rollup_timezone):
+            self._rows(statement.sql, statement.params)
 
     def figures(self, query: AnalyticsQuery) -> list[Figures]:
         """Dashboard figures per group, from the smallest rollup that answers exactly."""

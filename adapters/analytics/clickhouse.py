@@ -15,7 +15,12 @@ from typing import Any
 import clickhouse_connect
 
 from adapters.analytics.arrow import facts_to_arrow
-from adapters.analytics.figures_sql import delete_statements, figures_from_rows, figures_statement
+from adapters.analytics.figures_sql import (
+    delete_statements,
+    figures_from_rows,
+    figures_statement,
+    recovery_statements,
+)
 from adapters.analytics.migrate import check_zone, migrate
 from adapters.analytics.planner import plan
 from adapters.analytics.schema import USAGE_TABLE
@@ -74,6 +79,20 @@ class ClickHouseAnalytics:
         if batch_id is not None:
             token = batch_token(batch_id, int(client.query(GENERATION_SQL).result_rows[0][0]))
         client.insert_arrow(USAGE_TABLE, facts_to_arrow(facts), settings=insert_settings(token))
+
+    def recover_batch(self, facts: Sequence[RequestMetered], batch_id: str) -> None:
+        """A batch a crash may have cut short, made whole: ClickHouse's non-replicated deduplication
+        notes a block's token before it commits the block's part, so a process killed in between
+        leaves a table (a view's, or the raw one) that will refuse the batch as seen. The facts go
+        in again undeduplicated (the raw table counts them once by FINAL), then the rollups' hours
+        and days they fall in are summed again from the raw facts."""
+        facts = distinct_facts(facts)
+        if not facts:
+            return
+        self.insert_usage(facts)
+        client = self._get_client()
+        for statement in recovery_statements(facts, self.rollup_timezone):
+            client.command(statement.sql, parameters=statement.params)
 
     def figures(self, query: AnalyticsQuery) -> list[Figures]:
         """Dashboard figures per group, from the smallest rollup that answers exactly."""

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from adapters.analytics.migrate import backfill_statement
 from adapters.analytics.sql import Statement, format_time
+from domain.usage import RequestMetered
 from domain.usage_figures import (
     BUCKETS,
     ERROR_STATUS,
@@ -149,8 +150,44 @@ def delete_statements(moment: datetime | None, rollup_timezone: str) -> list[Sta
         Statement(f"ALTER TABLE usage_daily DELETE WHERE day >= {{day:Date32}}{sync}", at)]
     if hour < moment:  # a zone not whole hours from UTC: refill the hour's part before the moment
         condition = f"occurred_at >= {{hour:{_TIME}}} AND occurred_at < {{moment:{_TIME}}}"
-        statements.append(Statement(backfill_statement("usage_hourly", rollup_timezone, condition), at))
+        statements.append(Statement(refill("usage_hourly", rollup_timezone, condition), at))
     return statements
+
+
+# A refill repeats blocks inserted before (the same facts, summed the same way): never deduplicated.
+_NO_DEDUP = " SETTINGS insert_deduplicate = 0, deduplicate_insert = 'disable'"
+
+
+def refill(table: str, rollup_timezone: str, condition: str) -> str:
+    """A rollup's rows for the raw facts matching `condition`, summed again from usage_events FINAL."""
+    return backfill_statement(table, rollup_timezone, condition).rstrip().rstrip(";") + _NO_DEDUP
+
+
+def recovery_statements(facts: Sequence[RequestMetered], rollup_timezone: str) -> list[Statement]:
+    """What `recover_batch` runs after inserting the facts again: the rollups' hours and days the
+    facts fall in (one span each, first to last), deleted and summed again from the raw facts."""
+    zone = ZoneInfo(rollup_timezone)
+    first = min(min(f.occurred_at for f in facts), _LAST).astimezone(UTC)
+    last = max(max(f.occurred_at for f in facts), _FIRST).astimezone(UTC)
+    first_hour = first.replace(minute=0, second=0, microsecond=0)
+    end_hour = last.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    first_day, last_day = first.astimezone(zone).date(), last.astimezone(zone).date()
+    day_start = datetime.combine(first_day, datetime.min.time(), zone).astimezone(UTC)
+    day_end = datetime.combine(last_day + timedelta(days=1), datetime.min.time(), zone).astimezone(UTC)
+    at = {"h0": format_time(first_hour), "h1": format_time(end_hour), "d0": first_day.isoformat(),
+          "d1": last_day.isoformat(), "t0": format_time(day_start), "t1": format_time(day_end),
+          "tz": rollup_timezone}
+    sync = " SETTINGS mutations_sync = 2"  # the refill follows at once
+    hours = f"occurred_at >= {{h0:{_TIME}}} AND occurred_at < {{h1:{_TIME}}}"
+    days = (f"occurred_at >= {{t0:{_TIME}}} AND occurred_at < {{t1:{_TIME}}} "
+            "AND toDate(occurred_at, {tz:String}) BETWEEN {d0:Date32} AND {d1:Date32}")
+    return [
+        Statement(f"ALTER TABLE usage_hourly DELETE WHERE hour >= {{h0:{_TIME}}} AND hour < {{h1:{_TIME}}}"
+                  f"{sync}", at),
+        Statement(refill("usage_hourly", rollup_timezone, hours), at),
+        Statement(f"ALTER TABLE usage_daily DELETE WHERE day BETWEEN {{d0:Date32}} AND {{d1:Date32}}"
+                  f"{sync}", at),
+        Statement(refill("usage_daily", rollup_timezone, days), at)]
 
 
 def _interval(query: AnalyticsQuery, source: str, rollup_timezone: str, params: dict[str, str]) -> list[str]:

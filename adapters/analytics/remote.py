@@ -70,6 +70,12 @@ class RemoteAnalytics:
         if facts:
             self._call("/insert", {"facts": [fact.to_data() for fact in facts], "batch_id": batch_id})
 
+    def recover_batch(self, facts: Sequence[RequestMetered], batch_id: str) -> None:
+        """The owner's store makes a batch a crash may have cut short whole (see its adapter)."""
+        if facts:
+            self._call("/insert", {"facts": [fact.to_data() for fact in facts], "batch_id": batch_id,
+                                   "recover": True})
+
     def figures(self, query: AnalyticsQuery) -> list[Figures]:
         """Dashboard figures per group, as the owner's store answers them."""
         return [figures_of(row) for row in self._call("/figures", analytics_query_data(query))["rows"]]

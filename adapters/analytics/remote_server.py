@@ -109,7 +109,10 @@ class _Handler(BaseHTTPRequestHandler):
             return {"rows": [asdict(row) for row in store.figures(analytics_query_of(body))]}
         if path == "/insert":
             facts = [RequestMetered.from_data(data) for data in body["facts"]]
-            store.insert_usage(facts, body.get("batch_id"))
+            if body.get("recover"):
+                store.recover_batch(facts, body["batch_id"])
+            else:
+                store.insert_usage(facts, body.get("batch_id"))
             return {}
         if path == "/delete_since":
             moment = body["moment"]

@@ -75,6 +75,11 @@ class AnalyticsStore(Protocol):
         to repeat; rollups would count a repeated fact again."""
         ...
 
+    def recover_batch(self, facts: Sequence[RequestMetered], batch_id: str) -> None:
+        """Inserts a batch whose insert a crash may have cut short (the projector's pending batch at
+        start): afterwards every table, rollups included, holds each of its facts exactly once."""
+        ...
+
     def figures(self, query: AnalyticsQuery) -> list[Figures]:
         """Dashboard figures per group, ordered by group (see `domain.usage_figures`)."""
         ...

@@ -127,6 +127,19 @@ class AnalyticsFiguresContract:
         assert store.figures(replace(query, source="hourly")) == raw
         assert sum(f.requests for f in raw) == 30
 
+    def test_recovering_a_batch_that_went_in_whole_counts_it_once_everywhere(
+            self, store: AnalyticsStore) -> None:
+        facts = [fact(occurred_at=datetime(2024, 3, 30, 21, tzinfo=NEW_YORK) + timedelta(minutes=37 * i),
+                      user_id=f"user-{i % 3}", latency_ms=20 * i, final=i % 5 != 0) for i in range(40)]
+        store.insert_usage(facts[:25], batch_id="before")
+        store.insert_usage(facts[25:], batch_id="pending")
+        store.recover_batch(facts[25:], "pending")
+        store.recover_batch(facts[25:], "pending")
+        query = AnalyticsQuery(datetime(2024, 3, 30, tzinfo=NEW_YORK), datetime(2024, 4, 2, tzinfo=NEW_YORK),
+                               group_by=("day", "model"), timezone=ROLLUP_ZONE)
+        for source in ("raw", "hourly", "daily"):
+            assert store.figures(replace(query, source=source)) == fold_figures(facts, query), source
+
     def test_an_ungrouped_question_over_nothing_is_one_row_of_zeros(self, store: AnalyticsStore) -> None:
         for source in SOURCES:
             assert store.figures(replace(MARCH, source=source)) == [Figures(())]

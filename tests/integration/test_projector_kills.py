@@ -119,8 +119,8 @@ def test_kill_9_of_the_projector_again_and_again_leaves_every_rollup_equal_to_th
         assert figure_differences(store, facts, midnight(now, -1), midnight(now, 2)) == []
     finally:
         store.close()
-    repeated = log.count("was being inserted; inserting it again first")
+    repeated = log.count("was being inserted; recovering it first")
     print(f"\nprojector killed {KILLS} times under traffic ({mid_batch} with a batch under way): "
-          f"{len(facts)} facts, {sum(ok.values())} answered; {repeated} restarts inserted a batch again")
+          f"{len(facts)} facts, {sum(ok.values())} answered; {repeated} restarts recovered a batch")
     assert sum(ok.values()) > 200
     assert repeated >= 1, "no kill landed inside a batch: the test did not test the repeat"

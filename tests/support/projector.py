@@ -56,6 +56,7 @@ class BatchedRollup:
         self.inner = inner
         self.batches: dict[str, tuple[str, ...]] = {}
         self.inserts: list[tuple[str | None, tuple[str, ...]]] = []  # every call, in order
+        self.recoveries: list[str] = []  # batch ids recovered after a crash
         self.requests = self.cost = 0
 
     def __getattr__(self, name: str) -> Any:
@@ -73,6 +74,11 @@ class BatchedRollup:
             self.batches[batch_id] = ids
         self.requests += sum(f.requests for f in facts)
         self.cost += sum(f.cost for f in facts)
+
+    def recover_batch(self, facts: Sequence[RequestMetered], batch_id: str) -> None:
+        # made whole: the view counts the batch once, whether or not its first insert reached it
+        self.recoveries.append(batch_id)
+        self.insert_usage(facts, batch_id=batch_id)
 
     def delete_since(self, moment: datetime | None) -> None:
         # a rebuild: the view's sums start again, and so does the projector's generation
