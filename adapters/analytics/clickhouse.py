@@ -81,18 +81,13 @@ class ClickHouseAnalytics:
         client.insert_arrow(USAGE_TABLE, facts_to_arrow(facts), settings=insert_settings(token))
 
     def recover_batch(self, facts: Sequence[RequestMetered], batch_id: str) -> None:
-        """A batch a crash may have cut short, made whole: ClickHouse's non-replicated deduplication
-        notes a block's token before it commits the block's part, so a process killed in between
-        leaves a table (a view's, or the raw one) that will refuse the batch as seen. The facts go
-        in again undeduplicated (the raw table counts them once by FINAL), then the rollups' hours
-        and days they fall in are summed again from the raw facts."""
-        facts = distinct_facts(facts)
-        if not facts:
-            return
-        self.insert_usage(facts)
-        client = self._get_client()
-        for statement in recovery_statements(facts, self.rollup_timezone):
-            client.command(statement.sql, parameters=statement.params)
+        """As on chDB (`ChdbAnalytics.recover_batch` says why): the facts again, undeduplicated, then
+        the rollups' hours and days they fall in summed again from the raw facts. A replicated
+        server would not need it; a single server's tables dedup as chDB's do."""
+        if facts := distinct_facts(facts):
+            self.insert_usage(facts)
+            for statement in recovery_statements(facts, self.rollup_timezone):
+                self._get_client().command(statement.sql, parameters=statement.params)
 
     def figures(self, query: AnalyticsQuery) -> list[Figures]:
         """Dashboard figures per group, from the smallest rollup that answers exactly."""
