@@ -17,6 +17,18 @@ class Period(StrEnum):
     NONE = "none"
 
 
+def is_time_zone(name: object) -> bool:
+    """Whether `name` loads as an IANA time zone. Loading reads a file named by it, so a directory
+    ('America') or an over-long name fails with OSError, not only ValueError or KeyError."""
+    if not isinstance(name, str) or not name:
+        return False
+    try:
+        ZoneInfo(name)
+    except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
+        return False
+    return True
+
+
 def require_aware(at: datetime) -> datetime:
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"datetime {at!r} must be timezone-aware")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from domain.periods import is_time_zone
 from domain.usage import RequestMetered
 
 DIMENSIONS = {"user": "user_id", "key": "key_id", "team": "team_id", "model": "model",
@@ -146,11 +147,8 @@ def check_analytics_query(query: AnalyticsQuery) -> None:
 
 def check_timezone(name: str, what: str) -> None:
     """Raises ValueError unless `name` is an IANA time zone; `what` names the field in the message."""
-    try:
-        ZoneInfo(name)
-    except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
-        raise ValueError(f"{what} {name!r} is not an IANA time zone name such as 'UTC' or "
-                         "'Europe/Paris'") from None
+    if not is_time_zone(name):
+        raise ValueError(f"{what} {name!r} is not an IANA time zone name such as 'UTC' or 'Europe/Paris'")
 
 
 def bucket_label(bucket: str, moment: datetime, zone: ZoneInfo) -> str:

@@ -9,12 +9,13 @@ from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import available_timezones
 
 from pydantic import ValidationError, ValidationInfo
 from pydantic_core import PydanticCustomError
 
 from domain.money import MoneyError, to_nanos
+from domain.periods import is_time_zone
 
 HINT_TYPE = "meterline"  # error type of our own validators: their message already has the hint
 
@@ -55,12 +56,8 @@ def choice(value: Any, options: Iterable[str], what: str) -> str:
 
 def check_timezone(name: Any) -> str:
     """`name` if it is an IANA time zone, else an error with the closest real names."""
-    if isinstance(name, str) and name.strip():
-        try:
-            ZoneInfo(name)
-            return name
-        except (ZoneInfoNotFoundError, ValueError):
-            pass
+    if isinstance(name, str) and name.strip() and is_time_zone(name):
+        return name
     hint = "use an IANA zone name such as 'UTC' or 'Europe/Berlin'"
     if isinstance(name, str):
         # only on the error path: listing the zone database reads many files

@@ -31,6 +31,7 @@ BAD = [  # (path, parameters, the parameter the error names)
     ("/summary", {"to": LONG}, "to"),
     ("/summary", {"from": "2024-03-02", "to": "2024-03-01"}, "to"),
     ("/summary", {"timezone": "Mars/Olympus"}, "timezone"),
+    ("/summary", {"timezone": "America"}, "timezone"),  # a directory of the zone database
     ("/summary", {"timezone": "../../etc/passwd"}, "timezone"),
     ("/summary", {"timezone": ""}, "timezone"),
     ("/summary", {"timezone": "Europe/Paris\x00"}, "timezone"),

@@ -91,3 +91,27 @@ def test_a_question_about_more_than_a_page_of_named_users_is_refused():
     for bad in (("a",) * (MAX_USER_IDS + 1), ["a"], ("a", 7)):
         with pytest.raises(ValueError, match="user_ids"):
             check_analytics_query(AnalyticsQuery(start, start, user_ids=bad))
+
+
+def test_a_zone_name_that_is_a_directory_of_the_zone_database_is_refused_as_a_bad_zone():
+    """Loading 'America' reads a directory (IsADirectoryError), a 300-character name fails in the
+    file system: both are bad zones, not crashes, wherever a zone name is checked."""
+    from datetime import UTC, datetime
+
+    import pytest
+
+    from adapters.analytics.migrate import check_zone
+    from domain.periods import is_time_zone
+    from domain.usage_figures import AnalyticsQuery, check_analytics_query
+    from infra.config.errors import check_timezone
+
+    start = datetime(2024, 3, 1, tzinfo=UTC)
+    for name in ("America", "a" * 300):
+        assert not is_time_zone(name)
+        with pytest.raises(ValueError, match="IANA time zone"):
+            check_analytics_query(AnalyticsQuery(start, start, timezone=name))
+        with pytest.raises(ValueError, match="IANA time zone"):
+            check_zone(name)
+        with pytest.raises(ValueError, match="unknown time zone"):
+            check_timezone(name)
+    assert is_time_zone("Europe/Paris") and is_time_zone("UTC")
