@@ -25,7 +25,8 @@ from chdb.session import Session
 
 from adapters.analytics.arrow import arrow_stream_bytes, facts_to_arrow
 from adapters.analytics.chdb import ChdbAnalytics
-from adapters.analytics.schema import USAGE_COLUMNS, USAGE_EVENTS_DDL, USAGE_TABLE
+from adapters.analytics.migrate import load_migrations
+from adapters.analytics.schema import USAGE_COLUMNS, USAGE_TABLE
 from adapters.analytics.sql import escape_param, format_time
 from domain.ports.analytics import UsageQuery
 from domain.usage import RequestMetered, UsageSource
@@ -152,10 +153,11 @@ def compare_insert_paths(directory: Path, facts: list[RequestMetered], batch: in
             ("ArrowStream, optimize_on_insert=1", stream, ""), ("Python(arrow table)", python_table, ""),
             ("JSONEachRow via orjson", json_rows, ""), ("one INSERT per row", row_by_row, "")]
     print(f"ways to insert {len(facts):,} facts in batches of {batch:,}:")
+    (usage_events_ddl,) = load_migrations("UTC")[0].statements  # the bare raw table, no views
     for n, (name, insert, settings) in enumerate(ways):
         table = f"bench_insert_{n}"
         session.query(f"DROP TABLE IF EXISTS {table}")
-        session.query(USAGE_EVENTS_DDL.replace(USAGE_TABLE, table, 1))
+        session.query(usage_events_ddl.replace(USAGE_TABLE, table, 1))
         started, cpu = time.perf_counter(), time.process_time()
         rows = 0
         for chunk in batches[:1] if insert is row_by_row else batches:
