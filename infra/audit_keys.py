@@ -6,7 +6,6 @@ file that others can read is refused rather than used; its public half is what a
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from infra.config.errors import ConfigError
+from infra.config.secret_files import create_secret_file
 
 
 def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
@@ -70,16 +70,4 @@ def _create(path: Path) -> None:
     if not path.parent.exists():
         path.parent.mkdir(parents=True, mode=0o700)
     pem = Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    temp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
-        out.flush()
-        os.fsync(out.fileno())
-    try:
-        # link, not rename: when two processes start at once the first key wins, for both
-        os.link(temp, path)
-    except FileExistsError:
-        pass
-    finally:
-        temp.unlink()
+    create_secret_file(path, pem)  # processes starting at once: the first key wins, for all

@@ -15,6 +15,7 @@ from pydantic import BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infra.config.errors import ConfigError, check_timezone, choice, hinted, problems_from
+from infra.config.secret_files import create_secret_file
 
 ENV_PREFIX = "METERLINE_"
 MIN_ADMIN_TOKEN = 16
@@ -200,17 +201,7 @@ def _dev_secrets(path: Path) -> dict[str, str]:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         fresh = {"admin_token": secrets.token_urlsafe(24), "key_secret": secrets.token_urlsafe(48)}
-        temp = path.with_name(f".{path.name}.{os.getpid()}")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(fresh, out)
-        try:
-            # link, not rename: when two processes start at once the first file wins
-            os.link(temp, path)
-        except FileExistsError:
-            pass
-        finally:
-            temp.unlink()
+        create_secret_file(path, json.dumps(fresh).encode())
     try:
         stored = json.loads(path.read_text())
         if isinstance(stored.get("admin_token"), str) and isinstance(stored.get("key_secret"), str):
