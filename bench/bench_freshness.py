@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.bench_gateway import ADMIN, free_port, meterline, spawn, wait_http
+from bench.bench_gateway import ADMIN, up_on_simulator
 from bench.bench_lag import open_loop, percentile
 
 
@@ -92,13 +91,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="meterline-freshness-"))
     procs = []
     try:
-        sim_port, port = free_port(), free_port()
-        procs.append(spawn([sys.executable, "-m", "testkit.simulator.server", "--port", str(sim_port)],
-                           work / "sim.log"))
-        wait_http(f"http://127.0.0.1:{sim_port}/health")
-        up, key = meterline(work, f"http://127.0.0.1:{sim_port}/v1", port)
-        procs.append(up)
-        asyncio.run(measure(f"http://127.0.0.1:{port}", key, args))
+        base, key = up_on_simulator(work, procs)
+        asyncio.run(measure(base, key, args))
     finally:
         for proc in procs:
             proc.terminate()

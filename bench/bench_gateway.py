@@ -125,6 +125,17 @@ def meterline(work: Path, sim_url: str, port: int) -> tuple[subprocess.Popen, st
     return proc, bench_key(f"http://127.0.0.1:{port}")
 
 
+def up_on_simulator(work: Path, procs: list[subprocess.Popen]) -> tuple[str, str]:
+    """The simulator and `meterline up` in front of it, both added to `procs`: up's URL and a key."""
+    sim_port, port = free_port(), free_port()
+    procs.append(spawn([sys.executable, "-m", "testkit.simulator.server", "--port", str(sim_port)],
+                       work / "sim.log"))
+    wait_http(f"http://127.0.0.1:{sim_port}/health")
+    up, key = meterline(work, f"http://127.0.0.1:{sim_port}/v1", port)
+    procs.append(up)
+    return f"http://127.0.0.1:{port}", key
+
+
 def kafka_gateway(work: Path, sim_url: str, bootstrap: str, database_url: str, port: int
                   ) -> tuple[subprocess.Popen, subprocess.Popen, str]:
     """`meterline ledger` and `meterline gateway` apart, on Kafka (tansu) and PostgreSQL."""

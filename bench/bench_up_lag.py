@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,7 +25,7 @@ import httpx
 
 from adapters.clock import SystemClock
 from adapters.eventstore.environments import open_applications, sqlite_env
-from bench.bench_gateway import ADMIN, free_port, meterline, spawn, wait_http
+from bench.bench_gateway import ADMIN, up_on_simulator
 from bench.bench_lag import lags, open_loop, percentile, report
 from domain.money import to_nanos
 from domain.quota_policy import BudgetPolicy, Scope
@@ -61,13 +60,8 @@ def probe_views(base_url: str, data_dir: Path, probes: int,
 
 
 def run_up(args: argparse.Namespace, work: Path, procs: list) -> None:
-    sim_port, port = free_port(), free_port()
-    procs.append(spawn([sys.executable, "-m", "testkit.simulator.server", "--port", str(sim_port)],
-                       work / "sim.log"))
-    wait_http(f"http://127.0.0.1:{sim_port}/health")
-    up, key = meterline(work, f"http://127.0.0.1:{sim_port}/v1", port)
-    procs.append(up)
-    base = f"http://127.0.0.1:{port}"
+    base, key = up_on_simulator(work, procs)
+    up = procs[-1]
     under_load: list[float] = []
     stop = threading.Event()
     prober = threading.Thread(target=lambda: under_load.extend(

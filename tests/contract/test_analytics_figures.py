@@ -20,12 +20,10 @@ from adapters.analytics.chdb import ChdbAnalytics
 from adapters.analytics.clickhouse import ClickHouseAnalytics
 from adapters.analytics.memory import InMemoryAnalytics
 from adapters.analytics.planner import why_not
-from adapters.analytics.remote import RemoteAnalytics
-from adapters.analytics.remote_server import AnalyticsServer
 from domain.ports.analytics import AnalyticsStore
 from domain.usage import RequestMetered
 from domain.usage_figures import LATENCY_BUCKETS_MS, AnalyticsQuery, Figures, fold_figures
-from tests.support.analytics import NASTY_IDS, T0, ZONES, ChdbBackedClient, fact
+from tests.support.analytics import NASTY_IDS, T0, ZONES, ChdbBackedClient, fact, remote_over_chdb
 
 ROLLUP_ZONE = "America/New_York"  # the billing zone: its DST change is in the facts' weeks
 NEW_YORK = ZoneInfo(ROLLUP_ZONE)
@@ -232,11 +230,5 @@ class TestClickHouseFiguresOverChdb(AnalyticsFiguresContract):
 class TestRemoteFiguresOverChdb(AnalyticsFiguresContract):
     @contextmanager
     def open_store(self, directory: Path) -> Iterator[AnalyticsStore]:
-        owner = ChdbAnalytics(directory / "chdb", rollup_timezone=ROLLUP_ZONE)
-        with AnalyticsServer(owner, directory / "analytics.sock"):
-            store = RemoteAnalytics(directory / "analytics.sock")
-            try:
-                yield store
-            finally:
-                store.close()
-                owner.close()
+        with remote_over_chdb(directory, ROLLUP_ZONE) as store:
+            yield store

@@ -24,7 +24,15 @@ from adapters.analytics.remote_server import AnalyticsServer
 from adapters.analytics.schema import USAGE_COLUMNS, USAGE_TABLE
 from adapters.analytics.sql import batch_token, escape_param, insert_settings, usage_statement
 from domain.ports.analytics import AnalyticsStore, UsageTotals
-from tests.support.analytics import MONTH, T0, AnalyticsStoreFixtures, ChdbBackedClient, fact, fold
+from tests.support.analytics import (
+    MONTH,
+    T0,
+    AnalyticsStoreFixtures,
+    ChdbBackedClient,
+    fact,
+    fold,
+    remote_over_chdb,
+)
 
 
 class AnalyticsStoreInsertContract(AnalyticsStoreFixtures):
@@ -113,14 +121,8 @@ class OpensRemoteOverChdb:
 
     @contextmanager
     def open_store(self, directory: Path) -> Iterator[AnalyticsStore]:
-        owner = ChdbAnalytics(directory / "chdb")
-        with AnalyticsServer(owner, directory / "analytics.sock"):
-            store = RemoteAnalytics(directory / "analytics.sock")
-            try:
-                yield store
-            finally:
-                store.close()
-                owner.close()
+        with remote_over_chdb(directory) as store:
+            yield store
 
 
 class TestInMemoryAnalytics(OpensInMemory, AnalyticsStoreInsertContract):

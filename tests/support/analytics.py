@@ -122,3 +122,20 @@ class ChdbBackedClient:
 
     def close(self) -> None:
         self.session.close()
+
+
+@contextmanager
+def remote_over_chdb(directory: Path, rollup_timezone: str = "UTC") -> Iterator[AnalyticsStore]:
+    """The gateway's view of the projector's chDB on the embedded default: a RemoteAnalytics on
+    the unix socket an AnalyticsServer serves a ChdbAnalytics on."""
+    from adapters.analytics.chdb import ChdbAnalytics
+    from adapters.analytics.remote import RemoteAnalytics
+    from adapters.analytics.remote_server import AnalyticsServer
+    owner = ChdbAnalytics(directory / "chdb", rollup_timezone=rollup_timezone)
+    with AnalyticsServer(owner, directory / "analytics.sock"):
+        store = RemoteAnalytics(directory / "analytics.sock")
+        try:
+            yield store
+        finally:
+            store.close()
+            owner.close()
