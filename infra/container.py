@@ -6,6 +6,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eventsourcing.persistence import DatabaseError
@@ -97,17 +98,23 @@ def open_audit(settings: Settings, clock: Clock, attempts: int = 5) -> AuditTrai
     Retried like `open_stores`: processes starting together race in creating its tables (the
     loser's migration record conflicts), and the next attempt finds them made."""
     key = load_or_create_signing_key(settings.audit_key_path)
+    trail = open_trail(clock, key, event_store_env(settings), attempts)
+    _check_signer(trail, key, settings)
+    return trail
+
+
+def open_trail(clock: Clock, key: Ed25519PrivateKey | None, env: dict[str, str], attempts: int = 5,
+               **options: Any) -> AuditTrail:
+    """An AuditTrail on `env`, retried while processes opening it together race in creating its
+    tables (SQLite: the loser's migration record conflicts; the next attempt finds them made)."""
     for attempt in range(1, attempts + 1):
         try:
-            trail = AuditTrail(clock, key, env=event_store_env(settings))
+            return AuditTrail(clock, key, env=env, **options)
         except DatabaseError as exc:
             if attempt == attempts:
                 raise
             log.warning("opening the audit trail failed (%s); retrying", exc)
             time.sleep(0.2 + random.random() * 0.5)  # noqa: S311 - jitter, not a secret
-            continue
-        _check_signer(trail, key, settings)
-        return trail
     raise AssertionError("unreachable")
 
 

@@ -13,6 +13,7 @@ from adapters.clock import FixedClock
 from adapters.eventstore.environments import sqlite_env
 from domain.audit import AuditEntry, ChainedEntry
 from domain.services.audit_trail import AuditTrail
+from infra.container import open_trail
 from tests.support.audit_store import audit_store as audit_store  # fixture, used by name
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
@@ -66,7 +67,8 @@ def test_concurrent_appenders_keep_seq_gapless_and_every_entry_once(audit_store)
 
 
 def append_from_a_process(env: dict[str, str], writer: int, batches: int) -> None:
-    trail = AuditTrail(FixedClock(datetime(2025, 3, 3, tzinfo=UTC)), KEY, env=env, checkpoint_every=20)
+    # opened as every process opens it: three starting at once race in creating its tables
+    trail = open_trail(FixedClock(datetime(2025, 3, 3, tzinfo=UTC)), KEY, env, checkpoint_every=20)
     for b in range(batches):
         trail.append([AuditEntry(time=trail.clock.now(), actor=f"user:p{writer}", action="AuthFailed",
                                  target=f"batch:{b}", details={"i": i}) for i in range(BATCH)])
