@@ -27,7 +27,9 @@ DEV_SECRETS_FILE = "dev-secrets.json"
 _EXAMPLES = {"bus": "inproc", "port": "8080", "dev": "1", "upstream_timeout_s": "60",
              "max_body_bytes": "1048576", "reservation_default_max_tokens": "4096",
              "database_url": "postgresql://meterline:secret@127.0.0.1:5432/meterline",
-             "analytics_url": "http://127.0.0.1:8123", "billing_timezone": "Europe/Berlin"}
+             "analytics_url": "http://127.0.0.1:8123", "billing_timezone": "Europe/Berlin",
+             "smtp_port": "587", "smtp_from": "alerts@example.com", "smtp_starttls": "1",
+             "webhook_allow_private": "1"}
 
 
 def _default_gateway_id() -> str:
@@ -88,6 +90,17 @@ class Settings(BaseSettings):
     analytics_url: Annotated[str | None, BeforeValidator(_analytics_url)] = None
     # the Ed25519 key that signs audit checkpoints: a 0600 PEM file, never in the event store
     audit_key_file: Path | None = None
+    # alert e-mail: without a host, e-mails are only logged (recipient and subject)
+    smtp_host: str | None = None
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_from: str | None = None  # required with smtp_host
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    smtp_timeout_s: float = Field(5.0, gt=0)  # per SMTP reply; a whole send gives up after twice this
+    # alert webhooks: private, loopback and link-local targets are refused unless this allows them
+    webhook_allow_private: bool = False
+    webhook_timeout_s: float = Field(5.0, gt=0)
 
     @property
     def event_store_path(self) -> Path:

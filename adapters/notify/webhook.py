@@ -1,0 +1,104 @@
+"""Signed webhooks: a CloudEvents 1.0 JSON envelope POSTed to the rule's URL.
+
+Headers: `X-Meterline-Signature` (domain/webhook_signature.py), `webhook-id` (the notification
+id, for the receiver to drop a repeat). 2xx is delivered; 408, 429, 5xx, timeouts and refused
+connections are transient; any other status (a redirect, 400, 404, 410) is permanent: the URL
+or the receiver needs fixing, not a retry. Redirects are not followed (they could lead past the
+address check) and at most a few hundred bytes of a response are read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from adapters.notify.body import data_of, event_type, text_of
+from adapters.notify.once import OnceById
+from adapters.notify.webhook_target import resolve_target
+from domain.ports.notifier import Notification, NotificationFailed
+from domain.webhook_signature import HEADER, sign
+
+RESPONSE_CAP = 512  # bytes of a refusal kept for its message
+TRANSIENT_STATUS = frozenset({408, 429})
+
+
+def envelope(notification: Notification, now: datetime) -> dict[str, Any]:
+    """The CloudEvents 1.0 structured-mode event; `text` is an extension attribute."""
+    return {"specversion": "1.0", "id": notification.notification_id, "source": "meterline",
+            "type": event_type(notification), "subject": notification.subject,
+            "time": now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "datacontenttype": "application/json", "text": text_of(notification),
+            "data": data_of(notification)}
+
+
+class WebhookNotifier:
+    def __init__(self, allow_private: bool = False, timeout_s: float = 5.0,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 client: httpx.AsyncClient | None = None) -> None:
+        self.allow_private = allow_private
+        self.timeout_s = timeout_s
+        self._now = now
+        # no proxies from the environment: the address check must be about where we connect
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 3.0)), follow_redirects=False,
+            trust_env=False, headers={"User-Agent": "meterline-webhooks/1"})
+        self._once = OnceById()
+
+    async def notify(self, notification: Notification) -> None:
+        if not notification.signing_secret:
+            raise NotificationFailed(f"webhook notification {notification.notification_id} has no signing "
+                                     "secret; a webhook is only sent signed (the rule's secret)",
+                                     permanent=True)
+        await self._once.run(notification.notification_id, lambda: self._send(notification))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _send(self, notification: Notification) -> None:
+        target = await resolve_target(notification.recipient, self.allow_private)
+        now = self._now()
+        body = json.dumps(envelope(notification, now), ensure_ascii=False, separators=(",", ":")).encode()
+        headers = {"Host": target.netloc,
+                   "Content-Type": "application/cloudevents+json; charset=utf-8",
+                   "webhook-id": notification.notification_id,
+                   HEADER: sign(notification.signing_secret or "", int(now.timestamp()), body)}
+        extensions = {"sni_hostname": target.host} if target.url.scheme == "https" else {}
+        try:
+            # the whole exchange is bounded: a server trickling bytes would outlast per-read timeouts
+            async with asyncio.timeout(self.timeout_s + 1):
+                async with self._client.stream("POST", target.url, content=body, headers=headers,
+                                               extensions=extensions) as response:
+                    if 200 <= response.status_code < 300:
+                        return
+                    refusal = await _first_bytes(response)
+        except TimeoutError:
+            raise NotificationFailed(f"webhook {target.host} did not answer within "
+                                     f"{self.timeout_s:g} s") from None
+        except httpx.HTTPError as error:
+            raise NotificationFailed(f"webhook {target.host} could not be reached: "
+                                     f"{type(error).__name__}: {error}") from None
+        raise _refused(response, refusal)
+
+
+async def _first_bytes(response: httpx.Response) -> str:
+    kept = b""
+    async for chunk in response.aiter_raw():
+        kept += chunk
+        if len(kept) >= RESPONSE_CAP:
+            break
+    return kept[:RESPONSE_CAP].decode(errors="replace")
+
+
+def _refused(response: httpx.Response, refusal: str) -> NotificationFailed:
+    status = response.status_code
+    what = f"webhook answered {status}"
+    if 300 <= status < 400:
+        what += f" (a redirect to {response.headers.get('location', '?')!r}, not followed: update the URL)"
+    elif refusal.strip():
+        what += f": {' '.join(refusal.split())[:200]}"
+    return NotificationFailed(what, permanent=not (status >= 500 or status in TRANSIENT_STATUS))
