@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from gateway.api import admin, analytics, analytics_users, audit, explain, grants, keys, usage
+from gateway.api import admin, analytics, analytics_users, audit, explain, grants, keys, reports, usage
 
 router = APIRouter()
 router.include_router(admin.router)
@@ -12,4 +12,5 @@ router.include_router(audit.router)
 router.include_router(explain.router)
 router.include_router(grants.router)
 router.include_router(keys.router)
+router.include_router(reports.router)
 router.include_router(usage.router)

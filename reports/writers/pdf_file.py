@@ -1,0 +1,113 @@
+"""Chargeback as PDF (fpdf2): a title, the period, a pie chart of the cost shares and the table.
+
+Text is set in DejaVu Sans when the system has it (Debian's fonts-dejavu-core: any script a
+user or team name is written in); otherwise in the PDF core font Helvetica, with characters it
+cannot show replaced by "?". The document's dates are the period's end, so the same report
+gives the same bytes.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from fpdf import FPDF
+
+from reports.chargeback import Chargeback
+from reports.writers.table import money_text, rows
+
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
+SLICES = 8  # the largest groups get a slice each; the rest share one
+PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+           (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34))
+HEADER = ("group", "requests", "input tok.", "output tok.", "cost (USD)", "share %")
+WIDTHS = (64, 22, 26, 26, 34, 18)
+
+
+def write_pdf(report: Chargeback) -> bytes:
+    pdf = FPDF(orientation="portrait", unit="mm", format="A4")
+    pdf.set_creation_date(report.period.end)
+    pdf.set_title(f"Chargeback {report.period.label}")
+    pdf.set_author("Meterline")
+    font = _font(pdf)
+    pdf.add_page()
+    pdf.set_font(font, "B", 16)
+    pdf.cell(0, 10, _text(font, f"Chargeback by {report.group_by.replace('_', ' ')}"), new_x="LMARGIN",
+             new_y="NEXT")
+    pdf.set_font(font, "", 10)
+    period = report.period
+    pdf.cell(0, 6, _text(font, f"Period {period.label}: {period.first_day} to {period.last_day} "
+                               f"({period.timezone}); money in USD, exact to the nano-dollar"),
+             new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 6, _text(font, f"Total {money_text(rows(report)[-1][7])} USD over "
+                               f"{report.totals.requests:,} requests"), new_x="LMARGIN", new_y="NEXT")
+    _pie(pdf, font, report)
+    _table(pdf, font, report)
+    return bytes(pdf.output())
+
+
+def _font(pdf: FPDF) -> str:
+    regular, bold = DEJAVU / "DejaVuSans.ttf", DEJAVU / "DejaVuSans-Bold.ttf"
+    if regular.exists() and bold.exists():
+        pdf.add_font("DejaVu", "", str(regular))
+        pdf.add_font("DejaVu", "B", str(bold))
+        return "DejaVu"
+    return "Helvetica"
+
+
+def _text(font: str, text: str) -> str:
+    return text if font != "Helvetica" else text.encode("latin-1", "replace").decode("latin-1")
+
+
+def _slices(report: Chargeback) -> list[tuple[str, int, Decimal]]:
+    """(name, cost, share) of the largest groups, the rest summed into one slice."""
+    costly = [(row.name, row.usage.cost, row.share) for row in report.rows if row.usage.cost > 0]
+    if len(costly) <= SLICES + 1:
+        return costly
+    rest = costly[SLICES:]
+    return [*costly[:SLICES], (f"{len(rest)} others", sum(c for _, c, _ in rest), sum(s for _, _, s in rest))]
+
+
+def _pie(pdf: FPDF, font: str, report: Chargeback) -> None:
+    slices, total = _slices(report), report.totals.cost
+    top = pdf.get_y() + 4
+    if not slices or total <= 0:
+        pdf.cell(0, 8, "No cost in this period.", new_x="LMARGIN", new_y="NEXT")
+        return
+    cx, cy, radius = 50.0, top + 30, 28.0
+    angle = 0.0
+    for i, (_, cost, _) in enumerate(slices):
+        sweep = 360.0 * cost / total
+        pdf.set_fill_color(*PALETTE[i % len(PALETTE)])
+        if sweep >= 359.999:
+            pdf.ellipse(cx - radius, cy - radius, 2 * radius, 2 * radius, style="F")
+        elif sweep > 0.01:
+            pdf.solid_arc(cx - radius, cy - radius, 2 * radius, angle, angle + sweep, style="F")
+        angle += sweep
+    pdf.set_font(font, "", 9)
+    for i, (name, _, share) in enumerate(slices):
+        y = top + 6 + 6 * i
+        pdf.set_fill_color(*PALETTE[i % len(PALETTE)])
+        pdf.rect(95, y, 4, 4, style="F")
+        pdf.set_xy(101, y - 0.5)
+        pdf.cell(90, 5, _text(font, f"{name[:40]}  {share} %"))
+    pdf.set_y(top + 66)
+
+
+def _table(pdf: FPDF, font: str, report: Chargeback) -> None:
+    pdf.set_font(font, "B", 9)
+    for title, width in zip(HEADER, WIDTHS, strict=True):
+        pdf.cell(width, 7, title, border="B", align="L" if title == "group" else "R")
+    pdf.ln()
+    pdf.set_font(font, "", 9)
+    body = rows(report)
+    for i, values in enumerate(body):
+        last = i == len(body) - 1
+        if last:
+            pdf.set_font(font, "B", 9)
+        label = "Total" if last else (values[1] or values[0])
+        cells = (label[:38], f"{values[2]:,}", f"{values[3]:,}", f"{values[5]:,}", money_text(values[7]),
+                 str(values[8]))
+        for cell, width, align in zip(cells, WIDTHS, "LRRRRR", strict=True):
+            pdf.cell(width, 6, _text(font, cell), border="T" if last else 0, align=align)
+        pdf.ln()

@@ -1,0 +1,49 @@
+"""A chargeback as a table: its rows then a totals row, as exact text or as a typed polars frame."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import polars as pl
+
+from domain.money import from_nanos
+from reports.chargeback import Chargeback, Usage
+
+TOTAL = "TOTAL"
+MONEY = pl.Decimal(38, 9)    # nano-dollars exactly
+PERCENT = pl.Decimal(6, 2)
+
+
+def columns(report: Chargeback) -> list[str]:
+    return [report.id_column, "name", "requests", "input_tokens", "cached_input_tokens", "output_tokens",
+            "total_tokens", "cost_usd", "share_percent"]
+
+
+def _values(group: str, name: str, usage: Usage, share: Decimal) -> list:
+    return [group, name, usage.requests, usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens,
+            usage.total_tokens, from_nanos(usage.cost), share]
+
+
+def rows(report: Chargeback, with_totals: bool = True) -> list[list]:
+    """One list per row in `columns` order: ids and names as text, counts as int, cost as an exact
+    Decimal of USD, share as a Decimal percent; the totals row last."""
+    body = [_values(row.group, row.name, row.usage, row.share) for row in report.rows]
+    if with_totals:
+        share = Decimal("100.00") if report.totals.cost else Decimal("0.00")
+        body.append(_values(TOTAL, "", report.totals, share))
+    return body
+
+
+def frame(report: Chargeback, with_totals: bool = True) -> pl.DataFrame:
+    """Typed columns: money as Decimal(38, 9) so no reader ever sees a binary float."""
+    names = columns(report)
+    schema = {name: pl.Utf8 for name in names[:2]} | {name: pl.Int64 for name in names[2:7]}
+    schema |= {"cost_usd": MONEY, "share_percent": PERCENT}
+    return pl.DataFrame(rows(report, with_totals), schema=schema, orient="row")
+
+
+def money_text(value: Decimal) -> str:
+    """Exact USD text with at least two decimals ("12.50", "0.000000123")."""
+    text = format(value, "f")
+    whole, _, fraction = text.partition(".")
+    return f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
