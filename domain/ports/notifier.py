@@ -1,7 +1,7 @@
 """The notifier port: tells a person (e-mail, webhook, in-app) that something happened.
 
-Adapters: the in-memory twin `adapters/notify/memory.py`, e-mail over SMTP (adapters/notify/smtp.py)
-and signed webhooks (adapters/notify/webhook.py), their contract runs to come; every adapter passes
+Adapters: the in-memory twin `adapters/notify/memory.py`, e-mail over SMTP
+`adapters/notify/smtp.py`, signed webhooks `adapters/notify/webhook.py`; every adapter passes
 `tests/contract/test_notifier.py`.
 
 Body convention (the alerts worker follows it): `{"type": "meterline.alert.triggered",
