@@ -57,6 +57,7 @@ def sqlite_env(data_dir: Path) -> dict[str, str]:
         "LEDGER_SQLITE_DBNAME": str(data_dir / f"{Ledger.name}.sqlite"),
         "AUDIT_SQLITE_DBNAME": str(data_dir / "audit.sqlite"),  # domain/services/audit_trail.py
         "DECISIONS_SQLITE_DBNAME": str(data_dir / "decisions.sqlite"),  # domain/services/decisions.py
+        "ANOMALIES_SQLITE_DBNAME": str(data_dir / "anomalies.sqlite"),  # domain/services/anomalies.py
         "ALERTS_SQLITE_DBNAME": str(data_dir / "alerts.sqlite"),  # domain/services/alerts.py
         "SQLITE_LOCK_TIMEOUT": str(SQLITE_LOCK_TIMEOUT_SECONDS),
     }

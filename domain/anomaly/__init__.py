@@ -1,0 +1,1 @@
+"""Anomaly detection's pure model: robust baselines, the three signals, and incidents."""
