@@ -18,6 +18,17 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from adapters.analytics.arrow import arrow_stream_bytes, facts_to_arrow
+from adapters.analytics.audit_sql import (
+    DELETE_SQL,
+    GAP_SQL,
+    POSITION_SQL,
+    audit_arrow,
+    audit_insert_sql,
+    entries_from_rows,
+    entries_statement,
+    month_runs,
+    position_of,
+)
 from adapters.analytics.figures_sql import (
     delete_statements,
     figures_from_rows,
@@ -40,7 +51,9 @@ from adapters.analytics.sql import (
     totals_from_rows,
     usage_statement,
 )
+from domain.audit import ChainedEntry
 from domain.ports.analytics import RecentRequest, UsageQuery, UsageTotals
+from domain.ports.audit_index import AuditIndexQuery
 from domain.usage import RequestMetered
 from domain.usage_figures import AnalyticsQuery, Figures
 
@@ -122,6 +135,31 @@ class ChdbAnalytics:
     def count_usage(self) -> int:
         """How many distinct facts the store holds."""
         return int(self._rows(COUNT_SQL, {})[0][0])
+
+    # ----- the audit index (domain.ports.audit_index) -----------------------------------------
+
+    def insert_audit(self, entries: Sequence[ChainedEntry]) -> None:
+        """Inserts the entries a month at a time (a part each, whole or not at all); a seq held
+        already is kept once (ReplacingMergeTree by seq, read FINAL)."""
+        for run in month_runs(entries):
+            payload = arrow_stream_bytes(audit_arrow(run))
+            with self._lock, self._open()._conn.send_insert(audit_insert_sql(), "ArrowStream") as insert:
+                insert.append(payload)
+                insert.finish()
+
+    def audit_entries(self, query: AuditIndexQuery) -> list[ChainedEntry]:
+        """The matching entries, newest first."""
+        statement = entries_statement(query)
+        return entries_from_rows(self._rows(statement.sql, statement.params))
+
+    def audit_position(self) -> int:
+        """The n such that entries 1..n are held and none after."""
+        position = position_of(self._rows(POSITION_SQL, {})[0])
+        return position if position is not None else int(self._rows(GAP_SQL, {})[0][0])
+
+    def delete_audit(self) -> None:
+        """Forgets every audit entry, for a rebuild."""
+        self._rows(DELETE_SQL, {})
 
     def query_rows(self, sql: str, params: dict[str, str]) -> list[list[Any]]:
         """Runs a statement with `{name:Type}` parameters; its rows, if any. For reports and benchmarks."""

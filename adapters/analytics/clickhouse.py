@@ -15,6 +15,18 @@ from typing import Any
 import clickhouse_connect
 
 from adapters.analytics.arrow import facts_to_arrow
+from adapters.analytics.audit_sql import (
+    AUDIT_INSERT_SETTINGS,
+    AUDIT_TABLE,
+    DELETE_SQL,
+    GAP_SQL,
+    POSITION_SQL,
+    audit_arrow,
+    entries_from_rows,
+    entries_statement,
+    month_runs,
+    position_of,
+)
 from adapters.analytics.figures_sql import (
     delete_statements,
     figures_from_rows,
@@ -36,7 +48,9 @@ from adapters.analytics.sql import (
     totals_from_rows,
     usage_statement,
 )
+from domain.audit import ChainedEntry
 from domain.ports.analytics import RecentRequest, UsageQuery, UsageTotals
+from domain.ports.audit_index import AuditIndexQuery
 from domain.usage import RequestMetered
 from domain.usage_figures import AnalyticsQuery, Figures
 
@@ -119,6 +133,29 @@ class ClickHouseAnalytics:
     def count_usage(self) -> int:
         """How many distinct facts the store holds."""
         return int(self._get_client().query(COUNT_SQL).result_rows[0][0])
+
+    # ----- the audit index (domain.ports.audit_index): as on chDB ------------------------------
+
+    def insert_audit(self, entries: Sequence[ChainedEntry]) -> None:
+        """Inserts the entries a month (a part) at a time; a seq held already is kept once."""
+        for run in month_runs(entries):
+            self._get_client().insert_arrow(AUDIT_TABLE, audit_arrow(run), settings=AUDIT_INSERT_SETTINGS)
+
+    def audit_entries(self, query: AuditIndexQuery) -> list[ChainedEntry]:
+        """The matching entries, newest first."""
+        statement = entries_statement(query)
+        return entries_from_rows(self._get_client().query(statement.sql, parameters=statement.params)
+                                 .result_rows)
+
+    def audit_position(self) -> int:
+        """The n such that entries 1..n are held and none after."""
+        client = self._get_client()
+        position = position_of(client.query(POSITION_SQL).result_rows[0])
+        return position if position is not None else int(client.query(GAP_SQL).result_rows[0][0])
+
+    def delete_audit(self) -> None:
+        """Forgets every audit entry, for a rebuild."""
+        self._get_client().command(DELETE_SQL)
 
     def close(self) -> None:
         with self._lock:

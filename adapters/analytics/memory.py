@@ -11,7 +11,9 @@ from adapters.analytics.figures_sql import delete_statements
 from adapters.analytics.migrate import check_zone
 from adapters.analytics.planner import plan
 from adapters.analytics.sql import check_limit, check_query
+from domain.audit import ChainedEntry
 from domain.ports.analytics import RecentRequest, UsageQuery, UsageTotals
+from domain.ports.audit_index import AuditIndexQuery, check_index_query
 from domain.usage import RequestMetered
 from domain.usage_figures import AnalyticsQuery, Figures, fold_figures
 
@@ -23,6 +25,7 @@ class InMemoryAnalytics:
         self._facts: dict[str, RequestMetered] = {}
         self._lock = threading.Lock()
         self.rollup_timezone = check_zone(rollup_timezone)
+        self._audit: dict[int, ChainedEntry] = {}  # by seq; the first copy is kept
 
     def ensure_schema(self) -> None:
         pass
@@ -92,6 +95,37 @@ class InMemoryAnalytics:
         """How many distinct facts the store holds."""
         with self._lock:
             return len(self._facts)
+
+    # ----- the audit index (domain.ports.audit_index) -----------------------------------------
+
+    def insert_audit(self, entries: Sequence[ChainedEntry]) -> None:
+        with self._lock:
+            for chained in entries:
+                self._audit.setdefault(chained.seq, chained)
+
+    def audit_entries(self, query: AuditIndexQuery) -> list[ChainedEntry]:
+        """The matching entries, newest first."""
+        check_index_query(query)
+        with self._lock:
+            held = sorted(self._audit.values(), key=lambda c: c.seq, reverse=True)
+        found = [c for c in held if (query.before is None or c.seq < query.before)
+                 and (query.upto is None or c.seq <= query.upto) and query.where.matches(c.entry)]
+        return found[:query.limit]
+
+    def audit_position(self) -> int:
+        """The n such that entries 1..n are held and none after."""
+        with self._lock:
+            n = len(self._audit)
+            if n == max(self._audit, default=0):
+                return n
+            n = 0
+            while n + 1 in self._audit:
+                n += 1
+            return n
+
+    def delete_audit(self) -> None:
+        with self._lock:
+            self._audit.clear()
 
 
 def _matches(query: UsageQuery, fact: RequestMetered) -> bool:

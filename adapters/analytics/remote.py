@@ -19,8 +19,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from adapters.analytics.remote_server import analytics_query_data, figures_of, query_data, recent_of
+from adapters.analytics.remote_server import (
+    analytics_query_data,
+    audit_query_data,
+    figures_of,
+    query_data,
+    recent_of,
+)
+from domain.audit import ChainedEntry
 from domain.ports.analytics import RecentRequest, UsageQuery, UsageTotals
+from domain.ports.audit_index import AuditIndexQuery, check_index_query
 from domain.usage import RequestMetered
 from domain.usage_figures import AnalyticsQuery, Figures
 
@@ -96,6 +104,22 @@ class RemoteAnalytics:
     def count_usage(self) -> int:
         """How many distinct facts the store holds."""
         return int(self._call("/count", {})["count"])
+
+    def insert_audit(self, entries: Sequence[ChainedEntry]) -> None:
+        if entries:
+            self._call("/audit/insert", {"entries": [chained.as_record() for chained in entries]})
+
+    def audit_entries(self, query: AuditIndexQuery) -> list[ChainedEntry]:
+        """The matching entries of the owner's index, newest first."""
+        check_index_query(query)  # refused here: a naive time would not survive ISO text
+        rows = self._call("/audit/entries", audit_query_data(query))["rows"]
+        return [ChainedEntry.from_record(row) for row in rows]
+
+    def audit_position(self) -> int:
+        return int(self._call("/audit/position", {})["position"])
+
+    def delete_audit(self) -> None:
+        self._call("/audit/delete", {})
 
     def close(self) -> None:
         """Closes every thread's connection (a thread that calls again opens it again)."""

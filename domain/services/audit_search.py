@@ -3,38 +3,21 @@
 A scan of the trail's own store, backwards from the head: enough for trails of up to a few
 hundred thousand entries. A request scans at most `SCAN_LIMIT` entries and returns the
 place it stopped, so a filter that matches nothing never reads a large trail in one go.
-Searching years of entries fast is the ClickHouse projection's job (not built yet).
+Searching years of entries fast is the ClickHouse projection's job (`audit_index_search.py`);
+this scan covers what the projection has not reached yet, and stands in when it is away.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 
-from domain.audit import AuditEntry, ChainedEntry
+from domain.audit import ChainedEntry
+from domain.ports.audit_index import AuditFilter
 from domain.services.audit_trail import AuditTrail
 
 PAGE = 1000
 SCAN_LIMIT = 50_000
-
-
-@dataclass(frozen=True)
-class AuditFilter:
-    """Every given condition must hold; `actions` and `targets` match any one of theirs."""
-
-    actions: frozenset[str] = frozenset()
-    actor: str | None = None
-    targets: frozenset[str] = frozenset()
-    start: datetime | None = None  # included
-    end: datetime | None = None  # excluded
-
-    def matches(self, entry: AuditEntry) -> bool:
-        return ((not self.actions or entry.action in self.actions)
-                and (self.actor is None or entry.actor == self.actor)
-                and (not self.targets or entry.target in self.targets)
-                and (self.start is None or entry.time >= self.start)
-                and (self.end is None or entry.time < self.end))
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from clickhouse_connect.driver.binding import bind_query
 from hypothesis import strategies as st
 
 from adapters.analytics.arrow import arrow_stream_bytes
+from adapters.analytics.audit_sql import AUDIT_TABLE
 from adapters.analytics.schema import USAGE_TABLE
 from adapters.analytics.sql import insert_sql
 from domain.ports.analytics import AnalyticsStore, UsageQuery, UsageTotals
@@ -107,8 +108,10 @@ class ChdbBackedClient:
 
     def insert_arrow(self, table: str, arrow_table: Any, settings: dict[str, str]) -> None:
         # the settings a server would get with the request, here in the statement's SETTINGS clause
-        assert table == USAGE_TABLE
-        with self.lock, self.session._conn.send_insert(insert_sql(settings), "ArrowStream") as insert:
+        assert table in (USAGE_TABLE, AUDIT_TABLE)
+        statement = (insert_sql(settings) if table == USAGE_TABLE
+                     else _insert_into(table, arrow_table, settings))
+        with self.lock, self.session._conn.send_insert(statement, "ArrowStream") as insert:
             insert.append(arrow_stream_bytes(arrow_table))
             insert.finish()
 
@@ -122,6 +125,12 @@ class ChdbBackedClient:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _insert_into(table: str, arrow_table: Any, settings: dict[str, str]) -> str:
+    rendered = ", ".join(f"{name} = {value if value.isdigit() else repr(value)}"
+                         for name, value in settings.items())
+    return f"INSERT INTO {table} ({', '.join(arrow_table.schema.names)}) SETTINGS {rendered}"
 
 
 @contextmanager
