@@ -7,9 +7,6 @@ tell a dashboard nothing it can act on; `registered` says whether the registry k
 
 from __future__ import annotations
 
-import csv
-import io
-from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Annotated, Literal
 
@@ -21,6 +18,7 @@ from gateway.api import analytics_figures as shape
 from gateway.api.analytics import PERIOD_NOTE, figures, total
 from gateway.api.analytics_params import Period, UserPeriod, text
 from gateway.api.deps import Admin, Ctx, key_name, usd
+from reports.writers.csv_text import csv_bytes
 
 router = APIRouter(prefix="/api/admin/analytics", tags=["analytics"])
 
@@ -61,29 +59,9 @@ def _ordered(pairs: list[tuple[Figures, Figures | None]], sort: str, desc: bool
     return [p for p, _ in known] + unknown
 
 
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: object) -> object:
-    """A CSV cell a spreadsheet shows as text: a user id such as `=HYPERLINK(...)` gets a leading
-    quote (OWASP's CSV injection advice); numbers, money included, stay as they are."""
-    if value is None:
-        return ""
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        try:
-            Decimal(value)
-        except InvalidOperation:
-            return "'" + value
-    return value
-
-
 def _csv(rows: list[dict]) -> Response:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(COLUMNS)
-    for row in rows:
-        writer.writerow([_cell(row[c]) for c in COLUMNS])
-    return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
+    body = csv_bytes(COLUMNS, ([row[c] for c in COLUMNS] for row in rows))
+    return Response(body, media_type="text/csv; charset=utf-8",
                     headers={"content-disposition": 'attachment; filename="users.csv"'})
 
 
