@@ -60,29 +60,35 @@ class WebhookNotifier:
         await self._client.aclose()
 
     async def _send(self, notification: Notification) -> None:
+        try:
+            # the whole exchange is bounded, name resolution included: a server trickling bytes
+            # would outlast per-read timeouts
+            async with asyncio.timeout(self.timeout_s + 1):
+                status, refusal, location = await self._post(notification)
+        except TimeoutError:
+            raise NotificationFailed(f"webhook {notification.recipient} did not answer within "
+                                     f"{self.timeout_s:g} s") from None
+        except httpx.HTTPError as error:
+            raise NotificationFailed(f"webhook {notification.recipient} could not be reached: "
+                                     f"{type(error).__name__}: {error}") from None
+        if not 200 <= status < 300:
+            raise _refused(status, refusal, location)
+
+    async def _post(self, notification: Notification) -> tuple[int, str, str]:
+        """(status, the first bytes of a refusal, a redirect's location)."""
         target = await resolve_target(notification.recipient, self.allow_private)
         now = self._now()
         body = json.dumps(envelope(notification, now), ensure_ascii=False, separators=(",", ":")).encode()
-        headers = {"Host": target.netloc,
-                   "Content-Type": "application/cloudevents+json; charset=utf-8",
+        headers = {"Host": target.netloc, "Content-Type": "application/cloudevents+json; charset=utf-8",
                    "webhook-id": notification.notification_id,
                    HEADER: sign(notification.signing_secret or "", int(now.timestamp()), body)}
         extensions = {"sni_hostname": target.host} if target.url.scheme == "https" else {}
-        try:
-            # the whole exchange is bounded: a server trickling bytes would outlast per-read timeouts
-            async with asyncio.timeout(self.timeout_s + 1):
-                async with self._client.stream("POST", target.url, content=body, headers=headers,
-                                               extensions=extensions) as response:
-                    if 200 <= response.status_code < 300:
-                        return
-                    refusal = await _first_bytes(response)
-        except TimeoutError:
-            raise NotificationFailed(f"webhook {target.host} did not answer within "
-                                     f"{self.timeout_s:g} s") from None
-        except httpx.HTTPError as error:
-            raise NotificationFailed(f"webhook {target.host} could not be reached: "
-                                     f"{type(error).__name__}: {error}") from None
-        raise _refused(response, refusal)
+        async with self._client.stream("POST", target.url, content=body, headers=headers,
+                                       extensions=extensions) as response:
+            if 200 <= response.status_code < 300:
+                return response.status_code, "", ""
+            return (response.status_code, await _first_bytes(response),
+                    response.headers.get("location", "?"))
 
 
 async def _first_bytes(response: httpx.Response) -> str:
@@ -94,11 +100,10 @@ async def _first_bytes(response: httpx.Response) -> str:
     return kept[:RESPONSE_CAP].decode(errors="replace")
 
 
-def _refused(response: httpx.Response, refusal: str) -> NotificationFailed:
-    status = response.status_code
+def _refused(status: int, refusal: str, location: str) -> NotificationFailed:
     what = f"webhook answered {status}"
     if 300 <= status < 400:
-        what += f" (a redirect to {response.headers.get('location', '?')!r}, not followed: update the URL)"
+        what += f" (a redirect to {location[:200]!r}, not followed: update the URL)"
     elif refusal.strip():
         what += f": {' '.join(refusal.split())[:200]}"
     return NotificationFailed(what, permanent=not (status >= 500 or status in TRANSIENT_STATUS))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ import httpx
 from domain.ports.notifier import NotificationFailed
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+_HOST = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?$")  # IDNs arrive as xn-- from httpx
 
 
 @dataclass(frozen=True)
@@ -57,11 +59,21 @@ def _parse(url: str) -> httpx.URL:
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise NotificationFailed("webhook URL refused: only http:// and https:// URLs with a host are "
                                  "sent to", permanent=True)
+    if not _HOST.match(parsed.host) and not _is_ip(parsed.host):
+        raise NotificationFailed(f"webhook URL refused: {parsed.host!r} is not a host name", permanent=True)
     if parsed.userinfo:
         # credentials in a URL end up in logs and proxies; a webhook authenticates by its signature
         raise NotificationFailed("webhook URL refused: it carries a user name or password",
                                  permanent=True)
     return parsed
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 async def _addresses(host: str, port: int) -> list[Address]:

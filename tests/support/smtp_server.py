@@ -1,5 +1,6 @@
 """A real SMTP server on loopback (aiosmtpd, in its own thread) that keeps what it receives,
-refuses some recipients with 550, and can require a login; and a server that never answers."""
+refuses (550) or defers (450) some recipients, and can require a login; and a server that never
+answers."""
 
 from __future__ import annotations
 
@@ -25,11 +26,14 @@ class Received:
 @dataclass
 class KeepingHandler:
     refused: frozenset[str] = frozenset()
+    deferred: frozenset[str] = frozenset()
     received: list[Received] = field(default_factory=list)
 
     async def handle_RCPT(self, server, session, envelope: Envelope, address: str, rcpt_options) -> str:
         if address in self.refused:
             return "550 5.1.1 mailbox unavailable"
+        if address in self.deferred:
+            return "450 4.2.1 mailbox busy, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -50,10 +54,11 @@ class SmtpServer:
 
 
 @contextmanager
-def smtp_server(refused: frozenset[str] = frozenset(),
+def smtp_server(refused: frozenset[str] = frozenset(), deferred: frozenset[str] = frozenset(),
                 login: tuple[str, str] | None = None) -> Iterator[SmtpServer]:
-    """A server on 127.0.0.1; with `login`, it accepts only that user and password (no TLS)."""
-    handler = KeepingHandler(refused)
+    """A server on 127.0.0.1 refusing (550) or deferring (450) some recipients; with `login`, it
+    accepts only that user and password (no TLS)."""
+    handler = KeepingHandler(refused, deferred)
     auth = {}
     if login is not None:
         def authenticate(server, session, envelope, mechanism, data) -> AuthResult:
