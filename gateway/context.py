@@ -13,6 +13,7 @@ from domain.ports.analytics import AnalyticsStore
 from domain.ports.bus import EventBus
 from domain.ports.clock import Clock
 from domain.ports.upstream import Upstream
+from domain.services.alerts import Alerts
 from domain.services.audit_trail import AuditTrail
 from domain.services.decisions import Decisions
 from domain.services.ledger import Ledger
@@ -77,6 +78,7 @@ class GatewayContext:
     refusals: RefusalLog | None = None  # decision records of refused /v1 requests
     audit: AuditTrail | None = None  # the tamper-evident trail; None: nothing is recorded
     access_audit: AccessAudit | None = None
+    alerts: Alerts | None = None  # alert rules, deliveries and in-app notices; None: no alerts API
 
     def __post_init__(self) -> None:
         if self.guard is None:

@@ -104,7 +104,8 @@ def up(data_dir: DataDir = None, config: ConfigFile = None, port: Port = None, h
 
 
 @app.command(hidden=True)
-def run(roles: Annotated[str, typer.Argument(help="Comma-separated: gateway, ledger, projector, scheduler.")],
+def run(roles: Annotated[str, typer.Argument(
+            help="Comma-separated: gateway, ledger, projector, scheduler, alerts.")],
         data_dir: DataDir = None, config: ConfigFile = None, port: Port = None, host: Host = None) -> None:
     """Run several roles in one process (what `up` starts its children with)."""
     chosen = frozenset(role.strip() for role in roles.split(","))
@@ -137,6 +138,12 @@ def projector(data_dir: DataDir = None, config: ConfigFile = None) -> None:
 def scheduler(data_dir: DataDir = None, config: ConfigFile = None) -> None:
     """Run the scheduler: budget period rollover, grace expiry, key expiry."""
     _run(frozenset({"scheduler"}), data_dir, config, None, None)
+
+
+@app.command()
+def alerts(data_dir: DataDir = None, config: ConfigFile = None) -> None:
+    """Run the alerts worker: budget events and anomalies into alerts, sent by e-mail, webhook, in-app."""
+    _run(frozenset({"alerts"}), data_dir, config, None, None)
 
 
 @app.command()

@@ -19,11 +19,13 @@ from domain.ports.analytics import AnalyticsStore
 from domain.ports.bus import EventBus
 from domain.ports.clock import Clock
 from domain.ports.upstream import Upstream
+from domain.services.alerts import Alerts
 from domain.services.audit_trail import AuditTrail
 from domain.services.ledger import Ledger
 from domain.services.registry import Registry
 from gateway.context import GatewayContext, GatewayOptions, ModelRoute
 from gateway.views.store_feed import StoreFeed
+from infra.alerts_wiring import open_alerts
 from infra.audit_keys import load_or_create_signing_key
 from infra.config.env_settings import Settings, resolve_secrets
 from infra.config.errors import ConfigError
@@ -46,9 +48,10 @@ class Meterline:
     ctx: GatewayContext
     feed: StoreFeed
     audit: AuditTrail
+    alerts: Alerts | None = None  # rules, triggers, deliveries, in-app notices (infra/alerts_wiring.py)
 
     def close(self) -> None:
-        for closeable in (self.registry, self.ledger, self.audit, self.analytics):
+        for closeable in (self.registry, self.ledger, self.audit, self.alerts, self.analytics):
             close = getattr(closeable, "close", None)
             if close is not None:
                 close()
@@ -187,6 +190,7 @@ def build(settings: Settings, config: MeterlineConfig, *, clock: Clock | None = 
     registry, ledger = open_stores(settings, config, clock, tz)
     try:
         audit = open_audit(settings, clock)
+        alerts = open_alerts(ledger, clock)
     except BaseException:
         registry.close()
         ledger.close()
@@ -202,7 +206,8 @@ def build(settings: Settings, config: MeterlineConfig, *, clock: Clock | None = 
     ctx = GatewayContext(clock=clock, registry=registry, ledger=ledger, bus=bus,
                          upstream=upstream or UpstreamPool(), analytics=analytics,
                          routes=routes_of(config), server_secret=key_secret.get_secret_value().encode(),
-                         admin_token=admin_token.get_secret_value(), options=options, audit=audit)
+                         admin_token=admin_token.get_secret_value(), options=options, audit=audit,
+                         alerts=alerts)
     feed = StoreFeed(registry, ledger, ctx.registry_view, ctx.guard)
     ctx.after_command = feed.pull
-    return Meterline(settings, config, clock, registry, ledger, bus, analytics, ctx, feed, audit)
+    return Meterline(settings, config, clock, registry, ledger, bus, analytics, ctx, feed, audit, alerts)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
-ALL_ROLES = frozenset({"gateway", "ledger", "projector", "scheduler"})
+ALL_ROLES = frozenset({"gateway", "ledger", "projector", "scheduler", "alerts"})
 FEED_INTERVAL_S = 0.05  # how often the views look for events others wrote to the store
 
 
@@ -95,12 +95,22 @@ class Workers:
             from infra.workers.audit_recorder import AuditRecorder
             self._spawn(AuditRecorder(system.audit, system.registry, system.ledger).run(self.stop_event),
                         "audit-recorder")
+        if "alerts" in self.roles:
+            # Follows the ledger's and the anomalies' logs in the store, whichever process wrote them.
+            from infra.alerts_wiring import build_alerts_worker
+            alerts_worker = build_alerts_worker(system)
+            self.closers.append(alerts_worker.aclose)
+            self._spawn(alerts_worker.run(self.stop_event), "alerts")
         if "projector" in self.roles:
             # It follows the ledger's store, where each fact is recorded once, not the bus.
             from projections.ledger_projector import LedgerProjector
             projector = LedgerProjector(system.ledger, system.analytics, projector_positions(system.settings))
             await anyio.to_thread.run_sync(projector.start)
             self._spawn(projector.run(self.stop_event, self._ledger_news()), "projector")
+            # The audit trail into the same store, for search (its place is the index itself).
+            from projections.audit_projector import AuditProjector
+            self._spawn(AuditProjector(system.audit, system.analytics).run(self.stop_event),  # type: ignore[arg-type]
+                        "audit-projector")
         if not distributed and views:
             # Several processes on one store: follow its logs directly, on SQLite when they change.
             self._spawn(self._follow_store(), "event-feed")

@@ -1,7 +1,10 @@
 """`meterline up`: the processes of one machine, each a `meterline run <roles>` child of a supervisor.
 
     gateway            serves /v1 and /api; the only writer of the journal (data_dir/bus)
-    ledger+scheduler   follows the journal into the event store; periodic budget and key work
+    ledger+scheduler+alerts
+                       follows the journal into the event store; periodic budget and key work;
+                       alert triggers and their delivery (light: a few reads per ledger batch,
+                       and deliveries are tasks with timeouts, so they never hold the ledger up)
     projector          follows the ledger's store (its recorded batches) into chDB
                        (data_dir/analytics) and serves it on a unix socket, where the
                        gateway's /api/usage asks
@@ -35,7 +38,7 @@ def children(settings: Settings, config: Path) -> list[Child]:
     gateway_env = {} if settings.analytics_url else {ANALYTICS_ENV: f"unix:{analytics_socket(data_dir)}"}
     return [child("gateway", "gateway", "--port", str(settings.port), "--host", settings.host,
                   env=gateway_env),
-            child("ledger", "ledger,scheduler"),
+            child("ledger", "ledger,scheduler,alerts"),
             child("projector", "projector")]
 
 
@@ -54,7 +57,8 @@ def run_up(settings: Settings, config: Path | None, demo_model: bool = False) ->
     try:
         supervisor = Supervisor(children(settings, config))
         return supervisor.run(on_started=lambda: log.info(
-            "meterline up: serving http://%s:%d (gateway, ledger+scheduler, projector); Ctrl-C to stop",
+            "meterline up: serving http://%s:%d (gateway, ledger+scheduler+alerts, projector); "
+            "Ctrl-C to stop",
             settings.host, settings.port))
     finally:
         if demo is not None:

@@ -58,6 +58,14 @@ def _analytics_url(value: Any) -> Any:
     return value
 
 
+def _alerts_webhook_url(value: Any) -> Any:
+    if value is not None and (not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https")
+                              or not urlsplit(value).hostname):
+        raise hinted("is not an http(s) URL; use e.g. "
+                     "METERLINE_ALERTS_WEBHOOK_URL=https://hooks.example.com/meterline")
+    return value
+
+
 class Settings(BaseSettings):
     """Everything a process needs before it reads the configuration file."""
 
@@ -101,6 +109,11 @@ class Settings(BaseSettings):
     # alert webhooks: private, loopback and link-local targets are refused unless this allows them
     webhook_allow_private: bool = False
     webhook_timeout_s: float = Field(5.0, gt=0)
+    # alerts: the admins' webhook (where the default 100 % rule posts), tries before a delivery is
+    # dead-lettered, and how long one try may take before it counts as failed
+    alerts_webhook_url: Annotated[str | None, BeforeValidator(_alerts_webhook_url)] = None
+    alerts_max_attempts: int = Field(6, ge=1, le=50)
+    alerts_timeout_s: float = Field(10.0, gt=0)
 
     @property
     def event_store_path(self) -> Path:

@@ -29,7 +29,7 @@ from tests.support.processes import MeterlineProcess, Processes
 
 pytestmark = [pytest.mark.slow]
 
-LEDGER = "ledger,scheduler"
+LEDGER = "ledger,scheduler,alerts"
 
 
 def children(pid: int) -> dict[str, int]:

@@ -1,0 +1,68 @@
+"""The alerts part of the composition root: its store, its channels and its worker."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+from eventsourcing.persistence import DatabaseError
+
+from adapters.notify.in_app import InAppNotifier
+from domain.alerts.retry import RetrySchedule
+from domain.ports.clock import Clock
+from domain.ports.notifier import Notifier
+from domain.services.alerts import Alerts
+from domain.services.ledger import Ledger
+from infra.config.env_settings import Settings
+from infra.notifiers import build_channels
+from infra.workers.alert_recipients import RegistryDirectory
+from infra.workers.alert_triggers import TriggerFollower
+from infra.workers.alerts_worker import AlertsWorker
+
+if TYPE_CHECKING:
+    from infra.container import Meterline
+
+log = logging.getLogger(__name__)
+
+
+def open_alerts(ledger: Ledger, clock: Clock, attempts: int = 5) -> Alerts:
+    """The alerts store beside the ledger's; retried while processes starting together race in
+    creating its tables (the loser's next attempt finds them made)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return Alerts.beside(ledger, clock)
+        except DatabaseError as exc:
+            if attempt == attempts:
+                raise
+            log.warning("opening the alerts store failed (%s); retrying", exc)
+            time.sleep(0.2 + random.random() * 0.5)  # noqa: S311 - jitter, not a secret
+    raise AssertionError("unreachable")
+
+
+def channels_of(settings: Settings, alerts: Alerts) -> dict[str, Notifier]:
+    """E-mail and webhooks as the settings say (infra/notifiers.py), and in-app notices."""
+    return {**build_channels(settings), "in_app": InAppNotifier(alerts)}
+
+
+def anomaly_log(ledger: Ledger) -> Any:
+    """The anomalies application's log beside the ledger's, or None where it cannot be opened
+    (alerts on budgets must not wait for it)."""
+    try:
+        from domain.services.anomalies import Anomalies
+        return Anomalies(env=dict(ledger.env))
+    except Exception:  # noqa: BLE001 - no anomaly alerts, said once, rather than no alerts at all
+        log.exception("alerts: the anomalies store could not be opened; anomaly rules will not fire")
+        return None
+
+
+def build_alerts_worker(system: Meterline, channels: dict[str, Notifier] | None = None) -> AlertsWorker:
+    settings = system.settings
+    alerts = system.alerts
+    assert alerts is not None
+    follower = TriggerFollower(alerts, system.ledger, RegistryDirectory(system.registry),
+                               anomaly_log(system.ledger), settings.alerts_webhook_url)
+    return AlertsWorker(alerts, follower, channels or channels_of(settings, alerts), system.ctx.server_secret,
+                        RetrySchedule(max_attempts=settings.alerts_max_attempts),
+                        timeout_s=settings.alerts_timeout_s)

@@ -1,0 +1,178 @@
+"""From followed logs to triggers: budget events (the ledger's log) and anomalies (the anomalies
+application's log) evaluated against the rules, each page recorded with its log position.
+
+A budget is read from the ledger as it stood right after the page's last spend or budget change
+(and right before each period rollover in the page, so a lagging worker still fires the old
+period's rules), never from a running total of our own: a restarted worker needs no warm-up.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+from uuid import UUID
+
+from eventsourcing.persistence import Tracking
+
+from domain.alerts.evaluate import AnomalyFacts, BudgetState, Firing, anomaly_firings, budget_firings
+from domain.alerts.messages import Message, anomaly_message, budget_message
+from domain.alerts.rule import AlertRule
+from domain.alerts.trigger import AlertTrigger, Delivery
+from domain.budget import Budget
+from domain.money import usd_text
+from domain.periods import END_OF_TIME
+from domain.services.alerts import Alerts
+from infra.workers.alert_recipients import Directory, email_addresses, user_ids
+
+log = logging.getLogger(__name__)
+BUDGET_TOPICS = ("meterline.SpendAccrued", "meterline.BudgetSet", "meterline.BudgetPeriodRolledOver")
+ANOMALY_TOPIC = "meterline.AnomalyDetected"
+ALERT_TYPE = "meterline.alert.triggered"
+
+
+class LogSource(Protocol):
+    """An eventsourcing application whose notification log the worker follows."""
+
+    name: str
+    notification_log: Any
+    mapper: Any
+    repository: Any
+
+
+class TriggerFollower:
+    def __init__(self, alerts: Alerts, ledger: LogSource, directory: Directory,
+                 anomalies: LogSource | None = None, admin_webhook_url: str | None = None,
+                 page: int = 500) -> None:
+        self.alerts, self.ledger, self.directory = alerts, ledger, directory
+        self.anomalies, self.admin_webhook_url, self.page = anomalies, admin_webhook_url, page
+        self.rules: dict[UUID, AlertRule] = {}
+        self._rules_at = 0
+        self.triggered = 0
+
+    def refresh_rules(self) -> None:
+        changed, self._rules_at = self.alerts.rule_changes(self._rules_at)
+        for rule_id in changed:
+            rule = self.alerts.rule(rule_id)
+            if rule is None:
+                self.rules.pop(rule_id, None)
+            else:
+                self.rules[rule_id] = rule
+
+    def follow_once(self) -> int:
+        """Evaluates one page of each followed log; returns how many events were read."""
+        self.refresh_rules()
+        read = 0
+        sources = [(self.ledger, BUDGET_TOPICS, self._budget_fired)]
+        if self.anomalies is not None:
+            sources.append((self.anomalies, (ANOMALY_TOPIC,), self._anomaly_fired))
+        for source, topics, fire in sources:
+            found = source.notification_log.select(start=self.alerts.position(source.name) + 1,
+                                                   limit=self.page, topics=topics)
+            if found:
+                position = Tracking(source.name, found[-1].id)
+                self.triggered += self.alerts.record_triggers(fire(found), position)
+                read += len(found)
+        return read
+
+    # ----- budgets -------------------------------------------------------------------------
+
+    def _budget_fired(self, notifications: Sequence[Any]) -> list[tuple[AlertTrigger, list[Delivery]]]:
+        fired: dict[UUID, tuple[AlertTrigger, list[Delivery]]] = {}
+        for budget_id, version in evaluation_points(notifications):
+            budget = self.ledger.repository.get(budget_id, version=version)
+            state = budget_state(budget)
+            specs = [(i, r.spec) for i, r in self.rules.items()]
+            for firing in budget_firings(state, specs):
+                rule = self.rules[firing.rule_id]
+                message = budget_message(rule.spec.name, firing, state)
+                self._add(fired, rule, firing, message, budget_data(firing, state))
+        return list(fired.values())
+
+    # ----- anomalies -----------------------------------------------------------------------
+
+    def _anomaly_fired(self, notifications: Sequence[Any]) -> list[tuple[AlertTrigger, list[Delivery]]]:
+        fired: dict[UUID, tuple[AlertTrigger, list[Delivery]]] = {}
+        for notification in notifications:
+            event = self.anomalies.mapper.to_domain_event(notification)
+            anomaly = AnomalyFacts(str(event.incident_id), event.kind, event.scope, event.scope_id,
+                                   event.user_id, dict(event.figures), event.at)
+            specs = [(i, r.spec) for i, r in self.rules.items()]
+            for firing in anomaly_firings(anomaly, specs):
+                rule = self.rules[firing.rule_id]
+                data = {"kind": anomaly.kind, "incident_id": anomaly.incident_id, "user_id": anomaly.user_id,
+                        "figures": anomaly.figures, "detected_at": anomaly.at.isoformat()}
+                self._add(fired, rule, firing, anomaly_message(rule.spec.name, anomaly), data)
+        return list(fired.values())
+
+    # ----- one trigger and its messages ----------------------------------------------------
+
+    def _add(self, fired: dict[UUID, tuple[AlertTrigger, list[Delivery]]], rule: AlertRule, firing: Firing,
+             message: Message, data: dict[str, Any]) -> None:
+        trigger_id = AlertTrigger.id_for(firing.rule_id, firing.scope, firing.scope_id, firing.period_key)
+        if trigger_id in fired or trigger_id in self.alerts.repository:
+            return  # fired already: spend past a threshold re-evaluates on every later page
+        now = self.alerts.clock.now()
+        data = {"trigger_id": str(trigger_id), "rule_id": str(rule.id), "rule_name": rule.spec.name,
+                "reason": firing.reason, "scope": firing.scope, "scope_id": firing.scope_id,
+                "at": now.isoformat(), **data}
+        trigger = AlertTrigger(rule_id=rule.id, scope=firing.scope, scope_id=firing.scope_id,
+                               period_key=firing.period_key, reason=firing.reason, subject=message.subject,
+                               facts=data, at=now)
+        body = {"type": ALERT_TYPE, "text": message.text, "data": data}
+        deliveries = [Delivery(trigger_id=trigger.id, rule_id=rule.id, channel=channel, recipient=recipient,
+                               subject=message.subject, body=body, at=now)
+                      for channel, recipient in self._recipients(rule, firing)]
+        fired[trigger_id] = (trigger, deliveries)
+
+    def _recipients(self, rule: AlertRule, firing: Firing) -> list[tuple[str, str]]:
+        spec = rule.spec
+        found: list[tuple[str, str]] = []
+        for channel in spec.channels:
+            if channel == "email":
+                found += [("email", a) for a in email_addresses(spec, firing.scope, firing.scope_id,
+                                                                 self.directory)]
+            elif channel == "in_app":
+                found += [("in_app", u) for u in user_ids(spec, firing.scope, firing.scope_id,
+                                                          self.directory)]
+            elif url := (spec.webhook_url or self.admin_webhook_url):
+                found.append(("webhook", url))
+            else:
+                log.warning("alert rule %r: webhook channel skipped: the rule has no webhook_url and "
+                            "METERLINE_ALERTS_WEBHOOK_URL is not set", spec.name)
+        return found
+
+
+def evaluation_points(notifications: Sequence[Any]) -> list[tuple[UUID, int]]:
+    """(budget id, version) to read: each budget's last change before each rollover, and at the end."""
+    points: list[tuple[UUID, int]] = []
+    last: dict[UUID, int] = {}
+    for n in notifications:
+        if n.topic == "meterline.BudgetPeriodRolledOver":
+            if n.originator_id in last:
+                points.append((n.originator_id, last.pop(n.originator_id)))
+        else:
+            last[n.originator_id] = n.originator_version
+    return points + list(last.items())
+
+
+def budget_state(budget: Budget) -> BudgetState:
+    policy = budget.policy
+    end = budget.bounds(budget.period_start)[1]
+    return BudgetState(str(budget.scope), budget.scope_id, str(budget.period), budget.period_start,
+                       None if end >= END_OF_TIME else end, budget.period_spent,
+                       limit=policy.limit if policy else None, mode=str(policy.mode) if policy else None,
+                       grace_percent=policy.grace_percent if policy else 0,
+                       grace_hours=policy.grace_hours if policy else None)
+
+
+def budget_data(firing: Firing, state: BudgetState) -> dict[str, Any]:
+    """The JSON facts of a budget alert (money as exact decimal strings)."""
+    threshold = firing.facts["threshold"]
+    return {"period": state.period, "period_start": state.period_start.isoformat(),
+            "period_end": state.period_end.isoformat() if state.period_end else None,
+            "spent_usd": usd_text(state.period_spent),
+            "limit_usd": usd_text(state.limit) if state.limit is not None else None,
+            "mode": state.mode,
+            "threshold_percent": threshold if firing.reason == "budget_percent" else None,
+            "threshold_usd": usd_text(threshold) if firing.reason == "spend" else None}
