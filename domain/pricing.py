@@ -16,17 +16,24 @@ from domain.periods import require_aware
 
 @dataclass(frozen=True)
 class Usage:
-    """Token counts of one request; `cached_tokens` is the part of `prompt_tokens` served from cache."""
+    """Token counts of one request. `cached_tokens` (read from a prompt cache) and
+    `cache_write_tokens` (written to one, Anthropic's cache creation) are parts of
+    `prompt_tokens`; `reasoning_tokens` is the part of `completion_tokens` spent thinking."""
 
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
     def __post_init__(self) -> None:
-        if min(self.prompt_tokens, self.completion_tokens, self.cached_tokens) < 0:
+        if min(self.prompt_tokens, self.completion_tokens, self.cached_tokens,
+               self.cache_write_tokens, self.reasoning_tokens) < 0:
             raise DomainError(f"token counts must not be negative: {self}")
-        if self.cached_tokens > self.prompt_tokens:
-            raise DomainError("cached_tokens cannot exceed prompt_tokens")
+        if self.cached_tokens + self.cache_write_tokens > self.prompt_tokens:
+            raise DomainError("cached_tokens and cache_write_tokens cannot exceed prompt_tokens")
+        if self.reasoning_tokens > self.completion_tokens:
+            raise DomainError("reasoning_tokens cannot exceed completion_tokens")
 
     @property
     def total_tokens(self) -> int:
@@ -45,10 +52,14 @@ class Price:
     cached_input_per_million: int | None = None
     gpu_cost_per_hour: int | None = None
     bill_failed_requests: bool = False
+    # None: cache writes cost the input price, reasoning the output price
+    cache_write_per_million: int | None = None
+    reasoning_per_million: int | None = None
 
     def __post_init__(self) -> None:
         amounts = (self.input_per_million, self.output_per_million,
-                   self.cached_input_per_million or 0, self.gpu_cost_per_hour or 0)
+                   self.cached_input_per_million or 0, self.gpu_cost_per_hour or 0,
+                   self.cache_write_per_million or 0, self.reasoning_per_million or 0)
         if min(amounts) < 0:
             raise DomainError(f"prices for model {self.model!r} must not be negative")
 
@@ -58,13 +69,13 @@ class Price:
 
     def cost(self, usage: Usage) -> int:
         """Exact cost in nano-units, rounded once (half to even) per request."""
-        cached_price = self.cached_input_per_million
-        if cached_price is None:
-            cached_price = self.input_per_million
-        uncached = usage.prompt_tokens - usage.cached_tokens
+        uncached = usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens
+        answered = usage.completion_tokens - usage.reasoning_tokens
         numerator = (uncached * self.input_per_million
-                     + usage.cached_tokens * cached_price
-                     + usage.completion_tokens * self.output_per_million)
+                     + usage.cached_tokens * _or(self.cached_input_per_million, self.input_per_million)
+                     + usage.cache_write_tokens * _or(self.cache_write_per_million, self.input_per_million)
+                     + answered * self.output_per_million
+                     + usage.reasoning_tokens * _or(self.reasoning_per_million, self.output_per_million))
         return divide_rounded(numerator, TOKENS_PER_PRICE_UNIT)
 
     def worst_case_cost(self, prompt_tokens: int, max_completion_tokens: int) -> int:
@@ -72,9 +83,15 @@ class Price:
 
         Rounded up so a reservation is never smaller than the cost it covers.
         """
-        numerator = (prompt_tokens * max(self.input_per_million, self.cached_input_per_million or 0)
-                     + max_completion_tokens * self.output_per_million)
+        numerator = (prompt_tokens * max(self.input_per_million, self.cached_input_per_million or 0,
+                                         self.cache_write_per_million or 0)
+                     + max_completion_tokens * max(self.output_per_million,
+                                                   self.reasoning_per_million or 0))
         return -(-numerator // TOKENS_PER_PRICE_UNIT)
+
+
+def _or(price: int | None, default: int) -> int:
+    return default if price is None else price
 
 
 class PriceBook(Aggregate):
@@ -99,13 +116,19 @@ class PriceBook(Aggregate):
         self.prices: list[Price] = []
         self.enabled = True
 
+    # The last two arguments came with issue 15: a PriceSet stored before has neither, and
+    # the library passes a method only the attributes its event holds, so the defaults apply
+    # (tests/unit/test_pricing_cache_and_reasoning.py loads such an event).
     @event("PriceSet", topic="meterline.PriceSet")
     def _set_price(self, version: int, effective_from: datetime, input_per_million: int,
                    output_per_million: int, cached_input_per_million: int | None,
-                   gpu_cost_per_hour: int | None, bill_failed_requests: bool) -> None:
+                   gpu_cost_per_hour: int | None, bill_failed_requests: bool,
+                   cache_write_per_million: int | None = None,
+                   reasoning_per_million: int | None = None) -> None:
         self.prices.append(Price(self.model, version, effective_from, input_per_million,
                                  output_per_million, cached_input_per_million,
-                                 gpu_cost_per_hour, bill_failed_requests))
+                                 gpu_cost_per_hour, bill_failed_requests,
+                                 cache_write_per_million, reasoning_per_million))
         self.prices.sort(key=lambda p: (p.effective_from, p.version))
 
     @event("Enabled", topic="meterline.ModelEnabled")
@@ -119,19 +142,21 @@ class PriceBook(Aggregate):
     def set_price(self, *, effective_from: datetime, input_per_million: int,
                   output_per_million: int, cached_input_per_million: int | None = None,
                   gpu_cost_per_hour: int | None = None,
-                  bill_failed_requests: bool = False) -> Price:
+                  bill_failed_requests: bool = False, cache_write_per_million: int | None = None,
+                  reasoning_per_million: int | None = None) -> Price:
         """Records a new price version, unless the price in force at `effective_from` has its terms."""
         require_aware(effective_from)
         candidate = Price(self.model, len(self.prices) + 1, effective_from, input_per_million,
                           output_per_million, cached_input_per_million, gpu_cost_per_hour,
-                          bill_failed_requests)
+                          bill_failed_requests, cache_write_per_million, reasoning_per_million)
         # Compared with the version in force then, not the latest: a later-dated version
         # must not swallow an earlier change, and a retried command must not add a copy.
         in_force = [p for p in self.prices if p.effective_from <= effective_from]
         if in_force and _same_terms(in_force[-1], candidate):
             return in_force[-1]
         self._set_price(candidate.version, effective_from, input_per_million, output_per_million,
-                        cached_input_per_million, gpu_cost_per_hour, bill_failed_requests)
+                        cached_input_per_million, gpu_cost_per_hour, bill_failed_requests,
+                        cache_write_per_million, reasoning_per_million)
         return candidate
 
     def price_at(self, at: datetime) -> Price:
@@ -150,6 +175,8 @@ class PriceBook(Aggregate):
 
 def _same_terms(a: Price, b: Price) -> bool:
     return (a.input_per_million, a.output_per_million, a.cached_input_per_million,
-            a.gpu_cost_per_hour, a.bill_failed_requests) == (
+            a.gpu_cost_per_hour, a.bill_failed_requests, a.cache_write_per_million,
+            a.reasoning_per_million) == (
         b.input_per_million, b.output_per_million, b.cached_input_per_million,
-        b.gpu_cost_per_hour, b.bill_failed_requests)
+        b.gpu_cost_per_hour, b.bill_failed_requests, b.cache_write_per_million,
+        b.reasoning_per_million)

@@ -60,6 +60,11 @@ class RequestMetered(NamedTuple):
     request_id: str = ""  # shared by the parts of one request metered in several facts
     requests: int = 1     # 1 on a request's first (or only) fact, 0 on its later parts
     final: bool = True    # False on a progress fact: more of this request may follow
+    # Parts of prompt_tokens written to a prompt cache (Anthropic's cache creation) and of
+    # completion_tokens spent reasoning, each with its own price when the book sets one.
+    # Last and defaulted: a fact stored before issue 15 loads with 0 (facts_of, from_data).
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def request(self) -> str:

@@ -44,6 +44,9 @@ class ModelRoute:
     max_audio_tokens: int | None = None
     max_video_tokens: int | None = None
     max_file_tokens: int | None = None
+    # The /v1 APIs the upstream speaks (chat, completions, embeddings, responses, messages)
+    apis: frozenset[str] = frozenset({"chat", "completions", "embeddings"})
+    keeps_state: bool = False  # the upstream stores Responses itself (previous_response_id, store)
 
 
 @dataclass(frozen=True)

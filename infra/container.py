@@ -167,7 +167,9 @@ def sync_config(registry: Registry, ledger: Ledger, config: MeterlineConfig) -> 
                            output_per_million=model.output_per_million,
                            cached_input_per_million=model.cached_input_per_million,
                            gpu_cost_per_hour=model.gpu_cost_per_hour,
-                           bill_failed_requests=model.bill_failed_requests)
+                           bill_failed_requests=model.bill_failed_requests,
+                           cache_write_per_million=model.cache_write_per_million,
+                           reasoning_per_million=model.reasoning_per_million)
     for budget in config.budgets:
         ledger.set_budget(budget.scope, budget.scope_id, budget.policy)
 
@@ -176,7 +178,8 @@ def routes_of(config: MeterlineConfig) -> dict[str, ModelRoute]:
     return {m.name: ModelRoute(m.name, m.upstream_url.rstrip("/"), m.upstream_model,
                                m.max_output_tokens, m.kind, tuple(m.stop),
                                max_image_tokens=m.max_image_tokens, max_audio_tokens=m.max_audio_tokens,
-                               max_video_tokens=m.max_video_tokens, max_file_tokens=m.max_file_tokens)
+                               max_video_tokens=m.max_video_tokens, max_file_tokens=m.max_file_tokens,
+                               apis=frozenset(m.apis), keeps_state=m.upstream_keeps_state)
             for m in config.models}
 
 

@@ -2,7 +2,8 @@
 
 `InMemoryUpstream` routes a URL to the `InMemoryModelServer` registered for its base URL
 (an unknown one is unreachable, as a closed port is). The server answers chat completions,
-completions and embeddings, whole or streamed, with deterministic usage, so tests and the
+completions, embeddings, OpenAI Responses and Anthropic Messages (`memory_apis.py`), whole
+or streamed, with deterministic usage, so tests and the
 hot-path benchmark run the gateway without sockets. It passes the same contract suite as
 the HTTP pool (`tests/contract/test_upstream.py`).
 
@@ -20,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from adapters.upstream.memory_apis import messages_answer, messages_events, responses_answer, responses_events
 from domain.ports.upstream import UpstreamResponse, UpstreamTimeout, UpstreamUnavailable
 
 WORDS = ("lorem", " ipsum", " dolor", " sit", " amet", ",", " sed", " do")
@@ -66,13 +68,17 @@ class InMemoryModelServer:
         if model.endswith("-error"):
             return 500, {"error": {"message": "the model failed", "type": "server_error",
                                    "code": None, "param": None}}
+        n = int(request.get("max_tokens") or request.get("max_output_tokens") or 16)
+        text = "".join(WORDS[i % len(WORDS)] for i in range(n))
+        if path.endswith("/responses"):
+            return 200, responses_answer(request, model, text, n)
+        if path.endswith("/messages"):
+            return 200, messages_answer(request, model, text, n)
         prompt = prompt_tokens(request)
         if path.endswith("/embeddings"):
             return 200, {"object": "list", "model": model,
                          "data": [{"object": "embedding", "index": 0, "embedding": [0.0] * 8}],
                          "usage": {"prompt_tokens": prompt, "total_tokens": prompt}}
-        n = int(request.get("max_tokens") or 16)
-        text = "".join(WORDS[i % len(WORDS)] for i in range(n))
         usage = {"prompt_tokens": prompt, "completion_tokens": n, "total_tokens": prompt + n}
         if path.endswith("/chat/completions"):
             choice = {"index": 0, "finish_reason": "length",
@@ -131,6 +137,10 @@ class InMemoryUpstream:
         status, data = await self._answer(url, body, timeout_s)
         if status != 200:
             return InMemoryStream(status, [orjson.dumps(data)])
+        if url.endswith("/responses"):
+            return InMemoryStream(status, responses_events(data))
+        if url.endswith("/messages"):
+            return InMemoryStream(status, messages_events(data))
         return InMemoryStream(status, _as_events(data, orjson.loads(body)))
 
     async def close(self) -> None:

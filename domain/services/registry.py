@@ -152,7 +152,8 @@ class Registry(Application):
     def set_price(self, model: str, *, input_per_million: int, output_per_million: int,
                   cached_input_per_million: int | None = None,
                   gpu_cost_per_hour: int | None = None, bill_failed_requests: bool = False,
-                  effective_from: datetime | None = None) -> Price:
+                  effective_from: datetime | None = None, cache_write_per_million: int | None = None,
+                  reasoning_per_million: int | None = None) -> Price:
         """Registers the model if new and records a price version if the terms changed."""
         book = self._find(PriceBook, PriceBook.id_for(model)) or PriceBook(model=model)
         price = book.set_price(effective_from=effective_from or self.clock.now(),
@@ -160,7 +161,9 @@ class Registry(Application):
                                output_per_million=output_per_million,
                                cached_input_per_million=cached_input_per_million,
                                gpu_cost_per_hour=gpu_cost_per_hour,
-                               bill_failed_requests=bill_failed_requests)
+                               bill_failed_requests=bill_failed_requests,
+                               cache_write_per_million=cache_write_per_million,
+                               reasoning_per_million=reasoning_per_million)
         self.save(book)
         return price
 

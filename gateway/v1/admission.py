@@ -16,14 +16,18 @@ from domain.pricing import Price
 from domain.quota_policy import Decision, Mode, Scope
 from gateway import errors
 from gateway.context import GatewayContext, ModelRoute
+from gateway.v1 import messages_api, responses_api
 from gateway.v1.estimate import MEDIA_LIMIT_FIELD, bound_prompt
 from gateway.v1.refusals import key_refusal, quota_refusal, rate_refusal
 from gateway.v1.tags import NO_TAGS
 from gateway.views.quota_guard import Reservation, ScopeKey
 
 ENDPOINT_PATH = {"chat": "/chat/completions", "completions": "/completions",
-                 "embeddings": "/embeddings"}
-ENDPOINT_KIND = {"chat": "chat", "completions": "chat", "embeddings": "embedding"}
+                 "embeddings": "/embeddings", "responses": "/responses", "messages": "/messages"}
+ENDPOINT_KIND = {"chat": "chat", "completions": "chat", "embeddings": "embedding",
+                 "responses": "chat", "messages": "chat"}
+# The APIs with their own request rules (check_request, requested_max_tokens, upstream_fields)
+API_RULES = {"responses": responses_api, "messages": messages_api}
 
 
 @dataclass
@@ -32,7 +36,7 @@ class Admitted:
     route: ModelRoute
     price: Price
     payload: dict[str, Any]
-    endpoint: str              # chat | completions | embeddings
+    endpoint: str              # chat | completions | embeddings | responses | messages
     max_output_tokens: int
     prompt_bound: int
     reservation: Reservation
@@ -41,11 +45,18 @@ class Admitted:
     labels: Mapping[str, str] = dataclasses.field(default_factory=lambda: NO_TAGS)  # v1/tags.py
 
 
+def credential(authorization: str | None, x_api_key: str | None) -> str | None:
+    """The Authorization header, or Anthropic's `x-api-key` (what its SDK sends) as if it were one."""
+    if authorization or not x_api_key:
+        return authorization
+    return "Bearer " + x_api_key
+
+
 def authenticate(ctx: GatewayContext, authorization: str | None, now: datetime | None = None) -> ApiKey:
     if not authorization or not authorization.lower().startswith("bearer "):
         ctx.metrics.refused("missing_key")
-        raise errors.unauthorized("no API key: send 'Authorization: Bearer sk-…' with a key from "
-                                  "POST /api/keys", code="missing_api_key")
+        raise errors.unauthorized("no API key: send 'Authorization: Bearer sk-…' (or 'x-api-key: "
+                                  "sk-…') with a key from POST /api/keys", code="missing_api_key")
     secret = authorization[7:].strip()
     digest, at = ctx.hmac(secret), now or ctx.clock.now()
     match = ctx.registry_view.key_for_secret(digest, at)
@@ -122,8 +133,13 @@ def resolve_model(ctx: GatewayContext, key: ApiKey, payload: dict[str, Any], end
                                "grants with PUT /api/admin/users/{user_id}/grant", "model_not_granted")
     if ENDPOINT_KIND[endpoint] != route.kind:
         raise errors.bad_request(f"the model '{model}' is a {route.kind} model and does not "
-                                 f"serve /v1/{endpoint.replace('chat', 'chat/completions')}",
-                                 "model", code="wrong_endpoint")
+                                 f"serve /v1{ENDPOINT_PATH[endpoint]}", "model", code="wrong_endpoint")
+    if endpoint not in route.apis:
+        offered = ", ".join(f"/v1{ENDPOINT_PATH[api]}" for api in ENDPOINT_PATH if api in route.apis)
+        raise errors.bad_request(f"the model server for '{model}' does not speak the {endpoint} API "
+                                 f"(/v1{ENDPOINT_PATH[endpoint]}); it offers {offered or 'none'}. "
+                                 "An admin lists the APIs an upstream speaks in the model's `apis`",
+                                 "model", code="api_not_supported")
     try:
         price = book.price_at(now)
     except NoPriceError:
@@ -158,11 +174,15 @@ def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiK
           job_id: str | None, now: datetime, labels: Mapping[str, str] = NO_TAGS) -> Admitted:
     """Decides whether a request may go upstream, holding its worst-case cost if so."""
     route, price = resolve_model(ctx, key, payload, endpoint, now)
-    _check_shape(payload, endpoint)
+    rules = API_RULES.get(endpoint)
+    if rules is not None:
+        rules.check_request(payload, route)
+    else:
+        _check_shape(payload, endpoint)
     if endpoint == "embeddings":
         max_out = 0
     else:
-        requested = _requested_max_tokens(payload)
+        requested = rules.requested_max_tokens(payload) if rules else _requested_max_tokens(payload)
         cap = route.max_output_tokens or ctx.options.default_max_tokens
         max_out = min(requested, cap) if requested else cap
     bound = bound_prompt(payload, endpoint, route)

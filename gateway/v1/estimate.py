@@ -35,7 +35,8 @@ REQUEST_OVERHEAD = 16      # start/end markers of the whole prompt
 PROMPT_OVERHEAD = 2        # BOS/EOS (or CLS/SEP) around each prompt of a batch
 MEDIA_ESTIMATE_BYTES = 2_000  # an image, clip or file in an estimate: 500 tokens
 BYTES_PER_TOKEN = 4        # the usual ratio for English text, used only for estimates
-PROMPT_FIELD = {"chat": "messages", "completions": "prompt", "embeddings": "input"}
+PROMPT_FIELD = {"chat": "messages", "completions": "prompt", "embeddings": "input",
+                "responses": "input", "messages": "messages"}
 
 # Content part types the model counts by its own rule (OpenAI chat and Responses, vLLM, Anthropic).
 MEDIA_KINDS = {"image_url": "image", "input_image": "image", "image": "image", "image_pil": "image",
@@ -61,7 +62,13 @@ PARAMETERS = frozenset({
     "temperature", "top_p", "top_k", "min_p", "seed", "user", "stop", "logit_bias", "logprobs",
     "top_logprobs", "presence_penalty", "frequency_penalty", "repetition_penalty", "echo",
     "encoding_format", "dimensions", "parallel_tool_calls", "store", "service_tier", "modalities",
-    "reasoning_effort", "verbosity", "min_tokens", "ignore_eos", "skip_special_tokens"})
+    "reasoning_effort", "verbosity", "min_tokens", "ignore_eos", "skip_special_tokens",
+    # Responses and Messages: output limits and switches, nothing a template writes out
+    "max_output_tokens", "truncation", "background", "stop_sequences", "prompt_cache_key",
+    "safety_identifier", "max_tool_calls"})
+# Keys whose list value holds content parts again: an Anthropic tool_result's content, a
+# Responses function_call_output's output. Their images are counted as images, not as bytes.
+NESTED_PARTS = frozenset({"content", "output"})
 
 
 class PromptBound(NamedTuple):
@@ -77,8 +84,9 @@ def bound_prompt(payload: dict[str, Any], endpoint: str, route: ModelRoute | Non
     for field, value in payload.items():
         if field in PARAMETERS:
             continue
-        if field == "messages" and type(value) is list:
-            tokens, kind = _messages(value, route)
+        if (field == "messages" or field == prompt_field == "input" and endpoint == "responses") \
+                and type(value) is list:
+            tokens, kind = _messages(value, route)  # Responses input items read like messages
             total += tokens
             unbounded = unbounded or kind
         elif field == prompt_field:
@@ -99,6 +107,11 @@ def _messages(messages: list[Any], route: ModelRoute | None) -> tuple[int, str |
     for message in messages:
         if type(message) is not dict:
             tokens += len(orjson.dumps(message))
+            continue
+        if message.get("type") in MEDIA_KINDS:  # a Responses input item may be a bare part
+            size, media = _part(message, route)
+            tokens += size
+            unbounded = unbounded or media
             continue
         for key, value in message.items():
             if key not in FIELD_NAMES:
@@ -123,18 +136,27 @@ def _part(part: Any, route: ModelRoute | None) -> tuple[int, str | None]:
     if type(part) is not dict:
         return len(orjson.dumps(part)), None
     size = 0
+    unbounded = None
     for key, value in part.items():
         if key not in FIELD_NAMES:
             size += _utf8(key)
-        size += _utf8(value) if type(value) is str else len(orjson.dumps(value))
+        if type(value) is str:
+            size += _utf8(value)
+        elif key in NESTED_PARTS and type(value) is list:
+            for inner in value:  # nesting is bounded: bodies deeper than 64 levels are refused
+                inner_size, media = _part(inner, route)
+                size += inner_size
+                unbounded = unbounded or media
+        else:
+            size += len(orjson.dumps(value))
     type_name = part.get("type")
     if type(type_name) is not str or type_name not in MEDIA_KINDS:
-        return size, None
+        return size, unbounded
     kind = MEDIA_KINDS[type_name]
     limit = getattr(route, MEDIA_LIMIT_FIELD[kind]) if route is not None else None
     if limit is None:
-        return size, kind  # its data stays counted by its bytes
-    return size + limit - _data_bytes(part, type_name), None
+        return size, unbounded or kind  # its data stays counted by its bytes
+    return size + limit - _data_bytes(part, type_name), unbounded
 
 
 def _data_bytes(part: dict[str, Any], kind_key: str) -> int:
@@ -210,8 +232,13 @@ def estimate_tokens(text_bytes: int) -> int:
 
 
 def estimate_prompt_tokens(payload: dict[str, Any], endpoint: str) -> int:
-    if endpoint == "chat":
+    if endpoint in ("chat", "messages"):
         messages = payload.get("messages") or []
-        return estimate_tokens(_text_bytes(messages)) + 3 * len(messages)
+        return estimate_tokens(_text_bytes(messages) + _text_bytes(payload.get("system"))) \
+            + 3 * len(messages)
+    if endpoint == "responses":
+        items = payload.get("input")
+        count = len(items) if isinstance(items, list) else 1
+        return estimate_tokens(_text_bytes(items) + _text_bytes(payload.get("instructions"))) + 3 * count
     field = "input" if endpoint == "embeddings" else "prompt"
     return estimate_tokens(_text_bytes(payload.get(field)))

@@ -16,14 +16,16 @@ from gateway import errors
 from gateway.access_middleware import record_v1
 from gateway.context import GatewayContext
 from gateway.responses import JsonBytesResponse
+from gateway.v1.admission import credential
+from gateway.v1.dialects import DIALECTS
 from gateway.v1.direct_write import write_json
 from gateway.v1.routes import serve
 
 log = logging.getLogger(__name__)
 ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions",
-             "/v1/embeddings": "embeddings"}
+             "/v1/embeddings": "embeddings", "/v1/responses": "responses", "/v1/messages": "messages"}
 WANTED = {b"authorization": "authorization", b"x-meterline-job": "job",
-          b"content-length": "content_length", b"x-meterline-tags": "tags"}
+          b"content-length": "content_length", b"x-meterline-tags": "tags", b"x-api-key": "x_api_key"}
 
 
 class V1FastPath:
@@ -41,16 +43,18 @@ class V1FastPath:
             field = WANTED.get(name)
             if field is not None:
                 found[field] = value.decode("latin-1")
+        authorization = credential(found.get("authorization"), found.get("x_api_key"))
         try:
-            response = await serve(self.ctx, endpoint, found.get("authorization"), found.get("job"),
+            response = await serve(self.ctx, endpoint, authorization, found.get("job"),
                                    found.get("content_length"), partial(_body, receive),
                                    found.get("tags"))
         except Exception:  # what the FastAPI app's catch-all handler does for every other route
             log.exception("unhandled error on %s", scope["path"])
-            response = errors.GatewayError(500, "internal error; it was logged, please retry or "
-                                           "report it", "api_error", "internal_error").response()
+            response = DIALECTS[endpoint].render(errors.GatewayError(
+                500, "internal error; it was logged, please retry or report it", "api_error",
+                "internal_error"))
         if response.status_code in (401, 403):
-            record_v1(self.ctx, response.status_code, scope, found.get("authorization"))
+            record_v1(self.ctx, response.status_code, scope, authorization)
         if type(response) is not JsonBytesResponse or not write_json(send, response):
             await response(scope, receive, send)
 

@@ -92,7 +92,8 @@ async def meter(ctx: GatewayContext, adm: Admitted, *, status: int, usage: Usage
         key_id=adm.key_id, user_id=key.user_id,
         team_id=key.team_id, model=adm.route.name, endpoint="/v1" + ENDPOINT_PATH[adm.endpoint],
         prompt_tokens=part.prompt_tokens, completion_tokens=part.completion_tokens,
-        cached_tokens=part.cached_tokens, latency_ms=int((time.perf_counter() - started) * 1000),
+        cached_tokens=part.cached_tokens, cache_write_tokens=part.cache_write_tokens,
+        reasoning_tokens=part.reasoning_tokens, latency_ms=int((time.perf_counter() - started) * 1000),
         status=status, usage_source=source, price_version=adm.price.version,
         cost=cost, job_id=adm.job_id, stream=stream,
         client_disconnected=disconnected, gateway_id=ctx.options.gateway_id,
@@ -131,12 +132,16 @@ async def meter(ctx: GatewayContext, adm: Admitted, *, status: int, usage: Usage
 def _added(total: Usage, billed: Usage) -> Usage:
     prompt = max(0, total.prompt_tokens - billed.prompt_tokens)
     cached = min(prompt, max(0, total.cached_tokens - billed.cached_tokens))
-    return Usage(prompt, max(0, total.completion_tokens - billed.completion_tokens), cached)
+    written = min(prompt - cached, max(0, total.cache_write_tokens - billed.cache_write_tokens))
+    completion = max(0, total.completion_tokens - billed.completion_tokens)
+    reasoning = min(completion, max(0, total.reasoning_tokens - billed.reasoning_tokens))
+    return Usage(prompt, completion, cached, written, reasoning)
 
 
 def _sum(a: Usage, b: Usage) -> Usage:
     return Usage(a.prompt_tokens + b.prompt_tokens, a.completion_tokens + b.completion_tokens,
-                 a.cached_tokens + b.cached_tokens)
+                 a.cached_tokens + b.cached_tokens, a.cache_write_tokens + b.cache_write_tokens,
+                 a.reasoning_tokens + b.reasoning_tokens)
 
 
 def to_message(fact: RequestMetered, gateway_id: str) -> BusMessage:

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible surface: /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models."""
+"""The /v1 surface: OpenAI's chat/completions, completions, embeddings, responses and models,
+and Anthropic's messages; every one of them admitted, forwarded and metered by `serve`."""
 
 from __future__ import annotations
 
@@ -12,13 +13,24 @@ from starlette.responses import Response
 
 from gateway import errors
 from gateway.context import GatewayContext
-from gateway.v1.admission import ENDPOINT_PATH, MustWait, admit, authenticate, wait_for_reservations
+from gateway.v1 import count_tokens, stored_responses
+from gateway.v1.admission import (
+    ENDPOINT_PATH,
+    MustWait,
+    admit,
+    authenticate,
+    credential,
+    wait_for_reservations,
+)
 from gateway.v1.body import BodySource, job_of, parse_json, read_body
+from gateway.v1.dialects import DIALECTS
 from gateway.v1.refusals import refused
 from gateway.v1.tags import tags_of
 from gateway.v1.upstream_call import call_once, call_streaming, upstream_body
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
+router.include_router(stored_responses.router)
+router.include_router(count_tokens.router)
 OPENAPI_BODY = {"requestBody": {"required": True, "content": {"application/json": {
     "schema": {"type": "object", "required": ["model"], "additionalProperties": True,
                "properties": {"model": {"type": "string"}}}}}}}
@@ -27,7 +39,8 @@ OPENAPI_BODY = {"requestBody": {"required": True, "content": {"application/json"
 async def handle(request: Request, endpoint: str) -> Response:
     """The FastAPI route's entry (documented in /docs); the ASGI fast path calls `serve`."""
     headers = request.headers
-    return await serve(request.app.state.ctx, endpoint, headers.get("authorization"),
+    return await serve(request.app.state.ctx, endpoint,
+                       credential(headers.get("authorization"), headers.get("x-api-key")),
                        headers.get("x-meterline-job"), headers.get("content-length"),
                        partial(_stream_of, request), headers.get("x-meterline-tags"))
 
@@ -38,7 +51,8 @@ async def _stream_of(request: Request) -> AsyncIterator[bytes]:
 
 async def serve(ctx: GatewayContext, endpoint: str, authorization: str | None, job: str | None,
                 content_length: str | None, body: BodySource, tags: str | None = None) -> Response:
-    """One /v1 request: admit, forward, meter, answer. Errors come back as responses."""
+    """One /v1 request: admit, forward, meter, answer. Errors come back as responses, in the
+    shape of the endpoint's API (dialects.py)."""
     started = time.perf_counter()
     now = ctx.clock.now()
     key = payload = None
@@ -56,7 +70,7 @@ async def serve(ctx: GatewayContext, endpoint: str, authorization: str | None, j
         except MustWait as waiting:
             adm = await wait_for_reservations(ctx, waiting)
     except errors.GatewayError as exc:
-        return refused(ctx.refusals, exc, key, payload, now).response()
+        return DIALECTS[endpoint].render(refused(ctx.refusals, exc, key, payload, now))
     url = adm.route.upstream_url + ENDPOINT_PATH[endpoint]
     try:
         body = upstream_body(adm)
@@ -64,7 +78,7 @@ async def serve(ctx: GatewayContext, endpoint: str, authorization: str | None, j
             return await call_streaming(ctx, adm, url, body, started)
         return await call_once(ctx, adm, url, body, started)
     except errors.GatewayError as exc:
-        return exc.response()
+        return DIALECTS[endpoint].render(exc)
     except BaseException:
         ctx.guard.release(adm.reservation)
         raise
@@ -85,16 +99,28 @@ async def embeddings(request: Request) -> Response:
     return await handle(request, "embeddings")
 
 
-@router.get("/models", summary="List the models this key and its user's grant allow")
+@router.post("/responses", openapi_extra=OPENAPI_BODY, summary="Create a model response (OpenAI Responses)")
+async def responses(request: Request) -> Response:
+    return await handle(request, "responses")
+
+
+@router.post("/messages", openapi_extra=OPENAPI_BODY, summary="Create a message (Anthropic Messages)")
+async def messages(request: Request) -> Response:
+    return await handle(request, "messages")
+
+
+@router.get("/models", summary="List the models this key and its user's grant allow, and their APIs")
 async def list_models(request: Request) -> Response:
     ctx: GatewayContext = request.app.state.ctx
+    headers = request.headers
     try:
-        key = authenticate(ctx, request.headers.get("authorization"))
+        key = authenticate(ctx, credential(headers.get("authorization"), headers.get("x-api-key")))
     except errors.GatewayError as exc:
         return exc.response()
     granted = ctx.registry_view.granted_models(key.user_id)  # None: the grant allows every model
     data = [{"id": book.model, "object": "model", "created": int(book.created_on.timestamp()),
-             "owned_by": "meterline"}
+             "owned_by": "meterline",
+             "apis": [api for api in ENDPOINT_PATH if api in ctx.routes[book.model].apis]}
             for book in ctx.registry_view.models()
             if book.enabled and book.model in ctx.routes and key.allows_model(book.model)
             and (granted is None or book.model in granted)]

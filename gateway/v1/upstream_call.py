@@ -12,17 +12,24 @@ from domain.ports.upstream import UpstreamTimeout, UpstreamUnavailable
 from gateway import errors
 from gateway.context import GatewayContext
 from gateway.responses import JsonBytesResponse
+from gateway.v1 import event_relay, messages_api, responses_api
 from gateway.v1.admission import Admitted
-from gateway.v1.metering import StreamBill, choice_text_bytes, meter, parse_usage
+from gateway.v1.dialects import DIALECTS, anthropic_upstream_error
+from gateway.v1.metering import StreamBill, meter
 from gateway.v1.sse_response import SseResponse
 from gateway.v1.streaming import relay
+
+API_FIELDS = {"responses": responses_api.upstream_fields, "messages": messages_api.upstream_fields}
 
 
 def upstream_body(adm: Admitted) -> bytes:
     """The client's request with the upstream model name, a hard output cap and default stops."""
     body = dict(adm.payload)
     body["model"] = adm.route.upstream_model
-    if adm.endpoint != "embeddings":
+    fields = API_FIELDS.get(adm.endpoint)
+    if fields is not None:
+        fields(body, adm.max_output_tokens, adm.route)
+    elif adm.endpoint != "embeddings":
         body.pop("max_completion_tokens", None)
         body["max_tokens"] = adm.max_output_tokens  # the reservation covers no more than this
         if adm.route.stop and body.get("stop") is None:
@@ -41,16 +48,18 @@ async def call_once(ctx: GatewayContext, adm: Admitted, url: str, body: bytes, s
         return await no_answer(ctx, adm, exc, started)
     if upstream.status >= 400:
         await meter(ctx, adm, status=upstream.status, usage=None, started=started)
-        return upstream_error(upstream.status, upstream.body, adm.route.name)
+        return error_from_upstream(adm, upstream.status, upstream.body)
+    dialect = DIALECTS[adm.endpoint]
     try:
         data: dict[str, Any] = orjson.loads(upstream.body)
     except orjson.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
         await meter(ctx, adm, status=502, usage=None, started=started)
         raise errors.upstream_failed(f"the model server for '{adm.route.name}' sent a body "
-                                     "that is not JSON") from None
-    usage = parse_usage(data.get("usage"))
-    fact = await meter(ctx, adm, status=upstream.status, usage=usage, started=started,
-                       generated_bytes=choice_text_bytes(data))
+                                     "that is not a JSON object") from None
+    fact = await meter(ctx, adm, status=upstream.status, usage=dialect.usage(data), started=started,
+                       generated_bytes=dialect.text_bytes(data))
     if "model" in data:
         data["model"] = adm.payload["model"]
     # The id `meterline explain` and GET /api/admin/requests/{id} know the request by.
@@ -67,9 +76,12 @@ async def call_streaming(ctx: GatewayContext, adm: Admitted, url: str, body: byt
         raw = await upstream.read()
         await upstream.close()
         await meter(ctx, adm, status=upstream.status, usage=None, started=started, stream=True)
-        return upstream_error(upstream.status, raw, adm.route.name)
+        return error_from_upstream(adm, upstream.status, raw)
     bill = StreamBill()  # made here so the answer's head can carry the id its parts are metered under
-    return SseResponse(relay(ctx, adm, upstream, started, bill), bill.request_id)
+    events = DIALECTS[adm.endpoint].events
+    chunks = relay(ctx, adm, upstream, started, bill) if events is None else \
+        event_relay.relay(ctx, adm, upstream, started, bill, events(adm.payload["model"]))
+    return SseResponse(chunks, bill.request_id)
 
 
 async def no_answer(ctx: GatewayContext, adm: Admitted, exc: Exception, started: float) -> Response:
@@ -78,11 +90,18 @@ async def no_answer(ctx: GatewayContext, adm: Admitted, exc: Exception, started:
     status = 504 if timeout else 502
     ctx.metrics.upstream_error(adm.route.name, "timeout" if timeout else "unavailable")
     await meter(ctx, adm, status=status, usage=None, started=started)
+    render = DIALECTS[adm.endpoint].render
     if timeout:
-        return errors.upstream_timeout(f"the model server for '{adm.route.name}' did not answer "
-                                       f"within {ctx.options.upstream_timeout_s:g} s; retry").response()
-    return errors.upstream_failed(f"the model server for '{adm.route.name}' is unreachable "
-                                  f"({exc}); retry later").response()
+        return render(errors.upstream_timeout(f"the model server for '{adm.route.name}' did not answer "
+                                              f"within {ctx.options.upstream_timeout_s:g} s; retry"))
+    return render(errors.upstream_failed(f"the model server for '{adm.route.name}' is unreachable "
+                                         f"({exc}); retry later"))
+
+
+def error_from_upstream(adm: Admitted, status: int, body: bytes) -> Response:
+    if DIALECTS[adm.endpoint].anthropic:
+        return anthropic_upstream_error(status, body, adm.route.name)
+    return upstream_error(status, body, adm.route.name)
 
 
 def upstream_error(status: int, body: bytes, model: str) -> Response:

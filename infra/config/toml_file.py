@@ -33,6 +33,10 @@ from infra.config.errors import (
 
 ModelKind = Literal["chat", "embedding"]
 KINDS: tuple[str, ...] = ("chat", "embedding")
+# The /v1 APIs a model's upstream may speak (gateway/v1/admission.ENDPOINT_PATH); a model
+# that declares none speaks the three every OpenAI-compatible server has.
+APIS: tuple[str, ...] = ("chat", "completions", "embeddings", "responses", "messages")
+DEFAULT_APIS: tuple[str, ...] = ("chat", "completions", "embeddings")
 UPSTREAM_SAMPLE = 'upstream_url = "http://127.0.0.1:8081/v1" (the model server\'s OpenAI base URL)'
 
 
@@ -55,6 +59,10 @@ class ModelConfig:
     max_audio_tokens: int | None = None
     max_video_tokens: int | None = None
     max_file_tokens: int | None = None
+    cache_write_per_million: int | None = None  # None: the input price
+    reasoning_per_million: int | None = None    # None: the output price
+    apis: tuple[str, ...] = DEFAULT_APIS
+    upstream_keeps_state: bool = False  # may Responses requests continue a stored response?
 
 
 @dataclass(frozen=True)
@@ -145,6 +153,10 @@ class _Model(_Entry):
     max_audio_tokens: Positive | None = None
     max_video_tokens: Positive | None = None
     max_file_tokens: Positive | None = None
+    cache_write_price_per_million: Amount | None = None
+    reasoning_price_per_million: Amount | None = None
+    apis: Annotated[list[Annotated[str, _one_of(APIS, "api")]], Field(min_length=1)] = list(DEFAULT_APIS)
+    upstream_keeps_state: bool = False
 
 
 class _Budget(_Entry):
@@ -173,6 +185,8 @@ _EXAMPLES = {
     "max_audio_tokens": "max_audio_tokens = 1500 (the most prompt tokens for one audio clip)",
     "max_video_tokens": "max_video_tokens = 16000 (the most prompt tokens for one video)",
     "max_file_tokens": "max_file_tokens = 100000 (the most prompt tokens for one file, e.g. a PDF)",
+    "apis": 'apis = ["chat", "completions", "embeddings", "responses", "messages"]',
+    "upstream_keeps_state": "upstream_keeps_state = false",
     "scope": 'scope = "team"',
     "id": 'id = "research"',
     "limit_usd": 'limit_usd = "100"',
@@ -221,7 +235,9 @@ def _model(m: _Model) -> ModelConfig:
         kind=m.kind, stop=tuple(m.stop),  # type: ignore[arg-type]  # checked by _one_of
         bill_failed_requests=m.bill_failed_requests, max_image_tokens=m.max_image_tokens,
         max_audio_tokens=m.max_audio_tokens, max_video_tokens=m.max_video_tokens,
-        max_file_tokens=m.max_file_tokens)
+        max_file_tokens=m.max_file_tokens, cache_write_per_million=m.cache_write_price_per_million,
+        reasoning_per_million=m.reasoning_price_per_million, apis=tuple(dict.fromkeys(m.apis)),
+        upstream_keeps_state=m.upstream_keeps_state)
 
 
 def _budget(b: _Budget) -> BudgetConfig:

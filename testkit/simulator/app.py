@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 import orjson
 
+from testkit.simulator import api_shapes as api
 from testkit.simulator import openai_shapes as oa
 from testkit.simulator.protocol import Request, Response, Result, Stream
 
-KNOBS = ("sim-slow", "sim-error", "sim-ratelimit", "sim-nousage")
+KNOBS = ("sim-slow", "sim-error", "sim-ratelimit", "sim-nousage", "sim-cache")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class SimApp:
             ("POST", "/v1/chat/completions"): self._chat,
             ("POST", "/v1/completions"): self._completions,
             ("POST", "/v1/embeddings"): self._embeddings,
+            ("POST", "/v1/responses"): self._responses,
+            ("POST", "/v1/messages"): self._messages,
+            ("POST", "/v1/messages/count_tokens"): self._count_tokens,
         }
 
     def __call__(self, req: Request) -> Result | object:
@@ -70,9 +74,14 @@ class SimApp:
             body = orjson.loads(req.body)
             self.last_body = body
             model = body.get("model") or self.config.model
+            anthropic = req.path.startswith("/v1/messages")
             if model == "sim-error" or self._should_fail():
+                if anthropic:
+                    return Response(500, api.anthropic_error("simulated upstream failure", "api_error"))
                 return _error(500, "simulated upstream failure", "server_error")
             if model == "sim-ratelimit":
+                if anthropic:
+                    return Response(429, api.anthropic_error("simulated rate limit", "rate_limit_error"))
                 return _error(429, "simulated rate limit", "requests", "rate_limit_exceeded")
             result = route(body, model)
         except (ValueError, TypeError, AttributeError, KeyError) as exc:
@@ -89,7 +98,7 @@ class SimApp:
         return rate > 0 and int(k * rate) > int((k - 1) * rate)
 
     def _plan(self, body: dict, model: str, prompt_tokens: int):
-        limit = body.get("max_completion_tokens", body.get("max_tokens"))
+        limit = body.get("max_completion_tokens", body.get("max_tokens", body.get("max_output_tokens")))
         n_max = self.config.default_max_tokens if limit is None else int(limit)
         n = max(0, min(n_max, self.config.completion_tokens))
         finish = "length" if limit is not None and n == n_max else "stop"
@@ -133,3 +142,25 @@ class SimApp:
             use = oa.usage(oa.input_tokens(batch), 0)
         dims = int(body.get("dimensions") or self.config.embedding_dims)
         return Response(200, oa.embeddings_body(model, batch, dims, use))
+
+    def _responses(self, body: dict, model: str) -> Result:
+        rid, created, pieces, _, use = self._plan(body, model, api.responses_prompt_tokens(body))
+        if use is not None:
+            use = api.responses_usage(use["prompt_tokens"], use["completion_tokens"], model == "sim-cache")
+        if body.get("stream"):
+            events = api.response_events(rid, model, created, pieces, use)
+            return Stream(events, self.config.chunk_delay_ms / 1000)
+        return Response(200, api.response_body(rid, model, created, pieces, use))
+
+    def _messages(self, body: dict, model: str) -> Result:
+        rid, _, pieces, finish, use = self._plan(body, model, api.messages_prompt_tokens(body))
+        finish = "max_tokens" if finish == "length" else "end_turn"
+        if use is not None:
+            use = api.messages_usage(use["prompt_tokens"], use["completion_tokens"], model == "sim-cache")
+        if body.get("stream"):
+            events = api.message_events(rid, model, pieces, finish, use)
+            return Stream(events, self.config.chunk_delay_ms / 1000)
+        return Response(200, api.message_body(rid, model, pieces, finish, use))
+
+    def _count_tokens(self, body: dict, model: str) -> Result:
+        return Response(200, orjson.dumps({"input_tokens": api.messages_prompt_tokens(body)}))

@@ -5,13 +5,16 @@ usage (rules in `testkit.simulator.openai_shapes`), so a benchmark measures the 
 `make run` and the end-to-end tests use the real model in `infra.demo.model_server` instead.
 
 Endpoints: POST /v1/chat/completions, /v1/completions (both with `stream`, and a final
-usage chunk when `stream_options.include_usage`), /v1/embeddings; GET /v1/models, /health.
+usage chunk when `stream_options.include_usage`), /v1/embeddings, /v1/responses (OpenAI
+Responses, with `stream`), /v1/messages (Anthropic Messages, with `stream`) and
+/v1/messages/count_tokens (shapes in `testkit.simulator.api_shapes`); GET /v1/models, /health.
 
 Request knobs, chosen by the request's `model`:
   sim-slow       answers after `slow_s` (2 s) more
   sim-error      HTTP 500 (OpenAI error shape)
   sim-ratelimit  HTTP 429, code "rate_limit_exceeded"
   sim-nousage    answers without `usage` (and streams without a usage chunk)
+  sim-cache      Responses and Messages report cached / cache-creation / reasoning tokens
 
 Run: `python -m testkit.simulator.server --port 9100 [--latency-ms 5] [--fail-rate 0.01]
 [--no-usage] [--completion-tokens 16] [--chunk-delay-ms 0]`; in tests:
