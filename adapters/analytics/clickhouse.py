@@ -124,6 +124,10 @@ class ClickHouseAnalytics:
         result = self._get_client().query(statement.sql, parameters=statement.params)
         return totals_from_rows(result.result_rows)
 
+    def query_rows(self, sql: str, params: dict[str, str]) -> list[list[Any]]:
+        """Runs a statement with `{name:Type}` parameters; its rows, as on chDB (the anomaly scan)."""
+        return [list(row) for row in self._get_client().query(sql, parameters=params).result_rows]
+
     def recent_requests(self, user_id: str, limit: int) -> list[RecentRequest]:
         """The user's last `limit` requests, newest first; a request's parts are one entry."""
         statement = recent_statement(user_id, limit)

@@ -1,0 +1,42 @@
+"""One anomaly scan: read the signals, judge every scope, fold the verdicts through the incident
+state machine against the open incidents, record what changed. Synchronous (the store and
+eventsourcing are): the scheduled job (`infra/workers/anomaly_scan.py`) runs it in a worker thread."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from domain.anomaly.detection import Signal, Thresholds, judge
+from domain.anomaly.incident import transitions
+from domain.ports.anomaly_signals import AnomalySignals, SignalQuery
+from domain.services.anomalies import Anomalies, Recorded
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    hour: datetime  # the last complete hour it judged
+    scopes: int  # users and keys with usage in the day ending with that hour
+    abnormal: tuple[Signal, ...]
+    recorded: Recorded
+
+
+def scan_anomalies(signals: AnomalySignals, anomalies: Anomalies, now: datetime, timezone: str,
+                   limits: Thresholds | None = None) -> ScanReport:
+    """Judges the last complete hour before `now` in the billing `timezone`, and records incidents
+    that start and end."""
+    limits = limits or Thresholds()
+    query = SignalQuery(now, limits.weeks, timezone, limits.night_hours)
+    windows = query.windows()
+    readings = signals.read(query)
+    abnormal = tuple(signal for reading in readings for signal in judge(reading, windows, limits))
+    changes = transitions(anomalies.open_incidents(), abnormal)
+    recorded = anomalies.record(changes, windows.hour, now)
+    if recorded.detected or recorded.resolved:
+        log.info("anomaly scan of %s: %d scopes, %d abnormal, %d incidents detected, %d resolved",
+                 windows.hour.isoformat(), len(readings), len(abnormal), len(recorded.detected),
+                 len(recorded.resolved))
+    return ScanReport(windows.hour, len(readings), abnormal, recorded)
