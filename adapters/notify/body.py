@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from domain.ports.notifier import CONVENTION_KEYS, DEFAULT_TYPE, Notification
+from domain.ports.notifier import CONVENTION_KEYS, DEFAULT_TYPE, Notification, NotificationFailed
 
 
 def follows_convention(body: dict[str, Any]) -> bool:
@@ -42,3 +42,12 @@ def render(body: dict[str, Any]) -> str:
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def to_json(value: Any) -> bytes:
+    """UTF-8 JSON; a value that is not JSON (a Decimal, a datetime) fails permanently, as a retry
+    would fail the same way: the sender should have converted it."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as error:
+        raise NotificationFailed(f"the notification body is not JSON: {error}", permanent=True) from None

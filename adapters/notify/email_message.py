@@ -16,7 +16,7 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from adapters.notify.body import text_of
+from adapters.notify.body import text_of, to_json
 from domain.ports.notifier import Notification
 
 ID_HEADER = "X-Meterline-Notification-Id"
@@ -44,8 +44,8 @@ def build_message(notification: Notification, sender: str, now: datetime) -> Ema
     message["Message-ID"] = message_id(notification.notification_id, sender)
     message[ID_HEADER] = " ".join(notification.notification_id.split())
     message.set_content(text_of(notification), charset="utf-8", cte="quoted-printable")
-    body = json.dumps(notification.body, ensure_ascii=False, sort_keys=True).encode()
-    message.add_attachment(body, maintype="application", subtype="json", filename=JSON_PART)
+    message.add_attachment(to_json(notification.body), maintype="application", subtype="json",
+                           filename=JSON_PART)
     return message
 
 
@@ -61,6 +61,4 @@ def read_notification(message: EmailMessage) -> Notification:
     attached = next(part for part in message.iter_attachments() if part.get_filename() == JSON_PART)
     return Notification(notification_id=str(message[ID_HEADER]), recipient=str(message["To"]),
                         subject=str(message["Subject"]),
-                        body=json.loads(attached.get_content().decode()
-                                        if isinstance(attached.get_content(), bytes)
-                                        else attached.get_content()))
+                        body=json.loads(attached.get_content()))

@@ -15,5 +15,6 @@ class LogOnlyNotifier:
         self.channel = channel
 
     async def notify(self, notification: Notification) -> None:
-        log.info("%s not sent (no server configured) to %s: %s", self.channel,
+        # one line each: a line break in either must not forge a log line
+        log.info("%s not sent (no server configured) to %r: %s", self.channel,
                  notification.recipient, " ".join(notification.subject.split()))

@@ -13,6 +13,7 @@ import logging
 import smtplib
 import ssl
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -22,6 +23,7 @@ from adapters.notify.once import OnceById
 from domain.ports.notifier import Notification, NotificationFailed
 
 log = logging.getLogger(__name__)
+SEND_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -43,18 +45,26 @@ class SmtpNotifier:
         self.config = config
         self._now = now
         self._once = OnceById()
+        # its own threads: a hanging mail server must not take the default executor's few
+        # threads, which the event store's calls in this process need
+        self._threads = ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="smtp")
 
     async def notify(self, notification: Notification) -> None:
         if not is_address(notification.recipient):
             raise NotificationFailed(f"{notification.recipient!r} is not an e-mail address", permanent=True)
         await self._once.run(notification.notification_id, lambda: self._send(notification))
 
+    async def aclose(self) -> None:
+        """Stops taking sends; a send under way ends by its socket timeout."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
     async def _send(self, notification: Notification) -> None:
         message = build_message(notification, self.config.sender, self._now())
         where = f"{self.config.host}:{self.config.port}"
         try:
             # the thread cannot be stopped; its socket timeout ends it soon after this gives up
-            await asyncio.wait_for(asyncio.to_thread(self._deliver, message), 2 * self.config.timeout_s)
+            sending = asyncio.get_running_loop().run_in_executor(self._threads, self._deliver, message)
+            await asyncio.wait_for(sending, 2 * self.config.timeout_s)
         except TimeoutError:
             raise NotificationFailed(f"the SMTP server {where} did not answer within "
                                      f"{2 * self.config.timeout_s:g} s") from None

@@ -10,14 +10,13 @@ address check) and at most a few hundred bytes of a response are read.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from adapters.notify.body import data_of, event_type, text_of
+from adapters.notify.body import data_of, event_type, text_of, to_json
 from adapters.notify.once import OnceById
 from adapters.notify.webhook_target import resolve_target
 from domain.ports.notifier import Notification, NotificationFailed
@@ -78,8 +77,11 @@ class WebhookNotifier:
         """(status, the first bytes of a refusal, a redirect's location)."""
         target = await resolve_target(notification.recipient, self.allow_private)
         now = self._now()
-        body = json.dumps(envelope(notification, now), ensure_ascii=False, separators=(",", ":")).encode()
-        headers = {"Host": target.netloc, "Content-Type": "application/cloudevents+json; charset=utf-8",
+        body = to_json(envelope(notification, now))
+        # a new connection each time: one kept open to a shared address (a CDN) was set up, TLS
+        # and all, for another host name, and must not carry this one's request
+        headers = {"Host": target.netloc, "Connection": "close",
+                   "Content-Type": "application/cloudevents+json; charset=utf-8",
                    "webhook-id": notification.notification_id,
                    HEADER: sign(notification.signing_secret or "", int(now.timestamp()), body)}
         extensions = {"sni_hostname": target.host} if target.url.scheme == "https" else {}

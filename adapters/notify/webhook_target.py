@@ -18,6 +18,7 @@ import httpx
 
 from domain.ports.notifier import NotificationFailed
 
+MAX_URL = 2048
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _HOST = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?$")  # IDNs arrive as xn-- from httpx
 
@@ -45,13 +46,28 @@ async def resolve_target(url: str, allow_private: bool) -> Target:
 
 
 def is_public(address: Address) -> bool:
-    """Globally routable unicast: not loopback, private, link-local, shared, reserved or multicast."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Globally routable unicast: not loopback, private, link-local, shared, reserved or multicast,
+    nor an IPv6 address that carries such an IPv4 one (mapped, 6to4, NAT64)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return is_public(address.ipv4_mapped)
+        embedded = [address.sixtofour] if address.sixtofour is not None else []
+        if address in _NAT64:
+            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        if any(not is_public(inner) for inner in embedded) or any(address in n for n in _NOT_PUBLIC_V6):
+            return False
     return address.is_global and not address.is_multicast
 
 
+# the standard library calls these global; each can lead to an address that is not
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NOT_PUBLIC_V6 = (ipaddress.IPv6Network("::/96"),  # IPv4-compatible (deprecated): ::127.0.0.1
+                  ipaddress.IPv6Network("64:ff9b:1::/48"))  # NAT64 for local use
+
+
 def _parse(url: str) -> httpx.URL:
+    if len(url) > MAX_URL:
+        raise NotificationFailed(f"webhook URL refused: longer than {MAX_URL} characters", permanent=True)
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError) as error:

@@ -3,6 +3,7 @@ send may take, what the message carries, and that the password stays out of logs
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -115,3 +116,22 @@ async def test_the_password_appears_in_no_log_and_no_error(caplog: pytest.LogCap
     assert PASSWORD not in repr(right.config) and PASSWORD not in repr(right)
     ours = [r for r in caplog.records if not r.name.startswith("mail.")]  # the test server's own log
     assert all(PASSWORD not in r.getMessage() for r in ours)
+
+
+async def test_a_body_that_is_not_json_fails_permanently_before_any_connection() -> None:
+    with pytest.raises(NotificationFailed) as failed:
+        await notifier(free_port()).notify(Notification("j-1", "owner@example.com", "x", {"n": float("nan")}))
+    assert failed.value.permanent and "not JSON" in str(failed.value)
+
+
+async def test_a_hanging_server_leaves_the_default_thread_pool_free() -> None:
+    # the event store's calls in this process go through asyncio.to_thread
+    with silent_server() as port:
+        channel = notifier(port, timeout_s=1.0)
+        hanging = [asyncio.ensure_future(channel.notify(Notification(f"h-{n}", "owner@example.com", "x")))
+                   for n in range(40)]  # more than the default pool ever has (32)
+        started = time.monotonic()
+        await asyncio.to_thread(lambda: None)
+        assert time.monotonic() - started < 0.5
+        results = await asyncio.gather(*hanging, return_exceptions=True)
+    assert all(isinstance(r, NotificationFailed) and not r.permanent for r in results)

@@ -56,7 +56,8 @@ async def test_private_link_local_shared_multicast_and_reserved_targets_are_refu
     ("ftp://example.com/hook", "only http"), ("file:///etc/passwd", "only http"),
     ("gopher://example.com/", "only http"), ("http:///no-host", "only http"),
     ("http://user:pass@example.com/hook", "user name or password"),
-    ("https://token@example.com/hook", "user name or password"), ("http://exa mple.com/", "")])
+    ("https://token@example.com/hook", "user name or password"), ("http://exa mple.com/", "not a host name"),
+    ("https://example.com/" + "a" * 2100, "longer than")])
 async def test_urls_that_are_not_plain_http_or_carry_credentials_are_refused(url: str, why: str) -> None:
     failed = await refusal(url)
     assert failed.permanent and why in str(failed)
@@ -79,6 +80,8 @@ async def test_a_public_target_is_pinned_to_the_checked_address_keeping_its_host
     ("93.184.216.34", True), ("2606:2800:220:1:248:1893:25c8:1946", True), ("8.8.8.8", True),
     ("127.0.0.1", False), ("::1", False), ("10.0.0.1", False), ("169.254.169.254", False),
     ("::ffff:10.0.0.1", False), ("::ffff:8.8.8.8", True), ("ff02::1", False), ("0.0.0.0", False),
-    ("192.0.2.1", False), ("198.18.0.1", False)])
+    ("192.0.2.1", False), ("198.18.0.1", False), ("::127.0.0.1", False), ("64:ff9b::a9fe:a9fe", False),
+    ("64:ff9b::808:808", True), ("2002:a9fe:a9fe::1", False), ("2002:808:808::1", True),
+    ("64:ff9b:1::a00:1", False), ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False)])
 def test_only_globally_routable_unicast_addresses_are_public(address: str, public: bool) -> None:
     assert is_public(ipaddress.ip_address(address)) is public

@@ -127,3 +127,11 @@ async def test_a_failed_send_is_tried_again_on_the_next_call(receiver: WebhookRe
     with pytest.raises(NotificationFailed):
         await notifier.notify(hook(receiver.url("/status/503"), "retry-1"))
     assert receiver.hits["/status/503"] == 2
+
+
+async def test_each_webhook_goes_on_a_new_connection(receiver: WebhookReceiver,
+                                                    notifier: WebhookNotifier) -> None:
+    # a kept-alive connection set up for one host name must not carry another's request
+    for n in range(3):
+        await notifier.notify(hook(receiver.url("/hooks/a"), f"k-{n}"))
+    assert [d.headers["Connection"] for d in receiver.taken] == ["close"] * 3
