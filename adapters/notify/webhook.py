@@ -10,7 +10,8 @@ address check) and at most a few hundred bytes of a response are read.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import ssl
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,12 +19,13 @@ import httpx
 
 from adapters.notify.body import data_of, event_type, text_of, to_json
 from adapters.notify.once import OnceById
-from adapters.notify.webhook_target import resolve_target
+from adapters.notify.webhook_target import Target, resolve_target
 from domain.ports.notifier import Notification, NotificationFailed
 from domain.webhook_signature import HEADER, sign
 
 RESPONSE_CAP = 512  # bytes of a refusal kept for its message
 TRANSIENT_STATUS = frozenset({408, 429})
+Resolver = Callable[[str, bool], Awaitable[Target]]
 
 
 def envelope(notification: Notification, now: datetime) -> dict[str, Any]:
@@ -38,14 +40,17 @@ def envelope(notification: Notification, now: datetime) -> dict[str, Any]:
 class WebhookNotifier:
     def __init__(self, allow_private: bool = False, timeout_s: float = 5.0,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 client: httpx.AsyncClient | None = None) -> None:
+                 resolve: Resolver = resolve_target, trusted: ssl.SSLContext | None = None) -> None:
+        """`resolve` and `trusted` (the certificates to trust, default the system's) are for tests
+        that stand in for DNS and a public CA."""
         self.allow_private = allow_private
         self.timeout_s = timeout_s
         self._now = now
+        self._resolve = resolve
         # no proxies from the environment: the address check must be about where we connect
-        self._client = client or httpx.AsyncClient(
+        self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 3.0)), follow_redirects=False,
-            trust_env=False, headers={"User-Agent": "meterline-webhooks/1"})
+            trust_env=False, verify=trusted or True, headers={"User-Agent": "meterline-webhooks/1"})
         self._once = OnceById()
 
     async def notify(self, notification: Notification) -> None:
@@ -75,7 +80,7 @@ class WebhookNotifier:
 
     async def _post(self, notification: Notification) -> tuple[int, str, str]:
         """(status, the first bytes of a refusal, a redirect's location)."""
-        target = await resolve_target(notification.recipient, self.allow_private)
+        target = await self._resolve(notification.recipient, self.allow_private)
         now = self._now()
         body = to_json(envelope(notification, now))
         # a new connection each time: one kept open to a shared address (a CDN) was set up, TLS

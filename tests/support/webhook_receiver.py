@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -73,7 +74,9 @@ class WebhookReceiver:
 
 
 @asynccontextmanager
-async def webhook_receiver(secret: str, tolerance_s: float = 300) -> AsyncIterator[WebhookReceiver]:
+async def webhook_receiver(secret: str, tolerance_s: float = 300,
+                           tls: ssl.SSLContext | None = None) -> AsyncIterator[WebhookReceiver]:
+    """On 127.0.0.1; with `tls`, over https (base_url then names the address, not a host name)."""
     receiver = WebhookReceiver(secret, tolerance_s)
     app = web.Application()
     app.router.add_post("/hooks/{name}", receiver.hook)
@@ -81,10 +84,10 @@ async def webhook_receiver(secret: str, tolerance_s: float = 300) -> AsyncIterat
     app.router.add_post("/slow", receiver.slow)
     runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
     await site.start()
     port = runner.addresses[0][1]
-    receiver.base_url = f"http://127.0.0.1:{port}"
+    receiver.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     try:
         yield receiver
     finally:
