@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from eventsourcing.persistence import DatabaseError
 
@@ -20,9 +20,6 @@ from infra.notifiers import build_channels
 from infra.workers.alert_recipients import RegistryDirectory
 from infra.workers.alert_triggers import TriggerFollower
 from infra.workers.alerts_worker import AlertsWorker
-
-if TYPE_CHECKING:
-    from infra.container import Meterline
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +54,8 @@ def anomaly_log(ledger: Ledger) -> Any:
         return None
 
 
-def build_alerts_worker(system: Meterline, channels: dict[str, Notifier] | None = None) -> AlertsWorker:
+def build_alerts_worker(system: Any, channels: dict[str, Notifier] | None = None) -> AlertsWorker:
+    """The worker of an assembled system (infra.container.Meterline, not imported: it imports this)."""
     settings = system.settings
     alerts = system.alerts
     assert alerts is not None

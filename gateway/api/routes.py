@@ -2,9 +2,25 @@
 
 from fastapi import APIRouter
 
-from gateway.api import admin, analytics, analytics_users, audit, explain, grants, keys, reports, usage
+from gateway.api import (
+    admin,
+    alerts,
+    analytics,
+    analytics_users,
+    audit,
+    explain,
+    grants,
+    keys,
+    notices,
+    periods,
+    reports,
+    usage,
+)
 
 router = APIRouter()
+router.include_router(alerts.admin_router)
+router.include_router(alerts.user_router)
+router.include_router(notices.router)
 router.include_router(admin.router)
 router.include_router(analytics.router)
 router.include_router(analytics_users.router)
@@ -12,5 +28,6 @@ router.include_router(audit.router)
 router.include_router(explain.router)
 router.include_router(grants.router)
 router.include_router(keys.router)
+router.include_router(periods.router)
 router.include_router(reports.router)
 router.include_router(usage.router)
