@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from domain.audit import AuditEntry, ChainedEntry
 
@@ -67,6 +67,7 @@ def check_index_query(query: AuditIndexQuery) -> None:
         raise ValueError(f"AuditIndexQuery.limit must be an integer from 1 to {MAX_PAGE}, got {limit!r}")
 
 
+@runtime_checkable
 class AuditIndex(Protocol):
     """Audit entries for search. Inserting an entry again (same seq) changes nothing."""
 

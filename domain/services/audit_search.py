@@ -27,16 +27,17 @@ class AuditPage:
 
 
 def newest_first(trail: AuditTrail, where: AuditFilter, before: int | None = None, limit: int = 100,
-                 scan_limit: int = SCAN_LIMIT) -> AuditPage:
-    """Up to `limit` entries matching `where` with a seq below `before` (default: all), newest first."""
+                 scan_limit: int = SCAN_LIMIT, after: int = 0) -> AuditPage:
+    """Up to `limit` entries matching `where` with a seq below `before` (default: all) and above
+    `after`, newest first; `next_before` is None once every entry above `after` was looked at."""
     found: list[ChainedEntry] = []
-    for scanned, record in enumerate(_backwards(trail, before), start=1):
+    for scanned, record in enumerate(_backwards(trail, before, after), start=1):
         if where.matches(record.entry):
             found.append(record)
             if len(found) == limit:
-                return AuditPage(found, record.seq if record.seq > 1 else None)
+                return AuditPage(found, record.seq if record.seq > after + 1 else None)
         if scanned >= scan_limit:
-            return AuditPage(found, record.seq if record.seq > 1 else None)
+            return AuditPage(found, record.seq if record.seq > after + 1 else None)
     return AuditPage(found, None)
 
 
@@ -45,12 +46,12 @@ def every_match(trail: AuditTrail, where: AuditFilter, scan_limit: int = SCAN_LI
     return list(reversed(newest_first(trail, where, limit=scan_limit, scan_limit=scan_limit).entries))
 
 
-def _backwards(trail: AuditTrail, before: int | None) -> Iterator[ChainedEntry]:
-    """The readable entries below seq `before`, newest first, read a page at a time
-    (an unreadable one is skipped here: verification is where it is reported)."""
+def _backwards(trail: AuditTrail, before: int | None, after: int = 0) -> Iterator[ChainedEntry]:
+    """The readable entries below seq `before` and above `after`, newest first, read a page at a
+    time (an unreadable one is skipped here: verification is where it is reported)."""
     upto = trail.head().seq if before is None else min(before - 1, trail.head().seq)
-    while upto >= 1:
-        after = max(0, upto - PAGE)
-        page = [r for r in trail.records(after=after, upto=upto) if isinstance(r, ChainedEntry)]
+    while upto > after:
+        lower = max(after, upto - PAGE)
+        page = [r for r in trail.records(after=lower, upto=upto) if isinstance(r, ChainedEntry)]
         yield from reversed(page)
-        upto = after
+        upto = lower

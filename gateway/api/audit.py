@@ -10,7 +10,8 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from domain.audit import GENESIS, Head, VerifyReport, format_time, verify
-from domain.services.audit_search import AuditFilter, every_match, newest_first
+from domain.ports.audit_index import AuditFilter, AuditIndex
+from domain.services import audit_index_search
 from domain.services.audit_trail import AuditTrail
 from gateway import errors
 from gateway.api.audit_params import audit_query, csv_response, encode_cursor
@@ -76,13 +77,22 @@ async def search(ctx: Ctx, _: Admin, type: Text = None, actor: Text = None, targ
     """`type` is one or more actions (comma-separated); `actor` (`admin`, `user:<id>`,
     `key:<prefix>`, `system`, `anonymous`) and `target` (`user:<id>`, `key:<id>`, `team:<id>`,
     `model:<name>`) match exactly; `from` is included, `to` excluded. Pass `next_cursor` as
-    `cursor` for older entries; `next_cursor` is null at the trail's beginning."""
+    `cursor` for older entries; `next_cursor` is null at the trail's beginning. `projection`
+    says where the page came from: the ClickHouse index up to `indexed_seq`, the trail itself
+    above it (`lag_entries` behind its head, the oldest of them `lag_seconds` old)."""
     query = audit_query(type, actor, target, from_, to, cursor, limit, format)
-    page = await ctx.query(newest_first, trail_of(ctx), query.where, query.before, query.limit)
+    page = await ctx.query(audit_index_search.search, trail_of(ctx), index_of(ctx), query.where,
+                           query.before, query.limit, ctx.clock.now())
     next_cursor = encode_cursor(page.next_before)
     if query.csv:
-        return csv_response(page.entries, next_cursor)
-    return {"entries": [e.as_record() for e in page.entries], "next_cursor": next_cursor}
+        return csv_response(page.entries, next_cursor, page.projection())
+    return {"entries": [e.as_record() for e in page.entries], "next_cursor": next_cursor,
+            "projection": page.projection()}
+
+
+def index_of(ctx: Ctx) -> AuditIndex | None:
+    """The analytics store, when it holds the audit index (every adapter of ours does)."""
+    return ctx.analytics if isinstance(ctx.analytics, AuditIndex) else None
 
 
 @router.get("/users/{user_id}/access",
@@ -94,7 +104,8 @@ async def user_access(user_id: str, ctx: Ctx, _: Admin) -> dict:
     keys = await ctx.query(ctx.registry.keys_of, user_id)
     now = ctx.clock.now()
     targets = frozenset({f"user:{user_id}", *(f"key:{k.id}" for k in keys)})
-    entries = await ctx.query(every_match, trail, AuditFilter(targets=targets))
+    entries = await ctx.query(audit_index_search.every_match, trail, index_of(ctx),
+                              AuditFilter(targets=targets), now)
     views = [{"id": str(k.id), "prefix": k.prefix, "name": k.name, "status": str(k.status_at(now)),
               "models": k.models, "created_at": k.issued_at.isoformat(),
               "expires_at": k.expires_at.isoformat() if k.expires_at else None} for k in keys]

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from domain.audit import ChainedEntry
 from domain.audit.entry import ACTION
-from domain.services.audit_search import AuditFilter
+from domain.ports.audit_index import AuditFilter
 from gateway import errors
 from gateway.api.schemas import DATE_RULE, utc_instant
 
@@ -76,7 +76,8 @@ def decode_cursor(cursor: str | None) -> int | None:
     return before
 
 
-def csv_response(entries: list[ChainedEntry], next_cursor: str | None) -> Response:
+def csv_response(entries: list[ChainedEntry], next_cursor: str | None,
+                 projection: dict[str, Any] | None = None) -> Response:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)
@@ -87,6 +88,9 @@ def csv_response(entries: list[ChainedEntry], next_cursor: str | None) -> Respon
     headers = {"content-disposition": 'attachment; filename="audit.csv"'}
     if next_cursor:
         headers["x-next-cursor"] = next_cursor
+    for name, value in (projection or {}).items():  # x-audit-source, x-audit-lag-entries, …
+        if value is not None:
+            headers[f"x-audit-{name.replace('_', '-')}"] = str(value)
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
 
 

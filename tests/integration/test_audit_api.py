@@ -141,8 +141,8 @@ def test_search_pages_newest_first_with_an_opaque_cursor_and_the_same_rows_as_cs
     assert set(rows[0]) >= {"seq", "time", "actor", "action", "target", "details", "entry_hash"}
     models = admin.get("/api/admin/audit", params={"type": "PriceSet,ModelRegistered", "target": "model:sim"})
     assert {e["action"] for e in models.json()["entries"]} == {"PriceSet", "ModelRegistered"}
-    assert admin.get("/api/admin/audit", params={"from": "2199-01-01"}).json() == {
-        "entries": [], "next_cursor": None}
+    nothing = admin.get("/api/admin/audit", params={"from": "2199-01-01"}).json()
+    assert (nothing["entries"], nothing["next_cursor"]) == ([], None)
 
 
 @pytest.mark.parametrize(("params", "name"), [
