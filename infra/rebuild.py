@@ -2,8 +2,9 @@
 
 It deletes analytics from a midnight in the billing time zone on (everything without
 `--from`), replays every batch the ledger recorded, inserting the facts at or after that
-moment, reconciles the result with the ledger, and leaves the projector's positions at the
-end of the log under a new generation, so the projector goes on from there. The work itself
+moment, projects the audit trail into its index again (whole), reconciles the result with
+the ledger, and leaves the projector's positions at the end of the log under a new
+generation, so the projector goes on from there. The work itself
 is the projector's (`LedgerProjector.begin_rebuild`): it records the rebuild in its positions
 before deleting anything, so one interrupted by a crash is finished by the next start.
 """
@@ -68,6 +69,23 @@ def rebuild(projector, since: datetime | None, console: Console) -> int:
     return projector.inserted - inserted
 
 
+def rebuild_audit_index(settings, store, console: Console) -> int:
+    """The audit index emptied and projected again from the trail, whole (`--from` is for usage:
+    the index is small, and its place is its own unbroken run from seq 1)."""
+    from adapters.clock import SystemClock
+    from infra.container import event_store_env, open_trail
+    from projections.audit_projector import AuditProjector
+    trail = open_trail(SystemClock(), None, event_store_env(settings))  # read only: no signing key
+    try:
+        began = time.monotonic()
+        entries = AuditProjector(trail, store).rebuild()
+        console.print(f"rebuilt the audit index: {entries:,} entries in {time.monotonic() - began:.1f} s",
+                      highlight=False)
+        return entries
+    finally:
+        trail.close()
+
+
 def run(settings, config, since_text: str | None, console: Console) -> int:
     """What the command does: refuses while a projector runs, rebuilds, reports, reconciles;
     returns the exit code (1 when analytics then differs from the ledger)."""
@@ -107,6 +125,7 @@ def run(settings, config, since_text: str | None, console: Console) -> int:
                       f"{projector.malformed} malformed facts skipped; the projector goes on from "
                       f"notification {projector.positions.next_id}, generation "
                       f"{projector.positions.generation}", highlight=False)
+        rebuild_audit_index(settings, store, console)
         start, end = (since or EVERYTHING[0]), EVERYTHING[1]
         rows_compared = reconcile(facts_before(ledger, projector.positions.next_id), store, start, end)
         return report(rows_compared, start, end, tz, console,

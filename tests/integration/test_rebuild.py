@@ -20,6 +20,9 @@ from adapters.analytics.memory import InMemoryAnalytics
 from adapters.analytics.remote_server import AnalyticsServer
 from adapters.clock import FixedClock
 from adapters.eventstore.environments import memory_env, open_applications, sqlite_env
+from domain.audit import AuditEntry, Head, chain
+from domain.ports.audit_index import AuditFilter, AuditIndexQuery
+from domain.services.audit_trail import AuditTrail
 from domain.services.ledger import Ledger
 from domain.usage_figures import AnalyticsQuery
 from infra.cli import app
@@ -103,6 +106,30 @@ def test_a_rebuild_reproduces_every_table_and_hands_the_projector_a_new_generati
         assert store.count_usage() == len(FACTS)
     finally:
         store.close()
+
+
+def test_a_rebuild_projects_the_audit_trail_into_its_index_again_whole(data_dir: Path) -> None:
+    trail = AuditTrail(FixedClock(T0), env=sqlite_env(data_dir))
+    trail.append([AuditEntry(time=T0 + timedelta(days=n), actor="admin", action="KeyRevoked",
+                             target=f"key:{n}") for n in range(40)])
+    store = ChdbAnalytics(data_dir / "analytics")
+    store.insert_audit(list(trail.records(upto=10)))
+    stranger = AuditEntry(time=T0, actor="user:mallory", action="KeyIssued")
+    store.insert_audit(chain(Head(11, "0" * 64), [stranger]))  # a copy edited behind its back
+    store.close()
+
+    result = rebuild(data_dir)
+
+    assert result.exit_code == 0, result.output
+    assert "rebuilt the audit index: 40 entries" in said(result)
+    store = ChdbAnalytics(data_dir / "analytics")
+    try:
+        assert store.audit_position() == 40
+        assert store.audit_entries(AuditIndexQuery(AuditFilter(), limit=100)) == list(reversed(list(
+            trail.records())))
+    finally:
+        store.close()
+        trail.close()
 
 
 def test_a_rebuild_from_a_day_replaces_only_the_facts_from_its_midnight_on(data_dir: Path) -> None:
