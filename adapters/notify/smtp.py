@@ -39,11 +39,14 @@ class SmtpConfig:
 
 
 class SmtpNotifier:
-    def __init__(self, config: SmtpConfig, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(self, config: SmtpConfig, now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 trusted: ssl.SSLContext | None = None) -> None:
+        """`trusted`: the certificates STARTTLS trusts (default the system's), for tests."""
         if not is_address(config.sender):
             raise ValueError(f"the sender {config.sender!r} is not an e-mail address (METERLINE_SMTP_FROM)")
         self.config = config
         self._now = now
+        self._trusted = trusted
         self._once = OnceById()
         # its own threads: a hanging mail server must not take the default executor's few
         # threads, which the event store's calls in this process need
@@ -83,7 +86,7 @@ class SmtpNotifier:
         config = self.config
         with smtplib.SMTP(config.host, config.port, timeout=config.timeout_s) as smtp:
             if config.starttls:
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=self._trusted or ssl.create_default_context())
             if config.user is not None:
                 smtp.login(config.user, config.password or "")
             smtp.send_message(message)

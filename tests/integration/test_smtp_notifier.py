@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from adapters.notify.smtp import SmtpConfig, SmtpNotifier
 from domain.ports.notifier import Notification, NotificationFailed
 from tests.support.gateway import free_port
 from tests.support.smtp_server import silent_server, smtp_server
+from tests.support.tls import certificate_for
 
 SENDER = "alerts@meterline.example"
 PASSWORD = "s3cret-smtp-pass-7Qx"
@@ -135,3 +137,16 @@ async def test_a_hanging_server_leaves_the_default_thread_pool_free() -> None:
         assert time.monotonic() - started < 0.5
         results = await asyncio.gather(*hanging, return_exceptions=True)
     assert all(isinstance(r, NotificationFailed) and not r.permanent for r in results)
+
+
+async def test_starttls_protects_the_login_and_verifies_the_servers_name(tmp_path: Path) -> None:
+    server_tls, trusting = certificate_for("localhost", tmp_path)
+    with smtp_server(login=("alerts", PASSWORD), tls=server_tls) as server:
+        config = SmtpConfig("localhost", server.port, SENDER, "alerts", PASSWORD, starttls=True)
+        await SmtpNotifier(config, trusted=trusting).notify(Notification("tls-1", "owner@example.com", "hi"))
+        assert len(server.messages_to("owner@example.com")) == 1
+        _, stranger = certificate_for("mail.elsewhere.example", tmp_path)
+        with pytest.raises(NotificationFailed) as failed:
+            await SmtpNotifier(config, trusted=stranger).notify(
+                Notification("tls-2", "owner@example.com", "x"))
+    assert not failed.value.permanent and "certificate" in str(failed.value).lower()

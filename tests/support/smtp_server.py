@@ -5,6 +5,7 @@ answers."""
 from __future__ import annotations
 
 import socket
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -55,16 +56,18 @@ class SmtpServer:
 
 @contextmanager
 def smtp_server(refused: frozenset[str] = frozenset(), deferred: frozenset[str] = frozenset(),
-                login: tuple[str, str] | None = None) -> Iterator[SmtpServer]:
+                login: tuple[str, str] | None = None,
+                tls: ssl.SSLContext | None = None) -> Iterator[SmtpServer]:
     """A server on 127.0.0.1 refusing (550) or deferring (450) some recipients; with `login`, it
-    accepts only that user and password (no TLS)."""
+    accepts only that user and password; with `tls`, it requires STARTTLS before anything else
+    (and the login only over TLS)."""
     handler = KeepingHandler(refused, deferred)
-    auth = {}
+    auth: dict = {"tls_context": tls, "require_starttls": True} if tls else {}
     if login is not None:
         def authenticate(server, session, envelope, mechanism, data) -> AuthResult:
             ok = isinstance(data, LoginPassword) and (data.login.decode(), data.password.decode()) == login
             return AuthResult(success=ok, handled=False)
-        auth = {"authenticator": authenticate, "auth_require_tls": False, "auth_required": True}
+        auth |= {"authenticator": authenticate, "auth_require_tls": tls is not None, "auth_required": True}
     controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **auth)
     controller.start()
     try:
