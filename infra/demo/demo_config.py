@@ -16,6 +16,8 @@ output_price_per_million = "0.40"
 max_output_tokens = 256
 gpu_cost_per_hour = "0.20"
 stop = ["\\nQuestion:"]
+# llama.cpp serves OpenAI's Responses and Anthropic's Messages beside chat (issue 15)
+apis = ["chat", "completions", "embeddings", "responses", "messages"]
 
 [[models]]
 name = "gemma-3-270m-embed"

@@ -2,7 +2,9 @@
 
 `make run` and the end-to-end tests forward to it. The child runs llama.cpp's own
 OpenAI-compatible HTTP server: /v1/chat/completions (stream and not), /v1/completions,
-/v1/embeddings (mean pooling; inputs up to 512 tokens), /v1/models and /health.
+/v1/embeddings (mean pooling; inputs up to 512 tokens), /v1/responses and Anthropic's
+/v1/messages (+ /count_tokens; both stream and not, usage with cached tokens), /v1/models
+and /health.
 The model is a base LM, so chat messages are rendered as "Question: ...\\nAnswer:" and
 the server stops at "\\nQuestion:" unless a request sends its own `stop`.
 """
