@@ -105,7 +105,8 @@ class Settings(BaseSettings):
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = True
-    smtp_timeout_s: float = Field(5.0, gt=0)  # per SMTP reply; a whole send gives up after twice this
+    # per SMTP reply; a whole send gives up after twice this, inside the alerts worker's 10 s
+    smtp_timeout_s: float = Field(4.0, gt=0)
     # alert webhooks: private, loopback and link-local targets are refused unless this allows them
     webhook_allow_private: bool = False
     webhook_timeout_s: float = Field(5.0, gt=0)
