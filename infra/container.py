@@ -21,6 +21,7 @@ from domain.ports.clock import Clock
 from domain.ports.upstream import Upstream
 from domain.services.alerts import Alerts
 from domain.services.audit_trail import AuditTrail
+from domain.services.billing import Billing
 from domain.services.ledger import Ledger
 from domain.services.registry import Registry
 from gateway.context import GatewayContext, GatewayOptions, ModelRoute
@@ -49,9 +50,10 @@ class Meterline:
     feed: StoreFeed
     audit: AuditTrail
     alerts: Alerts | None = None  # rules, triggers, deliveries, in-app notices (infra/alerts_wiring.py)
+    billing: Billing | None = None  # month closes and their sealed exports
 
     def close(self) -> None:
-        for closeable in (self.registry, self.ledger, self.audit, self.alerts, self.analytics):
+        for closeable in (self.registry, self.ledger, self.audit, self.alerts, self.billing, self.analytics):
             close = getattr(closeable, "close", None)
             if close is not None:
                 close()
@@ -194,6 +196,7 @@ def build(settings: Settings, config: MeterlineConfig, *, clock: Clock | None = 
     try:
         audit = open_audit(settings, clock)
         alerts = open_alerts(ledger, clock)
+        billing = Billing.beside(ledger, clock)
     except BaseException:
         registry.close()
         ledger.close()
@@ -210,7 +213,8 @@ def build(settings: Settings, config: MeterlineConfig, *, clock: Clock | None = 
                          upstream=upstream or UpstreamPool(), analytics=analytics,
                          routes=routes_of(config), server_secret=key_secret.get_secret_value().encode(),
                          admin_token=admin_token.get_secret_value(), options=options, audit=audit,
-                         alerts=alerts)
+                         alerts=alerts, billing=billing)
     feed = StoreFeed(registry, ledger, ctx.registry_view, ctx.guard)
     ctx.after_command = feed.pull
-    return Meterline(settings, config, clock, registry, ledger, bus, analytics, ctx, feed, audit, alerts)
+    return Meterline(settings, config, clock, registry, ledger, bus, analytics, ctx, feed, audit, alerts,
+                     billing)

@@ -111,6 +111,13 @@ class Workers:
             from projections.audit_projector import AuditProjector
             self._spawn(AuditProjector(system.audit, system.analytics).run(self.stop_event),  # type: ignore[arg-type]
                         "audit-projector")
+        if "projector" in self.roles:
+            # The anomaly scan runs where the analytics store is (infra/anomaly_wiring.py).
+            from infra.anomaly_wiring import start_anomaly_scan
+            if (anomaly_scan := start_anomaly_scan(system)) is not None:
+                async def stop_anomaly_scan() -> None:
+                    anomaly_scan.shutdown(wait=False)
+                self.closers.append(stop_anomaly_scan)
         if not distributed and views:
             # Several processes on one store: follow its logs directly, on SQLite when they change.
             self._spawn(self._follow_store(), "event-feed")

@@ -47,9 +47,17 @@ class Usage:
                      self.completion_tokens + other.completion_tokens,
                      self.cached_tokens + other.cached_tokens, self.cost + other.cost)
 
+    def __sub__(self, other: Usage) -> Usage:
+        return Usage(self.requests - other.requests, self.prompt_tokens - other.prompt_tokens,
+                     self.completion_tokens - other.completion_tokens,
+                     self.cached_tokens - other.cached_tokens, self.cost - other.cost)
+
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    def as_list(self) -> list[int]:
+        return [self.requests, self.prompt_tokens, self.completion_tokens, self.cached_tokens, self.cost]
 
     @classmethod
     def of(cls, figures: Figures) -> Usage:
@@ -63,6 +71,7 @@ class ChargebackRow:
     name: str        # what people call it: a key's or team's name, else the id
     usage: Usage
     share: Decimal   # percent of the period's total cost, two decimals
+    usage_period: str | None = None  # an adjustment's closed month (late usage); None: this period
 
 
 @dataclass(frozen=True)
@@ -77,36 +86,48 @@ class Chargeback:
         return f"{self.group_by}_id" if self.group_by in ("user", "key", "team") else self.group_by
 
 
+Adjustments = dict[tuple[str, str], Usage]  # (closed month, group) -> late usage booked here
+
+
 def chargeback(store: AnalyticsStore, period: ReportPeriod, group_by: str,
-               directory: Directory | None = None) -> Chargeback:
-    """The period's usage per group, most expensive first (ties by id)."""
+               directory: Directory | None = None, adjustments: Adjustments | None = None) -> Chargeback:
+    """The period's usage per group, most expensive first (ties by id), then any adjustments."""
+    return build(period, group_by, usage_by_group(store, period, group_by, directory), directory,
+                 adjustments)
+
+
+def usage_by_group(store: AnalyticsStore, period: ReportPeriod, group_by: str,
+                   directory: Directory | None = None) -> dict[str, Usage]:
     if group_by not in GROUPS:
         raise ValueError(f"group_by {group_by!r} is not one of {', '.join(GROUPS)}")
     dimension = "team" if group_by == "cost_center" else group_by
     figures = store.figures(AnalyticsQuery(period.start, period.end, group_by=(dimension,),
                                            timezone=period.timezone, latency=False))
-    by_group = _regroup(((f.group[0], Usage.of(f)) for f in figures if f.requests or f.cost),
-                        _cost_center_of(directory) if group_by == "cost_center" else None)
-    return build(period, group_by, by_group, directory)
+    return regroup(((f.group[0], Usage.of(f)) for f in figures if f.requests or f.cost),
+                   cost_center_of(directory) if group_by == "cost_center" else None)
 
 
 def build(period: ReportPeriod, group_by: str, by_group: dict[str, Usage],
-          directory: Directory | None = None) -> Chargeback:
+          directory: Directory | None = None, adjustments: Adjustments | None = None) -> Chargeback:
     ordered = sorted(by_group.items(), key=lambda item: (-item[1].cost, item[0]))
-    totals = sum((usage for _, usage in ordered), Usage())
-    shares = shares_of([usage.cost for _, usage in ordered])
-    rows = tuple(ChargebackRow(group, _name(group_by, group, directory), usage, share)
-                 for (group, usage), share in zip(ordered, shares, strict=True))
+    late = sorted((adjustments or {}).items(), key=lambda item: item[0])
+    lines = [(group, usage, None) for group, usage in ordered]
+    lines += [(group, usage, month) for (month, group), usage in late]
+    totals = sum((usage for _, usage, _ in lines), Usage())
+    shares = shares_of([usage.cost for _, usage, _ in lines])
+    rows = tuple(ChargebackRow(group, _name(group_by, group, directory), usage, share, month)
+                 for (group, usage, month), share in zip(lines, shares, strict=True))
     return Chargeback(period, group_by, rows, totals)
 
 
 def shares_of(costs: list[int]) -> list[Decimal]:
     """Each cost's percent of the total, in hundredths, summing to exactly 100.00 (the largest
-    remainders get the spare hundredths; ties to the earlier row). All zero when nothing cost."""
-    total = sum(costs)
+    remainders get the spare hundredths; ties to the earlier row). All zero when nothing cost.
+    A negative cost (an adjustment that takes usage back) has no share: 0.00."""
+    total = sum(cost for cost in costs if cost > 0)
     if total <= 0:
         return [Decimal("0.00")] * len(costs)
-    exact = [cost * BASIS_POINTS for cost in costs]
+    exact = [max(cost, 0) * BASIS_POINTS for cost in costs]
     floors = [value // total for value in exact]
     spare = BASIS_POINTS - sum(floors)
     by_remainder = sorted(range(len(costs)), key=lambda i: (-(exact[i] % total), i))
@@ -115,7 +136,7 @@ def shares_of(costs: list[int]) -> list[Decimal]:
     return [Decimal(points).scaleb(-2) for points in floors]
 
 
-def _regroup(pairs: Iterable[tuple[str, Usage]], key: Callable[[str], str] | None) -> dict[str, Usage]:
+def regroup(pairs: Iterable[tuple[str, Usage]], key: Callable[[str], str] | None) -> dict[str, Usage]:
     grouped: dict[str, Usage] = {}
     for group, usage in pairs:
         target = key(group) if key else group
@@ -123,7 +144,7 @@ def _regroup(pairs: Iterable[tuple[str, Usage]], key: Callable[[str], str] | Non
     return grouped
 
 
-def _cost_center_of(directory: Directory | None) -> Callable[[str], str]:
+def cost_center_of(directory: Directory | None) -> Callable[[str], str]:
     def cost_center(team_id: str) -> str:
         return (directory.cost_center(team_id) if directory and team_id else None) or ""
     return cost_center

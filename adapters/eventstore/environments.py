@@ -59,6 +59,7 @@ def sqlite_env(data_dir: Path) -> dict[str, str]:
         "DECISIONS_SQLITE_DBNAME": str(data_dir / "decisions.sqlite"),  # domain/services/decisions.py
         "ANOMALIES_SQLITE_DBNAME": str(data_dir / "anomalies.sqlite"),  # domain/services/anomalies.py
         "ALERTS_SQLITE_DBNAME": str(data_dir / "alerts.sqlite"),  # domain/services/alerts.py
+        "BILLING_SQLITE_DBNAME": str(data_dir / "billing.sqlite"),  # domain/services/billing.py
         "SQLITE_LOCK_TIMEOUT": str(SQLITE_LOCK_TIMEOUT_SECONDS),
     }
 

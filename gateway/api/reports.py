@@ -6,6 +6,7 @@ format; this module reads the parameters and serves the bytes.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
@@ -15,6 +16,7 @@ from starlette.responses import Response
 from gateway import errors
 from gateway.api.deps import Admin, Ctx
 from reports.chargeback import GROUPS, chargeback
+from reports.closing import chargeback_file
 from reports.directory import LookupDirectory
 from reports.exports import FORMATS, file_name
 from reports.report_period import EXAMPLES, PeriodError, ReportPeriod, parse_period
@@ -41,8 +43,11 @@ def _period(ctx: Ctx, spec: str | None) -> ReportPeriod:
             "share of the total (percentages with two decimals that add up to 100.00); a totals row. "
             "Periods are calendar units in the billing time zone: " + EXAMPLES + "; default: this month. "
             "Money is USD exact to the nano-dollar (decimal strings in JSON and CSV, Decimal(38, 9) in "
-            "Parquet; XLSX cells are spreadsheet numbers). The same period gives the same bytes "
-            "until usage in it changes. Admins only.",
+            "Parquet; XLSX cells are spreadsheet numbers). A closed month is served from the files "
+            "sealed when it closed (`x-meterline-sealed: true`), byte for byte; the month after the "
+            "latest close also lists usage that reached closed months late, as adjustment lines "
+            "whose `usage_period` is the closed month. `x-meterline-sha256` is the body's hash. "
+            "Admins only.",
             response_class=Response)
 async def chargeback_report(
         ctx: Ctx, _: Admin,
@@ -51,15 +56,18 @@ async def chargeback_report(
     chosen = _period(ctx, period)
     directory = LookupDirectory(ctx.registry_view.key, ctx.registry_view.team)
 
-    def render() -> bytes:
-        return FORMATS[format].write(chargeback(ctx.analytics, chosen, group_by, directory))
+    def render() -> tuple[bytes, bool]:
+        if ctx.billing is None:
+            return FORMATS[format].write(chargeback(ctx.analytics, chosen, group_by, directory)), False
+        return chargeback_file(ctx.analytics, ctx.billing, chosen, group_by, format, directory)
 
     try:
-        body = await ctx.query(render)
+        body, sealed = await ctx.query(render)
     except ValueError as exc:
         raise errors.bad_request(f"the analytics store cannot answer this: {exc}", None,
                                  code="invalid_query") from None
-    media = FORMATS[format].media_type
-    headers = {} if format == "json" else {
-        "content-disposition": f'attachment; filename="{file_name(chosen, group_by, format)}"'}
-    return Response(body, media_type=media, headers=headers)
+    headers = {"x-meterline-sealed": "true" if sealed else "false",
+               "x-meterline-sha256": hashlib.sha256(body).hexdigest()}
+    if format != "json":
+        headers["content-disposition"] = f'attachment; filename="{file_name(chosen, group_by, format)}"'
+    return Response(body, media_type=FORMATS[format].media_type, headers=headers)

@@ -7,6 +7,7 @@ from gateway.api import (
     alerts,
     analytics,
     analytics_users,
+    anomalies,
     audit,
     explain,
     grants,
@@ -24,6 +25,7 @@ router.include_router(notices.router)
 router.include_router(admin.router)
 router.include_router(analytics.router)
 router.include_router(analytics_users.router)
+router.include_router(anomalies.router)
 router.include_router(audit.router)
 router.include_router(explain.router)
 router.include_router(grants.router)

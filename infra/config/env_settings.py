@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     alerts_webhook_url: Annotated[str | None, BeforeValidator(_alerts_webhook_url)] = None
     alerts_max_attempts: int = Field(6, ge=1, le=50)
     alerts_timeout_s: float = Field(10.0, gt=0)
+    # anomaly scan (in the projector's process): how often (0: never), the factor over the baseline
+    # that counts as abnormal, and how many trailing weeks make the baseline
+    anomaly_scan_interval_s: int = Field(300, ge=0)
+    anomaly_factor: float = Field(3.0, gt=1, le=100)
+    anomaly_weeks: int = Field(4, ge=1, le=52)
 
     @property
     def event_store_path(self) -> Path:

@@ -20,7 +20,8 @@ def as_dict(report: Chargeback) -> dict:
     return {"period": period.label, "from": period.start.isoformat(), "to": period.end.isoformat(),
             "timezone": period.timezone, "group_by": report.group_by, "currency": "USD",
             "rows": [record(values) for values in body],
-            "totals": {k: v for k, v in record(totals).items() if k not in (names[0], "name")}}
+            "totals": {k: v for k, v in record(totals).items()
+                       if k not in (names[0], "name", "usage_period")}}
 
 
 def write_json(report: Chargeback) -> bytes:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from fpdf import FPDF
 
-from reports.chargeback import Chargeback
-from reports.writers.table import money_text, rows
+from domain.money import from_nanos
+from reports.chargeback import Chargeback, Usage
+from reports.writers.table import money_text
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
 SLICES = 8  # the largest groups get a slice each; the rest share one
@@ -39,7 +40,7 @@ def write_pdf(report: Chargeback) -> bytes:
     pdf.cell(0, 6, _text(font, f"Period {period.label}: {period.first_day} to {period.last_day} "
                                f"({period.timezone}); money in USD, exact to the nano-dollar"),
              new_x="LMARGIN", new_y="NEXT")
-    pdf.cell(0, 6, _text(font, f"Total {money_text(rows(report)[-1][7])} USD over "
+    pdf.cell(0, 6, _text(font, f"Total {money_text(from_nanos(report.totals.cost))} USD over "
                                f"{report.totals.requests:,} requests"), new_x="LMARGIN", new_y="NEXT")
     _pie(pdf, font, report)
     _table(pdf, font, report)
@@ -100,14 +101,16 @@ def _table(pdf: FPDF, font: str, report: Chargeback) -> None:
         pdf.cell(width, 7, title, border="B", align="L" if title == "group" else "R")
     pdf.ln()
     pdf.set_font(font, "", 9)
-    body = rows(report)
-    for i, values in enumerate(body):
-        last = i == len(body) - 1
-        if last:
-            pdf.set_font(font, "B", 9)
-        label = "Total" if last else (values[1] or values[0])
-        cells = (label[:38], f"{values[2]:,}", f"{values[3]:,}", f"{values[5]:,}", money_text(values[7]),
-                 str(values[8]))
-        for cell, width, align in zip(cells, WIDTHS, "LRRRRR", strict=True):
-            pdf.cell(width, 6, _text(font, cell), border="T" if last else 0, align=align)
-        pdf.ln()
+    for row in report.rows:
+        label = row.name if row.usage_period is None else f"{row.name} (late, {row.usage_period})"
+        _line(pdf, font, label, row.usage, str(row.share), border=0)
+    pdf.set_font(font, "B", 9)
+    _line(pdf, font, "Total", report.totals, "100.00" if report.totals.cost > 0 else "0.00", border="T")
+
+
+def _line(pdf: FPDF, font: str, label: str, usage: Usage, share: str, border: str | int) -> None:
+    cells = (label[:38], f"{usage.requests:,}", f"{usage.prompt_tokens:,}", f"{usage.completion_tokens:,}",
+             money_text(from_nanos(usage.cost)), share)
+    for cell, width, align in zip(cells, WIDTHS, "LRRRRR", strict=True):
+        pdf.cell(width, 6, _text(font, cell), border=border, align=align)
+    pdf.ln()

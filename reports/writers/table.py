@@ -15,29 +15,32 @@ PERCENT = pl.Decimal(6, 2)
 
 
 def columns(report: Chargeback) -> list[str]:
-    return [report.id_column, "name", "requests", "input_tokens", "cached_input_tokens", "output_tokens",
-            "total_tokens", "cost_usd", "share_percent"]
+    return [report.id_column, "name", "usage_period", "requests", "input_tokens", "cached_input_tokens",
+            "output_tokens", "total_tokens", "cost_usd", "share_percent"]
 
 
-def _values(group: str, name: str, usage: Usage, share: Decimal) -> list:
-    return [group, name, usage.requests, usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens,
-            usage.total_tokens, from_nanos(usage.cost), share]
+def _values(group: str, name: str, period: str, usage: Usage, share: Decimal) -> list:
+    return [group, name, period, usage.requests, usage.prompt_tokens, usage.cached_tokens,
+            usage.completion_tokens, usage.total_tokens, from_nanos(usage.cost), share]
 
 
 def rows(report: Chargeback, with_totals: bool = True) -> list[list]:
-    """One list per row in `columns` order: ids and names as text, counts as int, cost as an exact
-    Decimal of USD, share as a Decimal percent; the totals row last."""
-    body = [_values(row.group, row.name, row.usage, row.share) for row in report.rows]
+    """One list per row in `columns` order: ids and names as text, the period the usage happened in
+    (the report's, or a closed month's for an adjustment), counts as int, cost as an exact Decimal
+    of USD, share as a Decimal percent; the totals row last."""
+    label = report.period.label
+    body = [_values(row.group, row.name, row.usage_period or label, row.usage, row.share)
+            for row in report.rows]
     if with_totals:
-        share = Decimal("100.00") if report.totals.cost else Decimal("0.00")
-        body.append(_values(TOTAL, "", report.totals, share))
+        share = Decimal("100.00") if any(row.share for row in report.rows) else Decimal("0.00")
+        body.append(_values(TOTAL, "", label, report.totals, share))
     return body
 
 
 def frame(report: Chargeback, with_totals: bool = True) -> pl.DataFrame:
     """Typed columns: money as Decimal(38, 9) so no reader ever sees a binary float."""
     names = columns(report)
-    schema = {name: pl.Utf8 for name in names[:2]} | {name: pl.Int64 for name in names[2:7]}
+    schema = {name: pl.Utf8 for name in names[:3]} | {name: pl.Int64 for name in names[3:8]}
     schema |= {"cost_usd": MONEY, "share_percent": PERCENT}
     return pl.DataFrame(rows(report, with_totals), schema=schema, orient="row")
 

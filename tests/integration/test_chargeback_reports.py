@@ -98,6 +98,8 @@ class ChargebackChecks:
         assert nanos(quarter["totals"]["cost_usd"]) == sum(s[3] for s in want.values())
         days = self.report(app, period="2024-03-01..2024-03-31", group_by="model").json()
         month = self.report(app, period="2024-03", group_by="model").json()
+        assert {row.pop("usage_period") for row in days["rows"]} == {"2024-03-01..2024-03-31"}
+        assert {row.pop("usage_period") for row in month["rows"]} == {"2024-03"}
         assert days["rows"] == month["rows"] and days["totals"] == month["totals"]
 
     def test_csv_parquet_and_xlsx_read_back_to_the_json_figures(self, app):

@@ -1,0 +1,61 @@
+"""The anomalies part of the composition root: its store, the signals adapter, the scheduled scan."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from eventsourcing.persistence import DatabaseError
+
+from domain.anomaly.detection import Thresholds
+from domain.ports.analytics import AnalyticsStore
+from domain.ports.anomaly_signals import AnomalySignals
+from domain.services.anomalies import Anomalies
+from domain.services.ledger import Ledger
+from infra.workers.anomaly_scan import AnomalyScanJob, build_anomaly_scheduler
+
+if TYPE_CHECKING:
+    from infra.container import Meterline
+
+log = logging.getLogger(__name__)
+
+
+def open_anomalies(ledger: Ledger, attempts: int = 5) -> Anomalies:
+    """The anomalies store beside the ledger's (its SQLite file, or its tables on PostgreSQL);
+    retried while processes starting together race in creating its tables."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return Anomalies(env=dict(ledger.env))
+        except DatabaseError as exc:
+            if attempt == attempts:
+                raise
+            log.warning("opening the anomalies store failed (%s); retrying", exc)
+            time.sleep(0.2 + random.random() * 0.5)  # noqa: S311 - jitter, not a secret
+    raise AssertionError("unreachable")
+
+
+def anomaly_signals(analytics: AnalyticsStore | Any) -> AnomalySignals:
+    """SQL over the hourly rollup where the store runs SQL (chDB, a server); else the twin's fold."""
+    from adapters.analytics.anomaly_figures import FiguresAnomalySignals
+    from adapters.analytics.anomaly_sql import SqlAnomalySignals
+    if callable(getattr(analytics, "query_rows", None)):
+        return SqlAnomalySignals(analytics)
+    return FiguresAnomalySignals(analytics)
+
+
+def start_anomaly_scan(system: Meterline) -> AsyncIOScheduler | None:
+    """The scheduled scan of the process holding the analytics store; None when turned off."""
+    settings = system.settings
+    anomalies = system.ctx.anomalies
+    if settings.anomaly_scan_interval_s == 0 or anomalies is None:
+        log.info("anomaly scan: off (METERLINE_ANOMALY_SCAN_INTERVAL_S=0)")
+        return None
+    limits = Thresholds(weeks=settings.anomaly_weeks, factor=settings.anomaly_factor)
+    job = AnomalyScanJob(anomaly_signals(system.analytics), anomalies, system.clock,
+                         system.ctx.options.billing_timezone, limits)
+    scheduler = build_anomaly_scheduler(job, settings.anomaly_scan_interval_s)
+    scheduler.start()
+    return scheduler
