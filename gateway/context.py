@@ -14,6 +14,7 @@ from domain.ports.bus import EventBus
 from domain.ports.clock import Clock
 from domain.ports.upstream import Upstream
 from domain.services.alerts import Alerts
+from domain.services.anomalies import Anomalies
 from domain.services.audit_trail import AuditTrail
 from domain.services.billing import Billing
 from domain.services.decisions import Decisions
@@ -83,6 +84,7 @@ class GatewayContext:
     audit: AuditTrail | None = None  # the tamper-evident trail; None: nothing is recorded
     access_audit: AccessAudit | None = None
     alerts: Alerts | None = None  # alert rules, deliveries and in-app notices; None: no alerts API
+    anomalies: Anomalies | None = None  # incidents the anomaly scan recorded; None: no anomalies API
     billing: Billing | None = None  # month closes and sealed exports; None: every period is open
 
     def __post_init__(self) -> None:

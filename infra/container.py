@@ -27,6 +27,7 @@ from domain.services.registry import Registry
 from gateway.context import GatewayContext, GatewayOptions, ModelRoute
 from gateway.views.store_feed import StoreFeed
 from infra.alerts_wiring import open_alerts
+from infra.anomaly_wiring import open_anomalies
 from infra.audit_keys import load_or_create_signing_key
 from infra.config.env_settings import Settings, resolve_secrets
 from infra.config.errors import ConfigError
@@ -53,6 +54,8 @@ class Meterline:
     billing: Billing | None = None  # month closes and their sealed exports
 
     def close(self) -> None:
+        if self.ctx.anomalies is not None:
+            self.ctx.anomalies.close()
         for closeable in (self.registry, self.ledger, self.audit, self.alerts, self.billing, self.analytics):
             close = getattr(closeable, "close", None)
             if close is not None:
@@ -216,5 +219,6 @@ def build(settings: Settings, config: MeterlineConfig, *, clock: Clock | None = 
                          alerts=alerts, billing=billing)
     feed = StoreFeed(registry, ledger, ctx.registry_view, ctx.guard)
     ctx.after_command = feed.pull
+    ctx.anomalies = open_anomalies(ledger)  # the anomaly scan's incidents (infra/anomaly_wiring.py)
     return Meterline(settings, config, clock, registry, ledger, bus, analytics, ctx, feed, audit, alerts,
                      billing)
