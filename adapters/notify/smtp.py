@@ -35,7 +35,7 @@ class SmtpConfig:
     password: str | None = field(default=None, repr=False)
     starttls: bool = False
     # per socket operation (connect, each reply); the whole send is bounded by twice this
-    timeout_s: float = 5.0
+    timeout_s: float = 4.0
 
 
 class SmtpNotifier:
