@@ -70,10 +70,10 @@ class WebhookNotifier:
             async with asyncio.timeout(self.timeout_s + 1):
                 status, refusal, location = await self._post(notification)
         except TimeoutError:
-            raise NotificationFailed(f"webhook {notification.recipient} did not answer within "
+            raise NotificationFailed(f"webhook {_origin(notification.recipient)} did not answer within "
                                      f"{self.timeout_s:g} s") from None
         except httpx.HTTPError as error:
-            raise NotificationFailed(f"webhook {notification.recipient} could not be reached: "
+            raise NotificationFailed(f"webhook {_origin(notification.recipient)} could not be reached: "
                                      f"{type(error).__name__}: {error}") from None
         if not 200 <= status < 300:
             raise _refused(status, refusal, location)
@@ -96,6 +96,16 @@ class WebhookNotifier:
                 return response.status_code, "", ""
             return (response.status_code, await _first_bytes(response),
                     response.headers.get("location", "?"))
+
+
+def _origin(url: str) -> str:
+    """scheme://host[:port] only: a webhook's path often holds a token (Slack's do), and errors
+    are stored and shown."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return "(an unreadable URL)"
+    return f"{parsed.scheme}://{parsed.netloc.decode()}"
 
 
 async def _first_bytes(response: httpx.Response) -> str:

@@ -135,3 +135,11 @@ async def test_each_webhook_goes_on_a_new_connection(receiver: WebhookReceiver,
     for n in range(3):
         await notifier.notify(hook(receiver.url("/hooks/a"), f"k-{n}"))
     assert [d.headers["Connection"] for d in receiver.taken] == ["close"] * 3
+
+
+async def test_errors_name_the_receivers_origin_not_the_token_in_its_path(notifier: WebhookNotifier) -> None:
+    port = free_port()
+    with pytest.raises(NotificationFailed) as failed:
+        await notifier.notify(hook(f"http://127.0.0.1:{port}/services/T0/B0/sEcReTtOkEn?key=abc"))
+    assert f"http://127.0.0.1:{port}" in str(failed.value)
+    assert "sEcReTtOkEn" not in str(failed.value) and "key=abc" not in str(failed.value)
