@@ -94,4 +94,4 @@ class SmtpNotifier:
 
 def _failure(what: str, code: int, reply: bytes | str) -> NotificationFailed:
     text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
-    return NotificationFailed(f"{what}: {code} {text}", permanent=500 <= code < 600)
+    return NotificationFailed(f"{what}: {code} {' '.join(text.split())[:200]}", permanent=500 <= code < 600)
