@@ -12,6 +12,7 @@ from rich.console import Console
 from infra.audit_cli import audit_app
 from infra.config.errors import ConfigError, format_config_error
 from infra.config.toml_file import MeterlineConfig, load_config
+from infra.report_cli import period_app, report_app
 
 app = typer.Typer(help="Meterline: metering and billing for OpenAI-compatible model gateways.",
                   no_args_is_help=True, add_completion=False)
@@ -20,6 +21,8 @@ app.add_typer(config_app, name="config")
 projections_app = typer.Typer(help="Analytics, the ledger's projection.", no_args_is_help=True)
 app.add_typer(projections_app, name="projections")
 app.add_typer(audit_app, name="audit")
+app.add_typer(report_app, name="report")
+app.add_typer(period_app, name="period")
 err = Console(stderr=True)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (METERLINE_DATA_DIR).")]
