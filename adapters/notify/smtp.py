@@ -9,7 +9,6 @@ nor put in an error message.
 from __future__ import annotations
 
 import asyncio
-import logging
 import smtplib
 import ssl
 from collections.abc import Callable
@@ -22,7 +21,6 @@ from adapters.notify.email_message import build_message, is_address
 from adapters.notify.once import OnceById
 from domain.ports.notifier import Notification, NotificationFailed
 
-log = logging.getLogger(__name__)
 SEND_THREADS = 4
 
 
