@@ -16,6 +16,7 @@ from typing import Any
 
 from gateway import errors
 from gateway.context import GatewayContext
+from gateway.v1.messages_api import error_response
 
 CREDENTIAL_REQUIRED = "/api/"
 
@@ -44,7 +45,9 @@ class RequestGuard:
             body = await _read_capped(receive, limit) if has_body else b""
         except errors.GatewayError as refused:
             refused.headers = {**refused.headers, "connection": "close"}
-            await refused.response()(scope, receive, send)
+            # Anthropic's routes answer in Anthropic's shape, so its SDK raises its own class
+            anthropic = scope["path"].startswith("/v1/messages")
+            await (error_response(refused) if anthropic else refused.response())(scope, receive, send)
             return
         await self.app(scope, _replay(body, receive), send)
 

@@ -5,8 +5,6 @@ stateful features refused with clear 400s. Models: tests/support/api_models.py."
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -16,38 +14,10 @@ import pytest
 
 from domain.quota_policy import Scope
 from domain.usage import UsageSource
-from testkit.simulator.server import Simulator
-from tests.support.api_models import api_config, expected_cost
-from tests.support.gateway import RunningGateway, openai_error, running_gateway
+from tests.support.api_models import DRIP_TOKENS, expected_cost, new_key
+from tests.support.gateway import RunningGateway, openai_error
 
-ROLES = frozenset({"gateway", "ledger", "scheduler"})
-DRIP_TOKENS = 40
-
-
-@pytest.fixture(scope="module")
-def sims() -> Iterator[tuple[Simulator, Simulator]]:
-    with Simulator(port=0) as sim, Simulator(port=0, completion_tokens=DRIP_TOKENS,
-                                             chunk_delay_ms=50) as drip:
-        yield sim, drip
-
-
-@pytest.fixture(scope="module")
-def sim(sims) -> Simulator:
-    return sims[0]
-
-
-@pytest.fixture(scope="module")
-def gw(sims, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    sim, drip = sims
-    with running_gateway(tmp_path_factory.mktemp("gw-responses"), api_config(sim.base_url, drip.base_url),
-                         roles=ROLES) as gateway:
-        yield gateway
-
-
-def new_key(gw: RunningGateway, **fields) -> dict:
-    user = f"u-{uuid.uuid4().hex[:8]}"
-    gw.setup_user(user, team_id=f"t-{uuid.uuid4().hex[:8]}")
-    return gw.issue_key(user, models=["*"], **fields)
+pytest_plugins = ["tests.support.api_gateway"]  # fixtures: sims, sim, gw
 
 
 def post(gw: RunningGateway, key: dict, body: dict, path: str = "/responses") -> httpx.Response:
