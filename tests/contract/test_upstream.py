@@ -129,6 +129,70 @@ class UpstreamContract:
         finally:
             await upstream.close()
 
+    # ----- Responses and Anthropic Messages (issue 15): the same usage from twin and simulator -----
+
+    RESPONSES = {"model": "sim-cache", "input": "hello there", "instructions": "be brief",
+                 "max_output_tokens": 4}
+    MESSAGES = {"model": "sim-cache", "system": "be brief", "max_tokens": 4,
+                "messages": [{"role": "user", "content": "hello there"}]}
+    # 2 tokens of instructions or system, 3 of input, 3 for the one item or message
+    RESPONSES_USAGE = {"input_tokens": 8, "output_tokens": 4, "cached": 4, "reasoning": 2}
+    MESSAGES_USAGE = {"input_tokens": 2, "cache_read_input_tokens": 4, "cache_creation_input_tokens": 2,
+                      "output_tokens": 4}
+
+    async def _events(self, sim, path: str, request: dict) -> list[dict]:
+        upstream = self.make()
+        try:
+            stream = await upstream.stream(sim.base_url + path, orjson.dumps({**request, "stream": True}), 5)
+            lines = [line async for line in stream.lines()]
+            await stream.close()
+        finally:
+            await upstream.close()
+        assert stream.status == 200
+        return [orjson.loads(line[6:]) for line in lines if line.startswith(b"data: ")]
+
+    async def test_a_responses_answer_reports_input_output_cached_and_reasoning_tokens(self, sim) -> None:
+        upstream = self.make()
+        try:
+            response = await upstream.post(sim.base_url + "/responses", orjson.dumps(self.RESPONSES), 5)
+        finally:
+            await upstream.close()
+        data = orjson.loads(response.body)
+        assert data["object"] == "response" and data["output"][0]["content"][0]["type"] == "output_text"
+        assert _responses_usage(data["usage"]) == self.RESPONSES_USAGE
+
+    async def test_a_responses_stream_ends_with_response_completed_carrying_the_usage(self, sim) -> None:
+        events = await self._events(sim, "/responses", self.RESPONSES)
+        assert events[0]["type"] == "response.created" and events[-1]["type"] == "response.completed"
+        assert any(e["type"] == "response.output_text.delta" for e in events)
+        assert _responses_usage(events[-1]["response"]["usage"]) == self.RESPONSES_USAGE
+
+    async def test_a_messages_answer_reports_cache_reads_and_creation_apart_from_input(self, sim) -> None:
+        upstream = self.make()
+        try:
+            response = await upstream.post(sim.base_url + "/messages", orjson.dumps(self.MESSAGES), 5)
+        finally:
+            await upstream.close()
+        data = orjson.loads(response.body)
+        assert data["type"] == "message" and data["content"][0]["type"] == "text"
+        assert data["usage"] == self.MESSAGES_USAGE
+
+    async def test_a_messages_stream_reports_input_at_start_and_output_at_its_delta(self, sim) -> None:
+        events = await self._events(sim, "/messages", self.MESSAGES)
+        kinds = [e["type"] for e in events]
+        assert kinds[0] == "message_start" and kinds[-2:] == ["message_delta", "message_stop"]
+        assert "content_block_delta" in kinds
+        start = events[0]["message"]["usage"]
+        assert {k: start[k] for k in self.MESSAGES_USAGE if k != "output_tokens"} == {
+            k: v for k, v in self.MESSAGES_USAGE.items() if k != "output_tokens"}
+        assert events[-2]["usage"]["output_tokens"] == 4
+
+
+def _responses_usage(usage: dict) -> dict:
+    return {"input_tokens": usage["input_tokens"], "output_tokens": usage["output_tokens"],
+            "cached": usage["input_tokens_details"]["cached_tokens"],
+            "reasoning": usage["output_tokens_details"]["reasoning_tokens"]}
+
 
 class TestUpstreamPool(UpstreamContract):
     @pytest.fixture
