@@ -9,6 +9,7 @@ period's rules), never from a running total of our own: a restarted worker needs
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Protocol
 from uuid import UUID
@@ -24,11 +25,13 @@ from domain.money import usd_text
 from domain.periods import END_OF_TIME
 from domain.services.alerts import Alerts
 from infra.workers.alert_recipients import Directory, email_addresses, user_ids
+from infra.workers.budget_reader import BudgetReader
 
 log = logging.getLogger(__name__)
 BUDGET_TOPICS = ("meterline.SpendAccrued", "meterline.BudgetSet", "meterline.BudgetPeriodRolledOver")
 ANOMALY_TOPIC = "meterline.AnomalyDetected"
 ALERT_TYPE = "meterline.alert.triggered"
+KNOWN_FIRED = 100_000  # trigger ids remembered as stored, so spend past a threshold reads nothing
 
 
 class LogSource(Protocol):
@@ -49,6 +52,8 @@ class TriggerFollower:
         self.rules: dict[UUID, AlertRule] = {}
         self._rules_at = 0
         self.triggered = 0
+        self.budgets = BudgetReader(ledger)
+        self._fired: OrderedDict[UUID, None] = OrderedDict()
 
     def refresh_rules(self) -> None:
         changed, self._rules_at = self.alerts.rule_changes(self._rules_at)
@@ -79,10 +84,17 @@ class TriggerFollower:
 
     def _budget_fired(self, notifications: Sequence[Any]) -> list[tuple[AlertTrigger, list[Delivery]]]:
         fired: dict[UUID, tuple[AlertTrigger, list[Delivery]]] = {}
+        specs = [(i, r.spec) for i, r in self.rules.items()
+                 if r.spec.enabled and r.spec.trigger.anomaly is None]
+        if not specs:
+            return []
+        # Without a global rule, only the budgets some rule names are worth reading.
+        named = None if any(s.scope == "global" for _, s in specs) else {
+            Budget.id_for(s.scope, s.scope_id or "") for _, s in specs}
         for budget_id, version in evaluation_points(notifications):
-            budget = self.ledger.repository.get(budget_id, version=version)
-            state = budget_state(budget)
-            specs = [(i, r.spec) for i, r in self.rules.items()]
+            if named is not None and budget_id not in named:
+                continue
+            state = budget_state(self.budgets.at(budget_id, version))
             for firing in budget_firings(state, specs):
                 rule = self.rules[firing.rule_id]
                 message = budget_message(rule.spec.name, firing, state)
@@ -110,7 +122,7 @@ class TriggerFollower:
     def _add(self, fired: dict[UUID, tuple[AlertTrigger, list[Delivery]]], rule: AlertRule, firing: Firing,
              message: Message, data: dict[str, Any]) -> None:
         trigger_id = AlertTrigger.id_for(firing.rule_id, firing.scope, firing.scope_id, firing.period_key)
-        if trigger_id in fired or trigger_id in self.alerts.repository:
+        if trigger_id in fired or self._known(trigger_id):
             return  # fired already: spend past a threshold re-evaluates on every later page
         now = self.alerts.clock.now()
         data = {"trigger_id": str(trigger_id), "rule_id": str(rule.id), "rule_name": rule.spec.name,
@@ -124,6 +136,17 @@ class TriggerFollower:
                                subject=message.subject, body=body, at=now)
                       for channel, recipient in self._recipients(rule, firing)]
         fired[trigger_id] = (trigger, deliveries)
+
+    def _known(self, trigger_id: UUID) -> bool:
+        """Whether the trigger is stored (remembered once seen: stored triggers never go away)."""
+        if trigger_id in self._fired:
+            return True
+        if trigger_id not in self.alerts.repository:
+            return False
+        self._fired[trigger_id] = None
+        if len(self._fired) > KNOWN_FIRED:
+            self._fired.popitem(last=False)
+        return True
 
     def _recipients(self, rule: AlertRule, firing: Firing) -> list[tuple[str, str]]:
         spec = rule.spec

@@ -228,3 +228,22 @@ async def test_an_anomaly_rule_fires_once_per_incident_for_the_users_keys_too(ri
     detect("spike", "key", "k-ada", 5)  # a new incident: a new alert
     await settle(worker)
     assert len(email.calls) == 2
+
+
+def test_a_budget_read_forward_from_a_kept_copy_equals_the_budget_loaded_at_that_version(
+        rig: AlertsRig) -> None:
+    from domain.budget import Budget
+    from infra.workers.budget_reader import BudgetReader
+    from tests.support.stores import state
+    rig.ledger.set_budget(Scope.USER, "ada", BudgetPolicy(limit=10 * DOLLAR))
+    reader = BudgetReader(rig.ledger)
+    budget_id = Budget.id_for(Scope.USER, "ada")
+    for n in range(1, 30):
+        spend(rig, n, DOLLAR // 3)
+        if n == 15:
+            rig.clock.advance(timedelta(days=35))  # a rollover among them
+        version = rig.ledger.budget(Scope.USER, "ada").version
+        if n % 4:
+            assert state(reader.at(budget_id, version)) == state(
+                rig.ledger.repository.get(budget_id, version=version))
+    assert reader.loads == 1 and reader.forwards > 10
