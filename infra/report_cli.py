@@ -31,7 +31,8 @@ from infra.reconcile import open_analytics
 from reports.chargeback import GROUPS
 from reports.closing import CloseRefusedError, chargeback_file, close_month
 from reports.directory import LookupDirectory
-from reports.exports import FORMATS, file_name
+from reports.exports import ALL_FORMATS as FORMATS
+from reports.exports import file_name
 from reports.report_period import EXAMPLES, PeriodError, parse_period
 
 report_app = typer.Typer(help="Finance reports: chargeback per user, key, team, cost centre, model or app.",

@@ -115,7 +115,7 @@ def build(period: ReportPeriod, group_by: str, by_group: dict[str, Usage],
     lines += [(group, usage, month) for (month, group), usage in late]
     totals = sum((usage for _, usage, _ in lines), Usage())
     shares = shares_of([usage.cost for _, usage, _ in lines])
-    rows = tuple(ChargebackRow(group, _name(group_by, group, directory), usage, share, month)
+    rows = tuple(ChargebackRow(group, name_of(group_by, group, directory), usage, share, month)
                  for (group, usage, month), share in zip(lines, shares, strict=True))
     return Chargeback(period, group_by, rows, totals)
 
@@ -150,7 +150,7 @@ def cost_center_of(directory: Directory | None) -> Callable[[str], str]:
     return cost_center
 
 
-def _name(group_by: str, group: str, directory: Directory | None) -> str:
+def name_of(group_by: str, group: str, directory: Directory | None) -> str:
     if not group:
         return NONE_LABEL.get(group_by, "(none)")
     if directory is not None and group_by == "key":

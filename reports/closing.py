@@ -10,8 +10,8 @@ from domain.period_close import PeriodClose
 from domain.ports.analytics import AnalyticsStore
 from domain.pricing import Price
 from domain.services.billing import AlreadyClosedError, Billing
-from reports.chargeback import Directory, chargeback
-from reports.exports import FORMATS
+from reports.chargeback import Directory
+from reports.exports import render
 from reports.month_close import ClosedMonth, books_adjustments, export_name, late_usage, seal_month
 from reports.report_period import PeriodError, ReportPeriod, parse_period
 
@@ -34,7 +34,7 @@ def chargeback_file(store: AnalyticsStore, billing: Billing, period: ReportPerio
     closes = closed_months(billing)
     late = late_usage(store, closes, group_by, period.timezone, directory) \
         if books_adjustments(period, closes) else None
-    return FORMATS[fmt].write(chargeback(store, period, group_by, directory, late)), False
+    return render(store, period, group_by, fmt, directory, late), False
 
 
 def close_month(store: AnalyticsStore, billing: Billing, month: str, timezone: str, now: datetime,

@@ -22,7 +22,7 @@ from typing import Any
 from domain.ports.analytics import AnalyticsStore
 from domain.pricing import Price
 from reports.chargeback import GROUPS, Adjustments, Directory, Usage, build, cost_center_of, usage_by_group
-from reports.exports import FORMATS
+from reports.exports import ALL_FORMATS, render_all
 from reports.report_period import ReportPeriod, parse_period
 
 DIMENSIONS = tuple(g for g in GROUPS if g != "cost_center")  # cost centres are teams, regrouped
@@ -38,7 +38,7 @@ class ClosedMonth:
 
 
 def export_name(group_by: str, fmt: str) -> str:
-    return f"chargeback-by-{group_by}.{FORMATS[fmt].extension}"
+    return f"chargeback-by-{group_by}.{ALL_FORMATS[fmt].extension}"
 
 
 def receiving_month(closes: Sequence[ClosedMonth]) -> str | None:
@@ -94,7 +94,8 @@ def seal_month(store: AnalyticsStore, month: str, timezone: str, closes: Sequenc
         late = (adjustments[group_by] if group_by != "cost_center"
                 else late_usage(store, closes, group_by, timezone, directory))
         report = build(period, group_by, by_group, directory, late)
-        exports += [(export_name(group_by, fmt), f.write(report)) for fmt, f in FORMATS.items()]
+        files = render_all(store, period, group_by, report, directory, late)
+        exports += [(export_name(group_by, fmt), data) for fmt, data in files.items()]
     totals = sum(groups["model"].values(), Usage()) + sum(adjustments["model"].values(), Usage())
     manifest = {
         "version": MANIFEST_VERSION, "month": period.label, "timezone": timezone,

@@ -29,7 +29,8 @@ from infra.runner import gateway_app
 from tests.support.admin_analytics import BILLING_TZ, _register, traffic
 from tests.support.gateway import ADMIN_TOKEN, KEY_SECRET, sim_config
 
-FORMATS = ("json", "csv", "parquet", "xlsx", "pdf")
+FORMATS = ("json", "csv", "parquet", "xlsx", "pdf", "focus", "focus-parquet")
+EXTENSIONS = {"json": "json", "focus": "focus.csv", "focus-parquet": "focus.parquet"}
 GROUPS = ("user", "key", "team", "cost_center", "model", "application")
 FEB_END = datetime(2024, 2, 29, 23, tzinfo=UTC)  # Paris's March 1st
 
@@ -108,7 +109,7 @@ def test_a_closed_month_serves_the_files_its_manifest_names_byte_for_byte(ledger
         for fmt in FORMATS:
             response = b.report("2024-02", group_by, fmt)
             assert response.headers["x-meterline-sealed"] == "true"
-            name = f"chargeback-by-{group_by}.{'json' if fmt == 'json' else fmt}"
+            name = f"chargeback-by-{group_by}.{EXTENSIONS.get(fmt, fmt)}"
             assert hashlib.sha256(response.content).hexdigest() == manifest["exports"][name]["sha256"]
     assert b.report("2024-02", "team", "csv").content == live.content  # sealing changed nothing
     assert b.client.get("/api/admin/periods/2024-02").json() == manifest
