@@ -61,7 +61,7 @@ def _reading(scope: str, scope_id: str, hours: list[tuple[datetime, str, Figures
         if history_start <= moment < history_end:
             history += figures.requests
             night += figures.requests if moment.astimezone(zone).hour in query.night_hours else 0
-    if day[0][0] <= 0:
+    if not query.wanted(hour[0][0], hour[0][3], day[0][0]):
         return None
     active_now = any(moment == windows.hour for moment, _, _ in hours)
     looked = query.looks_at_night() and active_now

@@ -18,7 +18,9 @@ from domain.anomaly.statistics import Baseline
 from domain.anomaly.windows import ScanWindows
 from domain.ports.anomaly_signals import SignalQuery
 
-SCOPES = (("user", "user_id"), ("key", "key_id"))
+# Users and keys in one pass over the rows: GROUPING SETS, told apart by grouping() (0: in the set)
+SCOPE = "if(grouping(user_id) = 0, 'user', 'key') AS scope, if(scope = 'user', user_id, key_id) AS scope_id"
+BY_SCOPE = "GROUPING SETS ((user_id{extra}), (key_id{extra}))"
 MEASURES = (("requests", "requests"), ("tokens", "prompt_tokens + completion_tokens"), ("cost", "cost"),
             ("finished", "finished"), ("errors", "errors"))
 MEDIAN = "arrayReduce('quantileExactInclusive(0.5)', {values})"
@@ -36,36 +38,37 @@ class SqlAnomalySignals:
 
     def read(self, query: SignalQuery) -> list[ScopeReading]:
         windows = query.windows()
-        params = window_params(windows)
-        readings: list[ScopeReading] = []
-        for scope, column in SCOPES:
-            rows = self._store.query_rows(windows_sql(column, windows.weeks), params)
-            nights: dict[str, tuple[int, int]] = {}
-            if query.looks_at_night():
-                nights = {str(r[0]): (int(r[1]), int(r[2])) for r in self._store.query_rows(
-                    night_sql(column, query.night_hours), params)}
-            readings.extend(reading_of(scope, row, nights.get(str(row[0]))) for row in rows)
+        params = {**window_params(windows), "min_hour": str(query.min_hour_requests),
+                  "min_day": str(query.min_day_requests)}
+        nights: dict[tuple[str, str], tuple[int, int]] = {}
+        if query.looks_at_night():
+            nights = {(str(r[0]), str(r[1])): (int(r[2]), int(r[3]))
+                      for r in self._store.query_rows(night_sql(query.night_hours), params)}
+        rows = self._store.query_rows(windows_sql(windows.weeks), params)
+        readings = [reading_of(row, nights.get((str(row[0]), str(row[1])))) for row in rows]
         return sorted(readings, key=lambda r: (r.scope, r.scope_id))
 
 
 def window_params(windows: ScanWindows) -> dict[str, str]:
     params = {f"d{k}": _text(start) for k, start in enumerate(windows.day_starts)}
-    start, end = windows.history
-    params.update(h0=_text(windows.hour), history_start=_text(start), history_end=_text(end),
-                  zone=windows.zone)
+    params.update(h0=_text(windows.hour), history_start=_text(windows.history[0]), zone=windows.zone)
     return params
 
 
-def windows_sql(column: str, weeks: int) -> str:
+def windows_sql(weeks: int) -> str:
     """Per scope: each measure's sums per week (index 1 the current window) over the hour and the
     day windows, then the current values and the trailing weeks' medians and MADs."""
     n = weeks + 1
     days = "[" + ", ".join(f"{{d{k}:DateTime('UTC')}}" for k in range(n)) + "]"
     in_any = " OR ".join(f"(hour >= {{d{k}:DateTime('UTC')}} AND hour < {{d{k}:DateTime('UTC')}} + 86400)"
                          for k in range(n))
-    sums = ",\n       ".join(
-        f"sumForEach(arrayMap(i -> if(i = k{cond}, toInt64({expr}), 0), range({n}))) AS {w}_{name}"
-        for name, expr in MEASURES for w, cond in (("d", ""), ("h", " AND in_hour")))
+    # Sums per (scope, week) first, with plain sum(): the rows of five days collapse to a row per
+    # scope and week, and the arrays by week are built over those few rows, not every rollup row.
+    week_sums = ", ".join(f"sum(toInt64({expr})) AS week_d_{name}, "
+                          f"sumIf(toInt64({expr}), in_hour) AS week_h_{name}" for name, expr in MEASURES)
+    by_week = ",\n       ".join(
+        f"sumForEach(arrayMap(i -> if(i = k, week_{w}_{name}, 0), range({n}))) AS {w}_{name}"
+        for name, _ in MEASURES for w in ("d", "h"))
     current = ", ".join(f"{w}_{name}[1]" for w in ("h", "d") for name, _ in MEASURES)
     summaries = []
     for w in ("h", "d"):
@@ -74,60 +77,65 @@ def windows_sql(column: str, weeks: int) -> str:
             summaries.append(f"{MEDIAN.format(values=base)} AS {w}_{metric}_median")
             deviations = f"arrayMap(x -> abs(x - {w}_{metric}_median), {base})"
             summaries.append(f"{MEDIAN.format(values=deviations)} AS {w}_{metric}_mad")
+    # the error share of each trailing week's day window that finished any request
     shares = ("arrayMap((e, f) -> e / f, arrayFilter((e, f) -> f > 0, arraySlice(d_errors, 2), "
               "arraySlice(d_finished, 2)), arrayFilter(f -> f > 0, arraySlice(d_finished, 2)))")
-    share_median = f"if(empty(shares), 0, {MEDIAN.format(values='shares')})"
-    share_deviations = "arrayMap(x -> abs(x - share_median), shares)"
-    share_mad = f"if(empty(shares), 0, {MEDIAN.format(values=share_deviations)})"
-    # column is one of SCOPES' fixed names and n an int: no caller text reaches the statement
+    share_median = f"if(empty({shares}), 0, {MEDIAN.format(values=shares)})"
+    share_deviations = f"arrayMap(x -> abs(x - share_median), {shares})"
+    share_mad = f"if(empty({shares}), 0, {MEDIAN.format(values=share_deviations)})"
+    # n is an int and the rest fixed text: no caller text reaches the statement
     return f"""
-SELECT scope_id, owner, {current},
+SELECT scope, scope_id, owner, {current},
        {', '.join(summaries)},
-       {shares} AS shares, {share_median} AS share_median, {share_mad} AS share_mad
+       {share_median} AS share_median, {share_mad} AS share_mad
 FROM (
-SELECT scope_id, any(user_id) AS owner,
-       {sums}
-FROM (
-    SELECT {column} AS scope_id, user_id, requests, prompt_tokens, completion_tokens, cost, finished,
-           errors, arrayFirstIndex(s -> hour >= s AND hour < s + 86400, {days}) - 1 AS k,
-           hour = {days}[k + 1] + 82800 AS in_hour
-    FROM usage_hourly
-    WHERE {in_any}
+    SELECT scope, scope_id, any(owner) AS owner,
+           {by_week}
+    FROM (
+        SELECT {SCOPE}, k, any(owner_id) AS owner, {week_sums}
+        FROM (
+            SELECT user_id, key_id, user_id AS owner_id, requests, prompt_tokens, completion_tokens, cost,
+                   finished, errors, arrayFirstIndex(s -> hour >= s AND hour < s + 86400, {days}) - 1 AS k,
+                   hour = {days}[k + 1] + 82800 AS in_hour
+            FROM usage_hourly
+            WHERE {in_any}
+        )
+        WHERE k >= 0
+        GROUP BY {BY_SCOPE.format(extra=", k")}
+    )
+    GROUP BY scope, scope_id
+    HAVING d_requests[1] > 0 AND (h_requests[1] >= {{min_hour:Int64}} OR h_finished[1] >= {{min_hour:Int64}}
+                                  OR d_requests[1] >= {{min_day:Int64}})
 )
-WHERE k >= 0
-GROUP BY scope_id
-HAVING d_requests[1] > 0
-)
-ORDER BY scope_id
+ORDER BY scope, scope_id
 """  # noqa: S608
 
 
-def night_sql(column: str, night_hours: tuple[int, ...]) -> str:
-    """Per scope active in the last hour: requests of the trailing weeks, all and in night hours
-    (the billing zone's hour of each UTC hour's start)."""
+def night_sql(night_hours: tuple[int, ...]) -> str:
+    """Per scope with usage in the last hour: requests of the trailing weeks (before that hour),
+    all and in night hours (the billing zone's hour of each UTC hour's start)."""
     hours = ", ".join(str(int(h)) for h in sorted(set(night_hours)))
     return f"""
-SELECT {column} AS scope_id, sum(requests) AS total,
-       sumIf(requests, toHour(hour, {{zone:String}}) IN ({hours})) AS night
+SELECT {SCOPE}, sumIf(requests, hour < {{h0:DateTime('UTC')}}) AS total,
+       sumIf(requests, hour < {{h0:DateTime('UTC')}} AND toHour(hour, {{zone:String}}) IN ({hours})) AS night
 FROM usage_hourly
-WHERE hour >= {{history_start:DateTime('UTC')}} AND hour < {{history_end:DateTime('UTC')}}
-  AND {column} IN (SELECT {column} FROM usage_hourly WHERE hour = {{h0:DateTime('UTC')}})
-GROUP BY scope_id
+WHERE hour >= {{history_start:DateTime('UTC')}} AND hour <= {{h0:DateTime('UTC')}}
+  AND user_id IN (SELECT user_id FROM usage_hourly WHERE hour = {{h0:DateTime('UTC')}})
+GROUP BY {BY_SCOPE.format(extra="")}
+HAVING countIf(hour = {{h0:DateTime('UTC')}}) > 0
 """  # noqa: S608
 
 
-def reading_of(scope: str, row: list[Any], night: tuple[int, int] | None) -> ScopeReading:
-    scope_id, owner, *rest = row
-    current = [int(v) for v in rest[:10]]
-    summaries = [float(v) for v in rest[10:22]]
-    share_median, share_mad = float(rest[23]), float(rest[24])
-    windows = {}
-    for i, w in enumerate(("h", "d")):
-        baseline = {metric: Baseline(summaries[6 * i + 2 * j], summaries[6 * i + 2 * j + 1])
-                    for j, metric in enumerate(METRICS)}
-        windows[w] = WindowReading(Measures(*current[5 * i:5 * i + 5]), baseline)
-    return ScopeReading(scope, str(scope_id), str(owner), windows["h"], windows["d"],
-                        Baseline(share_median, share_mad),
+def reading_of(row: list[Any], night: tuple[int, int] | None) -> ScopeReading:
+    """A row of `windows_sql`: scope, id, owner, 10 current sums (hour then day: MEASURES), 12
+    summaries (hour then day: median and MAD of each of METRICS), the error share's median and MAD."""
+    current = [int(v) for v in row[3:13]]  # 64-bit integers come as JSON strings
+    s = [float(v) for v in row[13:25]]
+    b = [Baseline(s[i], s[i + 1]) for i in range(0, 12, 2)]
+    hour = WindowReading(Measures(*current[:5]), {"requests": b[0], "tokens": b[1], "cost": b[2]})
+    day = WindowReading(Measures(*current[5:]), {"requests": b[3], "tokens": b[4], "cost": b[5]})
+    error_share = Baseline(float(row[25]), float(row[26]))
+    return ScopeReading(str(row[0]), str(row[1]), str(row[2]), hour, day, error_share,
                         None if night is None else night[0], None if night is None else night[1])
 
 

@@ -1,7 +1,8 @@
 """The anomaly signals port: what the anomaly scan reads from the analytics store.
 
 Given a moment, the trailing weeks, the billing zone and the night hours, it returns for every
-user and every key with usage in the day ending with the last complete hour: the current hour's
+user and every key with usage in the day ending with the last complete hour (and at least the
+query's minimum volume): the current hour's
 and day's sums and, per metric, the median and MAD of the same windows in the trailing weeks
 (`domain.anomaly.windows` defines them), the error share's baseline, and, when the last hour
 is a night hour, the requests of the trailing weeks, all and at night.
@@ -27,6 +28,16 @@ class SignalQuery:
     weeks: int = 4
     timezone: str = "UTC"
     night_hours: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
+    # Scopes below both minimums cannot be abnormal, so they are not read: in the last hour fewer
+    # than `min_hour_requests` requests and finished requests, in the day fewer than `min_day_requests`
+    min_hour_requests: int = 0
+    min_day_requests: int = 0
+
+    def wanted(self, hour_requests: int, hour_finished: int, day_requests: int) -> bool:
+        """Whether a scope with these current sums is read (any usage in the day, and a minimum)."""
+        return day_requests > 0 and (hour_requests >= self.min_hour_requests
+                                     or hour_finished >= self.min_hour_requests
+                                     or day_requests >= self.min_day_requests)
 
     def windows(self) -> ScanWindows:
         return scan_windows(self.now, self.weeks, self.timezone)

@@ -29,7 +29,9 @@ def scan_anomalies(signals: AnomalySignals, anomalies: Anomalies, now: datetime,
     """Judges the last complete hour before `now` in the billing `timezone`, and records incidents
     that start and end."""
     limits = limits or Thresholds()
-    query = SignalQuery(now, limits.weeks, timezone, limits.night_hours)
+    query = SignalQuery(now, limits.weeks, timezone, limits.night_hours,
+                        min_hour_requests=min(limits.hour_minimum.requests, limits.min_error_requests),
+                        min_day_requests=limits.day_minimum.requests)
     windows = query.windows()
     readings = signals.read(query)
     abnormal = tuple(signal for reading in readings for signal in judge(reading, windows, limits))

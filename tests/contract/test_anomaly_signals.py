@@ -115,6 +115,20 @@ class AnomalySignalsContract:
         assert [(r.scope, r.scope_id) for r in actual] == [(r.scope, r.scope_id) for r in expected]
         assert flat(actual) == flat(expected)
 
+    @pytest.mark.parametrize("now", [NOW, NIGHT_NOW])
+    def test_scopes_below_the_minimum_volume_are_left_out_as_the_fold_leaves_them(
+            self, signals: AnomalySignals, now: datetime) -> None:
+        memory = InMemoryAnalytics()
+        memory.insert_usage(FACTS)
+        query = SignalQuery(now, 4, ZONE, min_hour_requests=3, min_day_requests=45)
+        expected = FiguresAnomalySignals(memory).read(query)
+        actual = signals.read(query)
+        assert flat(actual) == flat(expected)
+        everyone = signals.read(SignalQuery(now, 4, ZONE))
+        assert 0 < len(actual) < len(everyone)
+        assert all(max(r.hour.current.requests, r.hour.current.finished) >= 3 or r.day.current.requests >= 45
+                   for r in actual)
+
     def test_a_week_without_usage_counts_as_zero_in_the_baseline(self, signals: AnomalySignals) -> None:
         carol = by_id(signals.read(SignalQuery(NOW, 4, ZONE)), "user", "carol")
         assert (carol.hour.current.requests, carol.hour.current.cost) == (30, 3000)

@@ -1,0 +1,106 @@
+"""The anomaly scan over a month and more of hourly rollups standing for 10 M requests.
+
+Run: `python -m bench.bench_anomaly [--users 5000] [--days 36] [--repeat 7]`.
+
+1. Fills chDB's `usage_hourly` directly (INSERT … SELECT from `numbers()`, hashes of the row
+   number, the same rows every run): `--users` users with two keys each, active in about 40 % of
+   the hours of `--days` days, one model per active hour and a second one in half of them, 1-7
+   requests a row (4 on average): about 2.5 M rollup rows holding about 10 M requests, which is
+   what the rollup of 10 M raw rows of such users looks like. One user in 500 spikes in the last
+   hour (8x its requests and spend) and one in 700 also sends 8x and fails 60 % of them, so the
+   scan finds some.
+2. Times the scan the projector runs (`scan_anomalies`: the SQL of `adapters/analytics/anomaly_sql.py`
+   for users and keys, the judgement in Python, the incidents recorded in an in-memory store)
+   at a day hour and at a night hour (which also reads the night profile over the trailing
+   4 weeks), `--repeat` runs each: median, min, max and spread (p90 - p10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from adapters.analytics.anomaly_sql import SqlAnomalySignals
+from adapters.analytics.chdb import ChdbAnalytics
+from domain.services.anomalies import Anomalies
+from domain.services.anomaly_scan import scan_anomalies
+
+ZONE = "Europe/Paris"
+CHUNK_HOURS = 24  # one INSERT per day of hours: a part per day, as a month of inserts leaves it
+
+GENERATE = """
+INSERT INTO usage_hourly (hour, user_id, team_id, key_id, model, application, requests, prompt_tokens,
+    completion_tokens, cached_tokens, cost, finished, errors, latency_ms_sum, latency_histogram)
+SELECT hour, concat('user-', toString(u)), concat('team-', toString(u % 50)),
+       concat('key-', toString(u), '-', toString(cityHash64(u, h) % 2)),
+       concat('model-', toString((u + m) % 10)), '', r, r * 700, r * 250, 0,
+       toInt64(r * (20000000 + u % 13 * 1000000)), r,
+       intDiv(r * (failing ? 60 : 1 + cityHash64(u, h, 9) % 3), 100), toUInt128(r * 400),
+       map(toUInt32(400), toUInt64(r))
+FROM (
+    SELECT toDateTime('{start}', 'UTC') + toIntervalHour(h) AS hour, u, h, m,
+           toUInt64((1 + cityHash64(u, h, m) % 7) * (spike OR failing ? 8 : 1)) AS r,
+           h = {last} AND u % 500 = 7 AS spike, h = {last} AND u % 700 = 3 AS failing
+    FROM (SELECT number % {users} AS u, {first} + intDiv(number, {users}) AS h FROM numbers({count}))
+    ARRAY JOIN [0, 1] AS m
+    WHERE cityHash64(u, h) % 100 < 40 AND (m = 0 OR cityHash64(u, h, 2) % 2 = 0)
+)
+"""
+
+
+def fill(store: ChdbAnalytics, users: int, days: int, start: datetime) -> tuple[int, int]:
+    hours = days * 24
+    began = time.perf_counter()
+    for first in range(0, hours, CHUNK_HOURS):
+        count = users * min(CHUNK_HOURS, hours - first)
+        # only integers and a formatted time go into the text
+        store.query_rows(GENERATE.format(start=start.strftime("%Y-%m-%d %H:%M:%S"), users=users, first=first,
+                                         count=count, last=hours - 1), {})
+    rows, requests = store.query_rows("SELECT count(), sum(requests) FROM usage_hourly", {})[0]
+    print(f"rollup: {int(rows):,} rows of usage_hourly holding {int(requests):,} requests "
+          f"({users:,} users, {days} days) made in {time.perf_counter() - began:.1f} s", flush=True)
+    return int(rows), int(requests)
+
+
+def timed(label: str, run, repeat: int) -> None:
+    times, report = [], None
+    for _ in range(repeat):
+        began = time.perf_counter()
+        report = run()
+        times.append(time.perf_counter() - began)
+    deciles = statistics.quantiles(times, n=10) if len(times) > 1 else times * 9
+    print(f"{label}: median {statistics.median(times):.3f} s, min {min(times):.3f}, max {max(times):.3f}, "
+          f"spread p90-p10 {deciles[-1] - deciles[0]:.3f} s over {repeat} runs; "
+          f"{report.scopes:,} active users and keys, {len(report.abnormal)} abnormal", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--users", type=int, default=5000)
+    ap.add_argument("--days", type=int, default=36)
+    ap.add_argument("--repeat", type=int, default=7)
+    args = ap.parse_args()
+    end = datetime(2026, 2, 9, 15, tzinfo=UTC)  # a Monday, 16:00 in Paris: the scan judges 15:00 local
+    start = end - timedelta(days=args.days)
+    with tempfile.TemporaryDirectory() as directory:
+        store = ChdbAnalytics(Path(directory) / "chdb", rollup_timezone=ZONE)
+        try:
+            fill(store, args.users, args.days, start)
+            parts = store.query_rows("SELECT count() FROM system.parts WHERE active AND table = 'usage_hourly'", {})
+            print(f"usage_hourly: {parts[0][0]} active parts", flush=True)
+            signals = SqlAnomalySignals(store)
+            for label, now in (("day-hour scan", end + timedelta(minutes=5)),
+                               ("night-hour scan", end - timedelta(hours=13, minutes=55))):
+                timed(label, lambda now=now: scan_anomalies(signals, Anomalies(env={"PERSISTENCE_MODULE":
+                                                                                    "eventsourcing.popo"}),
+                                                            now, ZONE), args.repeat)
+        finally:
+            store.close()
+
+
+if __name__ == "__main__":
+    main()
