@@ -32,6 +32,7 @@ BENCHMARKS = {
     "freshness": ["bench.bench_freshness", "--rate", "1000", "--seconds", "20"],
     "rebuild": ["bench.bench_rebuild", "--facts", "1000000"],
     "refusals": ["bench.bench_refusals", "--duration", "10"],
+    "apis": ["bench.bench_apis", "--duration", "4", "--rounds", "5"],
     "alerts": ["bench.bench_alerts", "--crossings", "50"],
 }
 
