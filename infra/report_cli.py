@@ -23,6 +23,7 @@ from domain.ports.analytics import AnalyticsStore
 from domain.pricing import Price
 from domain.services.billing import AlreadyClosedError, Billing
 from domain.services.registry import Registry
+from infra.books import prices_of, registry_directory
 from infra.config.env_settings import load_settings
 from infra.config.errors import ConfigError, format_config_error
 from infra.config.toml_file import load_config
@@ -55,17 +56,11 @@ class Books:
     models: tuple[str, ...]  # the configured models, whose price versions a close names
 
     def prices(self) -> list[Price]:
-        found = []
-        for model in self.models:
-            try:
-                found.extend(self.registry.price_book(model).prices)
-            except ValueError:  # configured but never priced
-                continue
-        return found
+        return prices_of(self.registry, self.models)
 
     @property
     def directory(self) -> LookupDirectory:
-        return LookupDirectory(self.registry.key, self.registry.team)
+        return registry_directory(self.registry)
 
 
 @contextmanager

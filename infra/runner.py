@@ -118,6 +118,13 @@ class Workers:
                 async def stop_anomaly_scan() -> None:
                     anomaly_scan.shutdown(wait=False)
                 self.closers.append(stop_anomaly_scan)
+        if "projector" in self.roles:
+            # So does the month close on METERLINE_CLOSE_DAY (infra/workers/month_close_job.py).
+            from infra.workers.month_close_job import start_month_close
+            if (month_close := start_month_close(system, system.ctx.options.billing_timezone)) is not None:
+                async def stop_month_close() -> None:
+                    month_close.shutdown(wait=False)
+                self.closers.append(stop_month_close)
         if not distributed and views:
             # Several processes on one store: follow its logs directly, on SQLite when they change.
             self._spawn(self._follow_store(), "event-feed")

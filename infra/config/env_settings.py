@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     ledger_max_batch: int = Field(5000, gt=0)  # usage facts the ledger fetches per round
     ledger_linger_ms: int = Field(100, ge=0)  # how long a round gathers facts under load
     analytics_url: Annotated[str | None, BeforeValidator(_analytics_url)] = None
+    # the day of the month (billing time zone, 02:00) on which the previous month is closed; None: by hand
+    close_day: int | None = Field(None, ge=1, le=28)
     # the Ed25519 key that signs audit checkpoints: a 0600 PEM file, never in the event store
     audit_key_file: Path | None = None
     # alert e-mail: without a host, e-mails are only logged (recipient and subject)
