@@ -12,6 +12,7 @@ from domain.credentials import fingerprint
 from domain.ports.analytics import AnalyticsStore
 from domain.ports.bus import EventBus
 from domain.ports.clock import Clock
+from domain.ports.notifier import Notifier
 from domain.ports.upstream import Upstream
 from domain.services.alerts import Alerts
 from domain.services.anomalies import Anomalies
@@ -86,6 +87,8 @@ class GatewayContext:
     alerts: Alerts | None = None  # alert rules, deliveries and in-app notices; None: no alerts API
     anomalies: Anomalies | None = None  # incidents the anomaly scan recorded; None: no anomalies API
     billing: Billing | None = None  # month closes and sealed exports; None: every period is open
+    job_notifier: Notifier | None = None  # signed webhooks when a job ends; None: none are sent
+    jobs: Any = None  # the job-cost API's state, made on first use (gateway/api/jobs_desk.py)
 
     def __post_init__(self) -> None:
         if self.guard is None:

@@ -13,6 +13,7 @@ from eventsourcing.persistence import DatabaseError
 
 from adapters.clock import SystemClock
 from adapters.eventstore.environments import open_applications, postgres_env, sqlite_env
+from adapters.notify.webhook import WebhookNotifier
 from adapters.upstream.pool import UpstreamPool
 from domain.audit import key_id
 from domain.ports.analytics import AnalyticsStore
@@ -220,5 +221,8 @@ def build(settings: Settings, config: MeterlineConfig, *, clock: Clock | None = 
     feed = StoreFeed(registry, ledger, ctx.registry_view, ctx.guard)
     ctx.after_command = feed.pull
     ctx.anomalies = open_anomalies(ledger)  # the anomaly scan's incidents (infra/anomaly_wiring.py)
+    # the job webhooks' channel: the alerts' signed webhooks (its client pools idle connections only)
+    ctx.job_notifier = WebhookNotifier(allow_private=settings.webhook_allow_private,
+                                       timeout_s=settings.webhook_timeout_s)
     return Meterline(settings, config, clock, registry, ledger, bus, analytics, ctx, feed, audit, alerts,
                      billing)

@@ -34,6 +34,7 @@ from domain.services.usage_log import USAGE_BATCH_TOPIC as USAGE_BATCH_TOPIC  # 
 from domain.services.usage_log import UsageLog
 from domain.usage import RequestMetered, UsageBatch
 
+PURPOSE_TAG = "purpose"  # a request's tag naming what a job's call was for (gateway/api/jobs_call.py)
 LATEST = 2**62  # a version past any real one: "read it from the store, not the cache"
 
 
@@ -178,7 +179,9 @@ class Ledger(UsageLog, Application):
             if job is None:
                 continue  # an unknown job id is kept on the request, not invented here
             job.record_call(fact.event_id, fact.cost, fact.prompt_tokens,
-                            fact.completion_tokens, now, calls=fact.requests)
+                            fact.completion_tokens, now, calls=fact.requests, call_id=fact.request,
+                            model=fact.model, purpose=fact.labels.get(PURPOSE_TAG),
+                            latency_ms=fact.latency_ms)
             jobs[fact.job_id] = job
         return list(jobs.values())
 

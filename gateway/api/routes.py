@@ -11,10 +11,13 @@ from gateway.api import (
     audit,
     explain,
     grants,
+    jobs,
+    jobs_terms,
     keys,
     notices,
     periods,
     reports,
+    teams,
     usage,
 )
 
@@ -33,3 +36,6 @@ router.include_router(keys.router)
 router.include_router(periods.router)
 router.include_router(reports.router)
 router.include_router(usage.router)
+router.include_router(jobs.router)
+router.include_router(jobs_terms.router)
+router.include_router(teams.router)

@@ -24,6 +24,7 @@ from gateway.v1.admission import (
 )
 from gateway.v1.body import BodySource, job_of, parse_json, read_body
 from gateway.v1.dialects import DIALECTS
+from gateway.v1.job_header import check_job
 from gateway.v1.refusals import refused
 from gateway.v1.tags import tags_of
 from gateway.v1.upstream_call import call_once, call_streaming, upstream_body
@@ -65,8 +66,11 @@ async def serve(ctx: GatewayContext, endpoint: str, authorization: str | None, j
         if endpoint == "embeddings" and stream:
             raise errors.bad_request("embeddings cannot be streamed", "stream")
         labels = tags_of(tags, payload)
+        job_id = job_of(job)
+        if job_id is not None:
+            await check_job(ctx, key, job_id)
         try:
-            adm = admit(ctx, endpoint, payload, key, job_of(job), now, labels)
+            adm = admit(ctx, endpoint, payload, key, job_id, now, labels)
         except MustWait as waiting:
             adm = await wait_for_reservations(ctx, waiting)
     except errors.GatewayError as exc:

@@ -1,0 +1,36 @@
+"""Before a job completes, its calls must be in its totals: the calls this gateway still has
+in flight, and those it metered that the ledger has not recorded on the job yet (the ledger
+records a job's calls from the metered facts, a moment after the answer went out)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from uuid import UUID
+
+from gateway import errors
+from gateway.api.jobs_desk import desk
+from gateway.context import GatewayContext
+
+POLL_S = 0.02
+LEDGER_WAIT_S = 10.0  # past the calls in flight: the ledger records a batch within milliseconds
+
+
+async def settle_calls(ctx: GatewayContext, job_id: UUID) -> None:
+    """Returns once the job's calls from this gateway are all recorded; 503 if the ledger lags."""
+    guard, jobs = desk(ctx).guard, desk(ctx).jobs
+    deadline = time.monotonic() + ctx.options.upstream_timeout_s + LEDGER_WAIT_S
+    while True:
+        in_flight, unrecorded = guard.pending(str(job_id))
+        if not in_flight and not unrecorded:
+            return
+        if time.monotonic() > deadline:
+            raise errors.GatewayError(
+                503, f"{in_flight} call(s) of this job are still running and {unrecorded} are not yet "
+                "recorded by the ledger, so its totals would be short; retry the completion shortly",
+                "api_error", "job_calls_pending")
+        await asyncio.sleep(POLL_S)
+        if unrecorded:
+            job = await ctx.query(jobs.job, job_id)
+            if job is not None:
+                guard.observe(job)

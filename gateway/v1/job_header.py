@@ -1,0 +1,33 @@
+"""`X-Meterline-Job` on a /v1 request: the call counts toward that job only if the job exists,
+belongs to the key's team and is running; otherwise the request is refused before anything is
+reserved (404 for an unknown job or another team's, 409 for an ended one, 429 when the job's
+`max_cost_usd` is already spent). One read of the job's store, only for requests carrying it."""
+
+from __future__ import annotations
+
+from domain.jobs import JobStatus
+from domain.keys import ApiKey
+from domain.money import usd_text
+from gateway import errors
+from gateway.api.jobs_desk import desk
+from gateway.context import GatewayContext
+
+
+async def check_job(ctx: GatewayContext, key: ApiKey, job_id: str) -> None:
+    jobs = desk(ctx)
+    job = await ctx.query(jobs.jobs.job, job_id)
+    if job is None or not key.team_id or job.team_id != key.team_id:
+        raise errors.not_found(f"X-Meterline-Job: there is no job {job_id} of this key's team; "
+                               "create one with POST /api/jobs/create using a key of the team",
+                               code="job_not_found", param=None)
+    if job.status is not JobStatus.RUNNING or jobs.guard.closing(job_id):
+        raise errors.GatewayError(409, f"X-Meterline-Job: job {job_id} is "
+                                  f"{'being completed' if job.status is JobStatus.RUNNING else job.status}"
+                                  "; an ended job takes no more calls", "invalid_request_error",
+                                  "job_not_running")
+    jobs.guard.observe(job)
+    if job.max_cost is not None and jobs.guard.spent(job_id) >= job.max_cost:
+        exc = errors.insufficient_quota(f"X-Meterline-Job: job {job_id} has spent its max_cost_usd "
+                                        f"{usd_text(job.max_cost)}; create a new job or complete this one")
+        exc.code = "job_budget_exceeded"
+        raise exc
