@@ -19,7 +19,7 @@ from adapters.clock import SystemClock
 from adapters.eventstore.environments import postgres_env, sqlite_env
 from domain.services.audit_trail import AuditTrail
 from infra.audit_bundle import export, read_checkpoints, verify_bundle
-from infra.audit_keys import load_public_key, load_signing_key, public_key_pem
+from infra.audit_keys import load_public_key, public_key_pem, verifying_key
 from infra.config.env_settings import Settings, load_settings
 from infra.config.errors import ConfigError, format_config_error
 
@@ -55,7 +55,7 @@ def verify_command(
                                     "file_problems": result.file_problems, "notes": result.notes}
         else:
             settings = _settings(data_dir)
-            key = pinned or load_signing_key(settings.audit_key_path).public_key()
+            key = pinned or verifying_key(settings.audit_key_path)
             with _open_trail(settings) as trail:
                 report = trail.verify(key, kept)
             ok, lines, data = report.ok, [report.summary()], report.as_dict()
@@ -80,7 +80,7 @@ def export_command(
     """Write entries.jsonl, checkpoints.jsonl, public_key.pem and manifest.json for an auditor."""
     try:
         settings = _settings(data_dir)
-        key = load_public_key(public_key) if public_key else load_signing_key(settings.audit_key_path)
+        key = load_public_key(public_key) if public_key else verifying_key(settings.audit_key_path)
         with _open_trail(settings) as trail:
             manifest = export(trail, period, output, key)
     except (ConfigError, ValueError, OSError) as exc:
@@ -94,7 +94,7 @@ def export_command(
 def public_key_command(data_dir: DataDir = None) -> None:
     """Print the public key checkpoints are signed with (PEM), for auditors to pin."""
     try:
-        key = load_signing_key(_settings(data_dir).audit_key_path)
+        key = verifying_key(_settings(data_dir).audit_key_path)
     except (ConfigError, ValueError, OSError) as exc:
         err.print(format_config_error(exc))
         raise typer.Exit(2) from None

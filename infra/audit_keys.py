@@ -2,10 +2,13 @@
 
 Created on first start when absent. Whoever can read the file can forge checkpoints, so a
 file that others can read is refused rather than used; its public half is what auditors pin.
+Only the signer (the process with the scheduler role) loads the private key; it publishes the
+public half beside it (`<key file>.pub`, 0644), which every other process reads instead.
 """
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -49,6 +52,35 @@ def load_signing_key(path: Path) -> Ed25519PrivateKey:
         raise ConfigError(str(path), ["no audit signing key here; set METERLINE_AUDIT_KEY_FILE, "
                                       "or pass --public-key FILE"])
     return load_or_create_signing_key(path)
+
+
+def public_key_path(path: Path) -> Path:
+    """Where the signer publishes the public half of the key at `path`."""
+    return Path(path).with_name(Path(path).name + ".pub")
+
+
+def publish_public_key(path: Path, key: Ed25519PrivateKey) -> None:
+    """Writes the public half beside the key file (atomically; again only when it differs)."""
+    published = public_key_path(path)
+    pem = public_key_pem(key)
+    if published.exists() and published.read_bytes() == pem:
+        return
+    temporary = published.with_name(f"{published.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(pem)
+    temporary.chmod(0o644)
+    os.replace(temporary, published)
+
+
+def published_public_key(path: Path) -> Ed25519PublicKey | None:
+    """The public key the signer published beside the key file at `path`; None until it has."""
+    published = public_key_path(path)
+    return load_public_key(published) if published.exists() else None
+
+
+def verifying_key(path: Path) -> Ed25519PublicKey:
+    """The key to verify with: the published public half, else the private key file's (an
+    auditor's copy of the CLI need not read the private key where the signer has published)."""
+    return published_public_key(path) or load_signing_key(path).public_key()
 
 
 def public_key_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:

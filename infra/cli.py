@@ -68,7 +68,7 @@ def _run(roles: frozenset[str], data_dir, config, port, host) -> None:
             settings = settings.model_copy(update={"analytics_url": f"unix:{socket}"})
         cfg = _config(settings)
         _check_split_analytics(settings, roles)
-        system = build(settings, cfg)
+        system = build(settings, cfg, signs_audit="scheduler" in roles)  # only the scheduler signs
     except (ConfigError, ValueError, OSError) as exc:
         raise _fail(exc) from None
     serve(system, roles, settings.host, settings.port)

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from eventsourcing.persistence import DatabaseError
 
 from adapters.clock import SystemClock
@@ -29,7 +29,7 @@ from gateway.context import GatewayContext, GatewayOptions, ModelRoute
 from gateway.views.store_feed import StoreFeed
 from infra.alerts_wiring import open_alerts
 from infra.anomaly_wiring import open_anomalies
-from infra.audit_keys import load_or_create_signing_key
+from infra.audit_keys import load_or_create_signing_key, publish_public_key, published_public_key
 from infra.config.env_settings import Settings, resolve_secrets
 from infra.config.errors import ConfigError
 from infra.config.toml_file import MeterlineConfig
@@ -100,16 +100,34 @@ def open_stores(settings: Settings, config: MeterlineConfig, clock: Clock, tz: s
     raise AssertionError("unreachable")
 
 
-def open_audit(settings: Settings, clock: Clock, attempts: int = 5) -> AuditTrail:
-    """The audit trail in the event store's location (its own file or tables), with the signing
-    key from its file outside the store: every process that appends may sign a due checkpoint.
+def open_audit(settings: Settings, clock: Clock, signer: bool = False, attempts: int = 5) -> AuditTrail:
+    """The audit trail in the event store's location (its own file or tables). Only the signer
+    (the process with the scheduler role) loads the private key, from its file outside the store,
+    and publishes its public half beside it; every other process appends unsigned and reads that
+    public key (when first needed, so it may start before the signer).
 
     Retried like `open_stores`: processes starting together race in creating its tables (the
     loser's migration record conflicts), and the next attempt finds them made."""
-    key = load_or_create_signing_key(settings.audit_key_path)
-    trail = open_trail(clock, key, event_store_env(settings), attempts)
-    _check_signer(trail, key, settings)
+    path = settings.audit_key_path
+    if signer:
+        key = load_or_create_signing_key(path)
+        publish_public_key(path, key)
+        trail = open_trail(clock, key, event_store_env(settings), attempts)
+        _check_signer(trail, key.public_key(), settings)
+        return trail
+    trail = open_trail(clock, None, event_store_env(settings), attempts,
+                       public_key=lambda: _published(path))
+    if (published := _published(path)) is not None:
+        _check_signer(trail, published, settings)
     return trail
+
+
+def _published(path) -> Ed25519PublicKey | None:
+    try:
+        return published_public_key(path)
+    except ConfigError as exc:  # a damaged file: the API says the key is not available, the log why
+        log.error("the published audit public key cannot be read: %s", exc)
+        return None
 
 
 def open_trail(clock: Clock, key: Ed25519PrivateKey | None, env: dict[str, str], attempts: int = 5,
@@ -127,16 +145,16 @@ def open_trail(clock: Clock, key: Ed25519PrivateKey | None, env: dict[str, str],
     raise AssertionError("unreachable")
 
 
-def _check_signer(trail: AuditTrail, key: Ed25519PrivateKey, settings: Settings) -> None:
+def _check_signer(trail: AuditTrail, key: Ed25519PublicKey, settings: Settings) -> None:
     """Refuses a key other than the one that signed the trail's last checkpoint: a process that
     made its own key (another data directory, another host) could not sign, and its verify
     would call an intact trail broken."""
     last = trail.last_checkpoint()
-    if last is not None and last.key_id != key_id(key.public_key()):
+    if last is not None and last.key_id != key_id(key):
         trail.close()
         raise ConfigError(str(settings.audit_key_path), [
             f"is not the audit key that signs this trail (its checkpoints are signed by key "
-            f"{last.key_id}, this one is {key_id(key.public_key())}); point METERLINE_AUDIT_KEY_FILE "
+            f"{last.key_id}, this one is {key_id(key)}); point METERLINE_AUDIT_KEY_FILE "
             "at the key the other processes use"])
 
 
@@ -191,14 +209,15 @@ def routes_of(config: MeterlineConfig) -> dict[str, ModelRoute]:
 
 def build(settings: Settings, config: MeterlineConfig, *, clock: Clock | None = None,
           bus: EventBus | None = None, upstream: Upstream | None = None,
-          analytics: AnalyticsStore | None = None) -> Meterline:
-    """Builds one process's system; tests pass in-memory twins for any port."""
+          analytics: AnalyticsStore | None = None, signs_audit: bool = False) -> Meterline:
+    """Builds one process's system; tests pass in-memory twins for any port. `signs_audit`: this
+    process signs the audit trail's checkpoints (the one with the scheduler role)."""
     clock = clock or SystemClock()
     admin_token, key_secret = resolve_secrets(settings)
     tz = billing_timezone(settings, config)
     registry, ledger = open_stores(settings, config, clock, tz)
     try:
-        audit = open_audit(settings, clock)
+        audit = open_audit(settings, clock, signer=signs_audit)
         alerts = open_alerts(ledger, clock)
         billing = Billing.beside(ledger, clock)
     except BaseException:

@@ -5,7 +5,10 @@ The entries are one event stream whose version is the entry's seq, so the store'
 on a stale head collides on its first seq, re-reads the head and chains again. The stream
 is never folded into an aggregate (it grows without end); its head is its last event.
 Checkpoints are a second stream, numbered 1, 2, …; the signing key is passed in and never
-stored. The trail has its own store (SQLite file, PostgreSQL tables) and notification log.
+stored. Appending never signs: only a trail opened with the signing key (the scheduler's
+process) signs checkpoints, when its `checkpoint(only_if_due=True)` is called; every other
+process holds the public key alone. The trail has its own store (SQLite file, PostgreSQL
+tables) and notification log.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,6 +54,8 @@ CHECKPOINT_INTERVAL = timedelta(minutes=5)
 MAX_ATTEMPTS = 50  # each collision means another writer appended: someone always progresses
 PAGE = 1000
 log = logging.getLogger(__name__)
+# a key, or how to find it once it is published (None: none known)
+PublicKeySource = Ed25519PublicKey | Callable[[], Ed25519PublicKey | None] | None
 
 
 class AuditAppendError(DomainError):
@@ -63,13 +68,15 @@ class AuditTrail(Application):
 
     def __init__(self, clock: Clock, signing_key: Ed25519PrivateKey | None = None,
                  env: dict[str, Any] | None = None, checkpoint_every: int = CHECKPOINT_EVERY,
-                 checkpoint_interval: timedelta = CHECKPOINT_INTERVAL) -> None:
+                 checkpoint_interval: timedelta = CHECKPOINT_INTERVAL,
+                 public_key: PublicKeySource = None) -> None:
         # stored topics resolve in a process that has not written one yet
         for event_class in (AuditEntryRecorded, AuditCheckpointSigned):
             register_topic(event_class.TOPIC, event_class)
         super().__init__(env)
         self.clock = clock
         self.signing_key = signing_key
+        self._public_key = public_key
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval = checkpoint_interval
         self._lock = threading.Lock()
@@ -85,29 +92,29 @@ class AuditTrail(Application):
         that log's position (a tracking record), so each source event is recorded once."""
         return self.factory.process_recorder()
 
+    @property
+    def public_key(self) -> Ed25519PublicKey | None:
+        """The key checkpoints are verified with: the signing key's, or the one published beside
+        it (read when first asked: the signer publishes it when it starts)."""
+        if self.signing_key is not None:
+            return self.signing_key.public_key()
+        if callable(self._public_key):
+            found = self._public_key()
+            if found is not None:
+                self._public_key = found
+            return found
+        return self._public_key
+
     def append(self, entries: Sequence[AuditEntry], position: Tracking | None = None) -> list[ChainedEntry]:
         """Numbers, chains and stores `entries` in one transaction; returns them as stored.
 
         With `position` (where `entries` end in the log they were made from) the position is
         stored in the same transaction, and a position already stored appends nothing.
-        Signs a checkpoint afterwards when one is due (every `checkpoint_every` entries, or
-        `checkpoint_interval` after the last one)."""
+        Never signs: the signer's scheduler asks `checkpoint(only_if_due=True)` every few seconds."""
         if not entries or self._applied(position):
             return []
         with self._lock:
-            chained = self._append(entries, position)
-        if not chained:
-            return []
-        if self.signing_key is not None and self._checkpoint_due(chained[-1].seq):
-            try:
-                self.checkpoint(only_if_due=True)
-            except (AuditAppendError, ValueError) as exc:
-                # the entries are stored: recording must go on while someone looks at the trail
-                self.checkpoint_error = str(exc)
-                log.error("audit checkpoint not signed: %s", exc)
-            else:
-                self.checkpoint_error = None
-        return chained
+            return self._append(entries, position)
 
     def _append(self, entries: Sequence[AuditEntry], position: Tracking | None) -> list[ChainedEntry]:
         for attempt in range(MAX_ATTEMPTS):

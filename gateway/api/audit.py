@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi import APIRouter, Query
 from starlette.responses import Response
@@ -22,15 +23,25 @@ Text = Annotated[str | None, Query()]
 
 
 def trail_of(ctx: Ctx) -> AuditTrail:
-    if ctx.audit is None or ctx.audit.signing_key is None:
+    if ctx.audit is None:
         raise errors.GatewayError(503, "this gateway was started without the audit trail",
                                   "api_error", "audit_unavailable")
     return ctx.audit
 
 
+def public_key_of(trail: AuditTrail) -> Ed25519PublicKey:
+    """The checkpoints' key; the gateway holds only its public half, published by the signer."""
+    key = trail.public_key
+    if key is None:
+        raise errors.GatewayError(503, "the audit public key is not published yet: the process with "
+                                  "the scheduler role publishes it beside the signing key when it starts",
+                                  "api_error", "audit_key_unavailable")
+    return key
+
+
 @router.get("/audit/public-key", summary="The Ed25519 public key audit checkpoints are signed with (PEM)")
 async def public_key(ctx: Ctx, _: Admin) -> Response:
-    key = trail_of(ctx).signing_key.public_key()  # type: ignore[union-attr]
+    key = await ctx.query(public_key_of, trail_of(ctx))
     pem = key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
     return Response(pem, media_type="application/x-pem-file")
 
@@ -41,14 +52,14 @@ async def verify_trail(ctx: Ctx, _: Admin, full: Text = None) -> dict:
     if full not in (None, "true", "false"):
         raise errors.bad_request(f"full must be true or false, got {full[:20]!r}", "full")
     trail = trail_of(ctx)
-    report = await ctx.query(_verify, trail, full == "true")
+    key = await ctx.query(public_key_of, trail)
+    report = await ctx.query(_verify, trail, key, full == "true")
     status = await ctx.query(checkpoint_status, trail, ctx.clock.now())
     return {**report.as_dict(), "summary": report.summary(),
             "scope": "full" if full == "true" else "since_last_checkpoint", "checkpoint_status": status}
 
 
-def _verify(trail: AuditTrail, full: bool) -> VerifyReport:
-    key = trail.signing_key.public_key()  # type: ignore[union-attr]
+def _verify(trail: AuditTrail, key: Ed25519PublicKey, full: bool) -> VerifyReport:
     if full:
         return trail.verify(key)
     last = trail.last_checkpoint()

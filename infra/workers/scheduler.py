@@ -1,4 +1,5 @@
-"""Periodic work (apscheduler): budget period rollover, grace-window expiry, key expiry, audit checkpoints."""
+"""Periodic work (apscheduler): budget period rollover, grace-window expiry, key expiry, and the
+audit trail's signed checkpoints (this process is the only one holding the signing key)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ from domain.services.ledger import Ledger
 from domain.services.registry import Registry
 
 log = logging.getLogger(__name__)
-CHECKPOINT_S = 300  # a quiet trail is signed this often: appends sign only when they happen
+# Only this process signs (it holds the key); appends never do. Every few seconds it asks the
+# trail whether a checkpoint is due (1,000 entries, or 5 minutes with entries since the last):
+# a head and a last-checkpoint read each time, so "every N entries" is at most this late.
+CHECKPOINT_POLL_S = 5
 
 
 class KnownPrincipals(Protocol):
@@ -78,6 +82,6 @@ def build_scheduler(registry: Registry, ledger: Ledger, principals: KnownPrincip
             log.exception("scheduler: the audit checkpoint was not signed; retrying next time")
 
     if audit is not None and audit.signing_key is not None:
-        scheduler.add_job(checkpoint, "interval", seconds=CHECKPOINT_S, id="audit-checkpoint",
+        scheduler.add_job(checkpoint, "interval", seconds=CHECKPOINT_POLL_S, id="audit-checkpoint",
                           max_instances=1, coalesce=True)
     return scheduler

@@ -22,17 +22,19 @@ def settings(data_dir: Path, key_file: Path) -> Settings:
 
 def test_a_process_with_another_signing_key_is_refused_once_the_trail_has_a_checkpoint(tmp_path) -> None:
     clock = SystemClock()
-    trail = open_audit(settings(tmp_path, tmp_path / "keys" / "shared.pem"), clock)
+    trail = open_audit(settings(tmp_path, tmp_path / "keys" / "shared.pem"), clock, signer=True)
     try:
         trail.append([AuditEntry(time=clock.now(), actor="admin", action="TeamCreated", target="team:t")])
-        stranger = open_audit(settings(tmp_path, tmp_path / "other.pem"), clock)  # no checkpoint yet
+        stranger = open_audit(settings(tmp_path, tmp_path / "other.pem"), clock, signer=True)  # none yet
         stranger.close()
         assert trail.checkpoint() is not None
     finally:
         trail.close()
     with pytest.raises(ConfigError, match="METERLINE_AUDIT_KEY_FILE"):
+        open_audit(settings(tmp_path, tmp_path / "other.pem"), clock, signer=True)
+    with pytest.raises(ConfigError, match="METERLINE_AUDIT_KEY_FILE"):  # its published half, too
         open_audit(settings(tmp_path, tmp_path / "other.pem"), clock)
-    again = open_audit(settings(tmp_path, tmp_path / "keys" / "shared.pem"), clock)
+    again = open_audit(settings(tmp_path, tmp_path / "keys" / "shared.pem"), clock, signer=True)
     try:
         assert again.verify(again.signing_key.public_key()).ok
     finally:

@@ -38,6 +38,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for i in range(30):
         trail.append([AuditEntry(time=clock.now(), actor="system", action="BudgetSet",
                                  target=f"user:u{i}", details={"limit": i * 10**9})])
+        trail.checkpoint(only_if_due=True)  # the scheduler's tick
         clock.advance(hours=7)  # entry 17 is the first in April
     trail.close()
     return tmp_path / "data"

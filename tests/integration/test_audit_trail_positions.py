@@ -67,6 +67,7 @@ def test_the_trail_runs_on_the_in_memory_twin_and_a_reopen_on_its_name_finds_it(
     try:
         trail = AuditTrail(CLOCK, key, env=memory_env(name), checkpoint_every=2)
         trail.append(from_registry(1, 3), Tracking("registry", 3))
+        trail.checkpoint(only_if_due=True)
         reopened = AuditTrail(CLOCK, env=memory_env(name))
         report = reopened.verify(key.public_key())
         assert (report.ok, report.entries, report.last_checkpoint.seq) == (True, 3, 3)

@@ -30,10 +30,13 @@ def entry(i: int) -> AuditEntry:
 @pytest.fixture
 def stored(audit_store: tuple[dict[str, str], AuditRows]) -> Iterator[tuple[AuditTrail, AuditRows]]:
     env, rows = audit_store
-    trail = AuditTrail(FixedClock(START), KEY, env=dict(env), checkpoint_every=10)
+    writer = AuditTrail(FixedClock(START), env=dict(env))  # appends as the gateway does: no key
+    trail = AuditTrail(FixedClock(START), KEY, env=dict(env), checkpoint_every=10)  # the scheduler's
     for first in range(0, ENTRIES, 5):
-        trail.append([entry(i) for i in range(first, first + 5)])
+        writer.append([entry(i) for i in range(first, first + 5)])
+        trail.checkpoint(only_if_due=True)  # the scheduler's tick
     assert [c.seq for c in trail.checkpoints()] == [10, 20]
+    writer.close()
     yield trail, rows
     trail.close()
 

@@ -152,7 +152,8 @@ def running_gateway(data_dir: Path, config: MeterlineConfig, *, clock: Any = Non
                               "key_secret": KEY_SECRET, "port": port, "gateway_id": "gw-test"}
     values.update(settings)
     system = build(Settings(**values), config, clock=clock, analytics=InMemoryAnalytics(),
-                   bus=bus or InProcessBus(partitions=4, journal_dir=data_dir / "bus"))
+                   bus=bus or InProcessBus(partitions=4, journal_dir=data_dir / "bus"),
+                   signs_audit="scheduler" in roles)
     server = uvicorn.Server(http_server_config(system, roles, "127.0.0.1", port, "warning"))
     thread = threading.Thread(target=server.run, name="gateway", daemon=True)
     thread.start()
