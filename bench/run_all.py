@@ -33,6 +33,7 @@ BENCHMARKS = {
     "rebuild": ["bench.bench_rebuild", "--facts", "1000000"],
     "refusals": ["bench.bench_refusals", "--duration", "10"],
     "apis": ["bench.bench_apis", "--duration", "4", "--rounds", "5"],
+    "apis-hot-path": ["bench.bench_apis_hot_path", "--requests", "30000", "--rounds", "3"],
     "alerts": ["bench.bench_alerts", "--crossings", "50"],
 }
 
