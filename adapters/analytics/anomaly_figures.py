@@ -64,7 +64,7 @@ def _reading(scope: str, scope_id: str, hours: list[tuple[datetime, str, Figures
     if not query.wanted(hour[0][0], hour[0][3], day[0][0]):
         return None
     active_now = any(moment == windows.hour for moment, _, _ in hours)
-    looked = query.looks_at_night() and active_now
+    looked = query.looks_at_night() and active_now and hour[0][0] >= query.min_hour_requests
     shares = [errors / finished for *_, finished, errors in day[1:] if finished > 0]
     return ScopeReading(scope, scope_id, hours[0][1], _window(hour), _window(day), Baseline.of(shares),
                         history if looked else None, night if looked else None)

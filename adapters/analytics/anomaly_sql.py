@@ -112,17 +112,21 @@ ORDER BY scope, scope_id
 
 
 def night_sql(night_hours: tuple[int, ...]) -> str:
-    """Per scope with usage in the last hour: requests of the trailing weeks (before that hour),
-    all and in night hours (the billing zone's hour of each UTC hour's start)."""
+    """Per scope with usage in the last hour, at least the minimum of requests: requests of the
+    trailing weeks (before that hour), all and in night hours (the billing zone's hour of each UTC
+    hour's start). Users below the minimum are left out before reading their weeks (a key's
+    requests are at most its user's)."""
     hours = ", ".join(str(int(h)) for h in sorted(set(night_hours)))
     return f"""
 SELECT {SCOPE}, sumIf(requests, hour < {{h0:DateTime('UTC')}}) AS total,
        sumIf(requests, hour < {{h0:DateTime('UTC')}} AND toHour(hour, {{zone:String}}) IN ({hours})) AS night
 FROM usage_hourly
 WHERE hour >= {{history_start:DateTime('UTC')}} AND hour <= {{h0:DateTime('UTC')}}
-  AND user_id IN (SELECT user_id FROM usage_hourly WHERE hour = {{h0:DateTime('UTC')}})
+  AND user_id IN (SELECT user_id FROM usage_hourly WHERE hour = {{h0:DateTime('UTC')}}
+                  GROUP BY user_id HAVING sum(requests) >= {{min_hour:Int64}})
 GROUP BY {BY_SCOPE.format(extra="")}
 HAVING countIf(hour = {{h0:DateTime('UTC')}}) > 0
+   AND sumIf(requests, hour = {{h0:DateTime('UTC')}}) >= {{min_hour:Int64}}
 """  # noqa: S608
 
 

@@ -43,7 +43,8 @@ class ScopeReading:
     `error_share` is the baseline of the error share (errors / finished) of the day windows of the
     trailing weeks that finished any request. `history_requests` and `night_requests` are the
     requests of the trailing weeks, all and in the night hours (local); both None when the scan
-    did not look (the last hour is not a night hour)."""
+    did not look (the last hour is not a night hour, or the scope's requests in it are below the
+    query's hour minimum)."""
 
     scope: str  # "user" | "key"
     scope_id: str
