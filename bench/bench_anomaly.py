@@ -1,6 +1,6 @@
 """The anomaly scan over a month and more of hourly rollups standing for 10 M requests.
 
-Run: `python -m bench.bench_anomaly [--users 5000] [--days 36] [--repeat 7]`.
+Run: `python -m bench.bench_anomaly [--users 5000] [--days 36] [--repeat 7] [--merged]`.
 
 1. Fills chDB's `usage_hourly` directly (INSERT … SELECT from `numbers()`, hashes of the row
    number, the same rows every run): `--users` users with two keys each, active in about 40 % of
@@ -96,6 +96,8 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=5000)
     ap.add_argument("--days", type=int, default=36)
     ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--merged", action="store_true",
+                    help="time again after OPTIMIZE TABLE usage_hourly FINAL (what merges converge to)")
     args = ap.parse_args()
     end = datetime(2026, 2, 9, 15, tzinfo=UTC)  # a Monday, 16:00 in Paris: the scan judges 15:00 local
     start = end - timedelta(days=args.days)
@@ -107,11 +109,14 @@ def main() -> None:
                                      "AND table = 'usage_hourly'", {})
             print(f"usage_hourly: {parts[0][0]} active parts", flush=True)
             signals = SqlAnomalySignals(store)
-            for label, now in (("day hour", end + timedelta(minutes=5)),
-                               ("night hour", end - timedelta(hours=13, minutes=55))):
-                timed(f"scan at a {label}", lambda now=now: scan(signals, now), args.repeat)
-                timed(f"read of every active scope at a {label} (no minimum volume)",
-                      lambda now=now: read_everyone(signals, now), args.repeat)
+            for parts in ("parts as inserted", "parts merged") if args.merged else ("parts as inserted",):
+                if parts == "parts merged":
+                    store.query_rows("OPTIMIZE TABLE usage_hourly FINAL", {})
+                for label, now in (("day hour", end + timedelta(minutes=5)),
+                                   ("night hour", end - timedelta(hours=13, minutes=55))):
+                    timed(f"{parts}: scan at a {label}", lambda now=now: scan(signals, now), args.repeat)
+                    timed(f"{parts}: read of every active scope at a {label} (no minimum volume)",
+                          lambda now=now: read_everyone(signals, now), args.repeat)
         finally:
             store.close()
 

@@ -32,6 +32,7 @@ BENCHMARKS = {
     "freshness": ["bench.bench_freshness", "--rate", "1000", "--seconds", "20"],
     "rebuild": ["bench.bench_rebuild", "--facts", "1000000"],
     "refusals": ["bench.bench_refusals", "--duration", "10"],
+    "anomaly": ["bench.bench_anomaly", "--users", "5000", "--days", "36", "--repeat", "7", "--merged"],
     "apis": ["bench.bench_apis", "--duration", "4", "--rounds", "5"],
     "apis-hot-path": ["bench.bench_apis_hot_path", "--requests", "30000", "--rounds", "3"],
     "alerts": ["bench.bench_alerts", "--crossings", "50"],
