@@ -1,0 +1,101 @@
+"""A job's max_cost_usd holds under concurrent calls on the same job, and a completed job is
+announced by a signed webhook to the team's URL, off the request path."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from domain.webhook_signature import HEADER, verify
+from tests.support.jobs_api import JobsWorld, call_cost, jobs_world
+
+MESSAGES = [{"role": "user", "content": "hello"}]
+CAP = Decimal("0.001")  # about 25 calls of 40 000 nano-USD, 7 worst cases (64 tokens out) at once
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobsWorld]:
+    with jobs_world(tmp_path_factory.mktemp("jobs-limits"), teams=("acme-corp",)) as built:
+        yield built
+
+
+def test_concurrent_calls_on_one_job_never_settle_past_its_max_cost(world: JobsWorld) -> None:
+    with world.client("acme-corp") as api:
+        job_id = api.post("/api/jobs/create", json={"job_type": "burst",
+                                                    "max_cost_usd": str(CAP)}).json()["job_id"]
+
+    def call(_: int) -> tuple[int, dict]:
+        with world.client("acme-corp") as client:
+            answer = client.post(f"/api/jobs/{job_id}/llm-call", json={"messages": MESSAGES})
+            return answer.status_code, answer.json()
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(call, range(48)))
+        answers += list(pool.map(call, range(48)))  # the cap is reached by now: all refused or few
+    served = [body for status, body in answers if status == 200]
+    refused = [body for status, body in answers if status == 429]
+    assert len(served) + len(refused) == len(answers), {s for s, _ in answers}
+    assert served and refused
+    assert {b["error"]["code"] for b in refused} == {"job_budget_exceeded"}
+    spent = sum(Decimal(b["metadata"]["cost_usd"]) for b in served)
+    assert spent <= CAP
+    assert all(Decimal(b["metadata"]["cost_usd"]) * 10**9 == call_cost(MESSAGES) for b in served)
+    with world.client("acme-corp") as api:
+        done = api.post(f"/api/jobs/{job_id}/complete", json={"status": "completed"}).json()
+    assert done["costs"]["total_calls"] == len(served)
+    assert Decimal(done["costs"]["total_cost_usd"]) == spent <= CAP
+
+
+class Receiver(BaseHTTPRequestHandler):
+    taken: list[tuple[dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers["content-length"]))
+        Receiver.taken.append((dict(self.headers), body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    Receiver.taken = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/jobs"
+    server.shutdown()
+
+
+def test_a_completed_job_is_announced_by_a_webhook_signed_with_the_team_s_secret(
+        world: JobsWorld, receiver: str) -> None:
+    with world.client() as admin:
+        hook = admin.put("/api/admin/teams/acme-corp/job-webhook", json={"url": receiver})
+        assert hook.status_code == 200, hook.text
+        secret = hook.json()["secret"]
+        assert admin.put("/api/admin/teams/acme-corp/job-webhook",
+                         json={"url": "ftp://x"}).status_code == 400
+    with world.client("acme-corp") as api:
+        job_id = api.post("/api/jobs/create", json={"job_type": "hooked"}).json()["job_id"]
+        api.post(f"/api/jobs/{job_id}/llm-call", json={"messages": MESSAGES}).raise_for_status()
+        done = api.post(f"/api/jobs/{job_id}/complete", json={"status": "completed"}).json()
+    deadline = time.monotonic() + 10
+    while not Receiver.taken:
+        assert time.monotonic() < deadline, "no webhook arrived"
+        time.sleep(0.02)
+    headers, body = Receiver.taken[0]
+    verify(secret, headers.get(HEADER) or headers.get(HEADER.lower()), body, time.time())
+    event = json.loads(body)
+    assert event["type"] == "meterline.job.completed" and event["data"]["job_id"] == job_id
+    assert event["data"]["costs"] == done["costs"] and event["data"]["team_id"] == "acme-corp"
+    with pytest.raises(ValueError, match="does not match"):
+        verify("whsec_another", headers.get(HEADER), body, time.time())
