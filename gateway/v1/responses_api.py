@@ -60,6 +60,10 @@ def check_request(payload: dict[str, Any], route: ModelRoute) -> None:
         raise errors.bad_request(f"'background': true is not served: {stored_elsewhere}, and a "
                                  "background response is fetched later from that state",
                                  "background", code="stateful_request_not_supported")
+    if isinstance(value, list) and any(item.get("type") == "item_reference" for item in value):
+        raise errors.bad_request(f"an 'item_reference' input item names a stored item, and "
+                                 f"{stored_elsewhere}. Send the item itself in 'input'", "input",
+                                 code="stateful_request_not_supported")
 
 
 def requested_max_tokens(payload: dict[str, Any]) -> int | None:

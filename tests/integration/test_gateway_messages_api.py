@@ -92,6 +92,15 @@ def test_the_anthropic_sdk_creates_and_streams_messages_with_a_meterline_key(gw)
     assert len(gw.metered(key["id"])) == 3, "counting tokens is not metered"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_without_usage_is_metered_by_estimate(gw, stream):
+    key = new_key(gw)
+    assert post(gw, key, message("sim-quiet", stream=stream)).status_code == 200
+    [fact] = gw.wait_metered(key["id"], 1)
+    assert fact.usage_source is UsageSource.ESTIMATED and fact.prompt_tokens > 0
+    assert fact.completion_tokens > 0 and fact.cost > 0
+
+
 def test_a_bearer_key_is_accepted_as_well_as_x_api_key(gw):
     key = new_key(gw)
     response = httpx.post(gw.v1 + "/messages", json=message(), timeout=30,

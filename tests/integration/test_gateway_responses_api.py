@@ -189,6 +189,27 @@ def test_stateful_requests_are_a_clear_400_unless_the_upstream_keeps_state(gw, s
         assert sim.app.last_body[field] == value
 
 
+def test_an_input_item_that_references_a_stored_item_is_a_clear_400(gw, sim):
+    calls = sim.app.requests
+    body = {"model": "sim", "input": [{"type": "item_reference", "id": "msg_1"}]}
+    error = openai_error(post(gw, new_key(gw), body), 400, "stateful_request_not_supported")
+    assert error["param"] == "input" and sim.app.requests == calls
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_without_usage_is_metered_by_estimate_with_its_tags(gw, stream):
+    key = new_key(gw)
+    response = httpx.post(gw.v1 + "/responses", timeout=30, json={
+        "model": "sim-quiet", "input": "a question of some length", "max_output_tokens": 8, "stream": stream,
+        "metadata": {"app": "canopy"}}, headers={"authorization": f"Bearer {key['key']}",
+                                                  "x-meterline-tags": "env=prod"})
+    assert response.status_code == 200
+    [fact] = gw.wait_metered(key["id"], 1)
+    assert fact.usage_source is UsageSource.ESTIMATED and fact.prompt_tokens > 0
+    assert fact.completion_tokens > 0 and fact.cost > 0
+    assert dict(fact.labels) == {"app": "canopy", "env": "prod"}
+
+
 def test_store_false_is_served(gw):
     assert post(gw, new_key(gw), {"model": "sim", "input": "hi", "store": False}).status_code == 200
 

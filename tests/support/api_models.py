@@ -4,8 +4,8 @@ Models, all on the simulator unless said: `sim` speaks every API ($1.00 in, $2.0
 million tokens, at most 64 output tokens); `sim-cache` is the simulator's cache knob with
 cache-read $0.10, cache-write $1.25 and reasoning $3.00; `sim-chat` speaks only the default
 APIs; `sim-stateful` has an upstream that keeps Responses state; `sim-drip` streams 40 tokens
-50 ms apart from a second simulator; `sim-fails` answers 500. The gateway in front of them:
-the fixtures of tests/support/api_gateway.py.
+50 ms apart from a second simulator; `sim-fails` answers 500; `sim-quiet` reports no usage.
+The gateway in front of them: the fixtures of tests/support/api_gateway.py.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ PRICES = {"sim": dict(input=1 * NANO, output=2 * NANO),
 def api_config(base_url: str, drip_url: str) -> MeterlineConfig:
     config = add_models(sim_config(base_url, apis=ALL_APIS), {
         "sim-cache": "sim-cache", "sim-chat": "sim-model", "sim-stateful": "sim-model",
-        "sim-drip": (drip_url, "sim-model"), "sim-fails": "sim-error"})
+        "sim-drip": (drip_url, "sim-model"), "sim-fails": "sim-error",
+        "sim-quiet": "sim-nousage"})
     changes = {"sim-cache": dict(cached_input_per_million=NANO // 10, cache_write_per_million=NANO * 5 // 4,
                                  reasoning_per_million=3 * NANO),
                "sim-chat": dict(apis=DEFAULT_APIS), "sim-stateful": dict(upstream_keeps_state=True)}
