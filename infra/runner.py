@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from domain.ports.bus import DOMAIN_TOPIC, USAGE_TOPIC
+from domain.services.alerts import RULE_TOPICS
 from gateway.views.bus_feed import BusFeed
 from infra.container import Meterline, event_store_env
 from infra.workers.ledger_worker import LedgerWorker
@@ -93,8 +94,10 @@ class Workers:
         if "ledger" in self.roles:
             # Domain events reach the trail from the stores, whichever process wrote them.
             from infra.workers.audit_recorder import AuditRecorder
-            self._spawn(AuditRecorder(system.audit, system.registry, system.ledger).run(self.stop_event),
-                        "audit-recorder")
+            recorder = AuditRecorder(system.audit, system.registry, system.ledger)
+            if system.alerts is not None:  # alert rules' changes too (recorded without details: unlisted)
+                recorder.sources.append((system.alerts, tuple(RULE_TOPICS)))
+            self._spawn(recorder.run(self.stop_event), "audit-recorder")
         if "alerts" in self.roles:
             # Follows the ledger's and the anomalies' logs in the store, whichever process wrote them.
             from infra.alerts_wiring import build_alerts_worker

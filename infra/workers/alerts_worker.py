@@ -126,8 +126,12 @@ class AlertsWorker:
         channel = self.channels.get(delivery.channel)
         if channel is None:
             return f"no {delivery.channel} channel is configured in this process", True
+        rule = await anyio.to_thread.run_sync(self.alerts.rule, delivery.rule_id)
+        if rule is None:  # deleting a rule is how an admin stops its retries
+            return "the alert rule was deleted; not sent", True
         try:
-            await asyncio.wait_for(channel.notify(self._notification(delivery)), self.timeout_s)
+            await asyncio.wait_for(channel.notify(self._notification(delivery, rule.secret_version)),
+                                   self.timeout_s)
         except NotificationFailed as exc:
             return str(exc) or type(exc).__name__, exc.permanent
         except TimeoutError:
@@ -136,12 +140,10 @@ class AlertsWorker:
             return f"{type(exc).__name__}: {exc}", False
         return None, False
 
-    def _notification(self, delivery: Delivery) -> Notification:
+    def _notification(self, delivery: Delivery, secret_version: int) -> Notification:
         secret = None
-        if delivery.channel == "webhook":
-            rule = self.alerts.rule(delivery.rule_id)  # the current secret version, if it was rotated
-            version = rule.secret_version if rule else 1
-            secret = webhook_secret(self.server_secret, delivery.rule_id, version)
+        if delivery.channel == "webhook":  # signed with the rule's current secret, if it was rotated
+            secret = webhook_secret(self.server_secret, delivery.rule_id, secret_version)
         return Notification(str(delivery.id), delivery.recipient, delivery.subject, delivery.body,
                             signing_secret=secret)
 

@@ -247,3 +247,19 @@ def test_a_budget_read_forward_from_a_kept_copy_equals_the_budget_loaded_at_that
             assert state(reader.at(budget_id, version)) == state(
                 rig.ledger.repository.get(budget_id, version=version))
     assert reader.loads == 1 and reader.forwards > 10
+
+
+async def test_deleting_a_rule_stops_its_retries(rig: AlertsRig) -> None:
+    from domain.alerts.retry import RetrySchedule
+    rig.ledger.set_budget(Scope.USER, "ada", BudgetPolicy(limit=10 * DOLLAR))
+    rule = rig.alerts.create_rule(user_rule("half", "ada", {"budget_percent": 50}, ("email",)))
+    failing = FailingNotifier()
+    worker = rig.worker({"email": failing}, schedule=RetrySchedule(max_attempts=10, base_s=3600))
+    spend(rig, 1, 6 * DOLLAR)
+    await settle(worker)
+    assert failing.calls == 1 and deliveries(rig.alerts)[0].status == "pending"
+    rig.alerts.delete_rule(rule.id)
+    rig.clock.advance(timedelta(hours=3))
+    await settle(worker)
+    [delivery] = deliveries(rig.alerts)
+    assert failing.calls == 1 and delivery.status == DEAD and "deleted" in delivery.last_error

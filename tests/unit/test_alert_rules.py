@@ -156,3 +156,13 @@ def test_a_webhook_secret_is_derived_per_rule_and_version_and_never_equal_across
     assert first.startswith("whsec_") and first == webhook_secret(b"server", str(rule_id), 1)
     assert len({first, webhook_secret(b"server", rule_id, 2), webhook_secret(b"other", rule_id, 1),
                 webhook_secret(b"server", uuid4(), 1)}) == 4
+
+
+def test_a_notice_board_posts_an_id_once_lists_unread_first_and_acknowledges_only_its_own() -> None:
+    from domain.alerts.notices import NoticeBoard
+    board = NoticeBoard(user_id="ada", at=AT)
+    assert board.post("n1", "first", "text", {}, AT)
+    assert not board.post("n1", "first again", "text", {}, AT)  # a retried delivery posts nothing
+    assert board.post("n2", "second", "text", {}, AT + timedelta(minutes=1))
+    assert board.acknowledge("n2", AT) and not board.acknowledge("someone-elses", AT)
+    assert [n["id"] for n in board.listing()] == ["n1", "n2"]
