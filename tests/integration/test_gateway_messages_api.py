@@ -6,6 +6,7 @@ tests/support/api_models.py."""
 from __future__ import annotations
 
 import time
+import uuid
 
 import anthropic
 import httpx
@@ -99,6 +100,23 @@ def test_an_answer_without_usage_is_metered_by_estimate(gw, stream):
     [fact] = gw.wait_metered(key["id"], 1)
     assert fact.usage_source is UsageSource.ESTIMATED and fact.prompt_tokens > 0
     assert fact.completion_tokens > 0 and fact.cost > 0
+
+
+def test_the_job_header_is_carried_onto_the_fact_and_a_bad_one_refused_in_anthropics_shape(gw):
+    key = new_key(gw)
+    with gw.client(key["key"]) as api:  # a key of the team creates the team's job
+        created = api.post("/api/jobs/create", json={"job_type": "summaries"})
+        assert created.status_code in (200, 201), created.text
+        job = created.json()["job_id"]
+    headers = {"x-api-key": key["key"], "x-meterline-job": job}
+    assert httpx.post(gw.v1 + "/messages", json=message(), headers=headers, timeout=30).status_code == 200
+    assert gw.wait_metered(key["id"], 1)[0].job_id == job
+    bad = httpx.post(gw.v1 + "/messages", json=message(), timeout=30,
+                     headers={**headers, "x-meterline-job": "job-42"})
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
+    unknown = httpx.post(gw.v1 + "/messages", json=message(), timeout=30,
+                         headers={**headers, "x-meterline-job": str(uuid.uuid4())})
+    assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "not_found_error"
 
 
 def test_a_bearer_key_is_accepted_as_well_as_x_api_key(gw):
