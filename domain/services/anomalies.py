@@ -137,15 +137,18 @@ class Anomalies(Application):
     def _save_each(self, pending: Sequence[Incident]) -> tuple[list[Incident], int]:
         if not pending:
             return [], 0
+        # Collected once: a failed save has taken an aggregate's pending events already, so a
+        # retry must save the events themselves, not the (now empty) aggregate.
+        events = [(incident, incident.collect_events()) for incident in pending]
         try:
-            self.save(*pending)  # one transaction when no one else got there first (the usual case)
+            self.save(*(event for _, batch in events for event in batch))  # one transaction, usually
             return list(pending), 0
         except IntegrityError:
-            pass
+            pass  # another scanner recorded one of them: save each, passing over the taken ones
         saved, conflicts = [], 0
-        for incident in pending:
+        for incident, batch in events:
             try:
-                self.save(incident)
+                self.save(*batch)
                 saved.append(incident)
             except IntegrityError:
                 conflicts += 1
