@@ -117,7 +117,8 @@ def test_a_webhook_rules_secret_is_shown_once_and_rotating_it_shows_a_new_one(gw
         time.sleep(0.1)
         actions = [e.entry.action for e in gw.system.audit.records()
                    if getattr(e, "entry", None) and e.entry.target == f"aggregate:{created['id']}"]
-    assert actions == ["AlertRuleCreated", "AlertWebhookSecretRotated", "AlertRuleDisabled", "AlertRuleDeleted"]
+    assert actions == ["AlertRuleCreated", "AlertWebhookSecretRotated", "AlertRuleDisabled",
+                       "AlertRuleDeleted"]
 
 
 def test_users_cannot_read_change_or_delete_others_rules(gw: RunningGateway) -> None:
@@ -210,3 +211,14 @@ def test_the_admin_token_is_not_a_user_for_own_rules_and_notices(gw: RunningGate
         openai_error(admin.get("/api/alerts"), 400, "user_required")
         openai_error(admin.get("/api/me/notices"), 400, "user_required")
         openai_error(admin.get("/api/admin/alerts/deliveries", params={"state": "lost"}), 400)
+
+
+def test_odd_notice_ids_and_delivery_pages_get_a_4xx(gw: RunningGateway) -> None:
+    kim = user(gw, "kim")
+    for odd in ("x" * 5000, "%00", "..%2F..%2Fadmin", "ünïcode", "00000000-0000-0000-0000-000000000000"):
+        openai_error(kim.post(f"/api/me/notices/{odd}/ack"), 404)
+    assert kim.get("/api/me/notices").json() == {"object": "list", "unread": 0, "data": []}
+    with gw.client() as admin:
+        for params in ({"after": -1}, {"limit": 0}, {"limit": 100_000}, {"after": "abc"}, {"after": 2**70}):
+            openai_error(admin.get("/api/admin/alerts/deliveries", params=params), 400)
+    openai_error(kim.get("/api/admin/alerts/deliveries"), 403)
