@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from eventsourcing.persistence import DatabaseError
@@ -13,12 +13,11 @@ from eventsourcing.persistence import DatabaseError
 from domain.anomaly.detection import Thresholds
 from domain.ports.analytics import AnalyticsStore
 from domain.ports.anomaly_signals import AnomalySignals
+from domain.ports.clock import Clock
 from domain.services.anomalies import Anomalies
 from domain.services.ledger import Ledger
+from infra.config.env_settings import Settings
 from infra.workers.anomaly_scan import AnomalyScanJob, build_anomaly_scheduler
-
-if TYPE_CHECKING:
-    from infra.container import Meterline
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +45,14 @@ def anomaly_signals(analytics: AnalyticsStore | Any) -> AnomalySignals:
     return FiguresAnomalySignals(analytics)
 
 
-def start_anomaly_scan(system: Meterline) -> AsyncIOScheduler | None:
+def start_anomaly_scan(settings: Settings, analytics: AnalyticsStore, anomalies: Anomalies | None,
+                       clock: Clock, billing_timezone: str) -> AsyncIOScheduler | None:
     """The scheduled scan of the process holding the analytics store; None when turned off."""
-    settings = system.settings
-    anomalies = system.ctx.anomalies
     if settings.anomaly_scan_interval_s == 0 or anomalies is None:
-        log.info("anomaly scan: off (METERLINE_ANOMALY_SCAN_INTERVAL_S=0)")
+        log.info("anomaly scan: off (METERLINE_ANOMALY_SCAN_INTERVAL_S=0, or no anomalies store)")
         return None
     limits = Thresholds(weeks=settings.anomaly_weeks, factor=settings.anomaly_factor)
-    job = AnomalyScanJob(anomaly_signals(system.analytics), anomalies, system.clock,
-                         system.ctx.options.billing_timezone, limits)
+    job = AnomalyScanJob(anomaly_signals(analytics), anomalies, clock, billing_timezone, limits)
     scheduler = build_anomaly_scheduler(job, settings.anomaly_scan_interval_s)
     scheduler.start()
     return scheduler

@@ -117,7 +117,9 @@ class Workers:
         if "projector" in self.roles:
             # The anomaly scan runs where the analytics store is (infra/anomaly_wiring.py).
             from infra.anomaly_wiring import start_anomaly_scan
-            if (anomaly_scan := start_anomaly_scan(system)) is not None:
+            anomaly_scan = start_anomaly_scan(system.settings, system.analytics, system.ctx.anomalies,
+                                              system.clock, system.ctx.options.billing_timezone)
+            if anomaly_scan is not None:
                 async def stop_anomaly_scan() -> None:
                     anomaly_scan.shutdown(wait=False)
                 self.closers.append(stop_anomaly_scan)

@@ -66,7 +66,10 @@ class Signal:
 
 
 def judge(reading: ScopeReading, windows: ScanWindows, limits: Thresholds) -> list[Signal]:
-    """The abnormal signals of one scope (none, one or several kinds)."""
+    """The abnormal signals of one scope (none, one or several kinds). Usage without a key or user
+    id (facts recorded without one) is judged under its user or key only, not as a scope of its own."""
+    if not reading.scope_id:
+        return []
     found = []
     for kind, figures in (("spike", _spike(reading, limits)), ("night", _night(reading, windows, limits)),
                           ("error_rate", _error_rate(reading, limits))):

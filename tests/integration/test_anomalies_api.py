@@ -54,7 +54,8 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 
 async def _scan_at_start(system: Meterline) -> None:
     """The projector's scheduler, started as its process starts it: the first scan runs at once."""
-    scheduler = start_anomaly_scan(system)
+    scheduler = start_anomaly_scan(system.settings, system.analytics, system.ctx.anomalies, system.clock,
+                                   system.ctx.options.billing_timezone)
     assert scheduler is not None
     try:
         deadline = time.monotonic() + 30

@@ -136,3 +136,11 @@ def test_thresholds_refuse_settings_that_could_never_or_always_alarm() -> None:
         Thresholds(weeks=0)
     with pytest.raises(ValueError, match="night"):
         Thresholds(night_hours=(24,))
+
+
+def test_usage_without_an_id_is_not_a_scope_of_its_own() -> None:
+    hour = Measures(requests=90, tokens=90_000, cost=1_800_000_000, finished=90)
+    base = {"cost": [5e8] * 4, "tokens": [25_000] * 4, "requests": [25] * 4}
+    anonymous = reading(hour, base)
+    keyless = ScopeReading("key", "", "alice", anonymous.hour, anonymous.day)
+    assert judge(keyless, scan_windows(NOW, 4, "UTC"), LIMITS) == []
