@@ -7,6 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from domain.alerts.rule import AlertRule
+from domain.alerts.rule_spec import RuleSpec
 from gateway import errors
 from gateway.api.alert_schemas import AlertRuleBody, AlertRuleUpdate
 from gateway.api.alerts_service import (
@@ -34,7 +35,7 @@ async def _rule(ctx: GatewayContext, rule_id: str, owner: str | None = None,
     return rule
 
 
-async def _update(ctx: GatewayContext, rule: AlertRule, body: AlertRuleUpdate, spec) -> dict:  # noqa: ANN001
+async def _update(ctx: GatewayContext, rule: AlertRule, body: AlertRuleUpdate, spec: RuleSpec) -> dict:
     alerts = alerts_of(ctx)
     rule = await ctx.command(alerts.change_rule, rule.id, spec)
     if body.rotate_webhook_secret:
