@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 
 from domain.jobs import Job, JobStatus
 from domain.money import divide_rounded
+from domain.services.job_states import JobState
 from domain.services.jobs import JobNotFound, JobNotRunning
 from gateway import errors
 from gateway.api.deps import Ctx, usd
@@ -90,7 +91,10 @@ async def complete(ctx: Ctx, request: Request, job_id: str) -> dict[str, Any]:
 
 @router.get("/{job_id}/costs", summary="What a job cost, call by call")
 async def costs(ctx: Ctx, request: Request, job_id: str) -> dict[str, Any]:
-    job = await visible_job(ctx, caller_of(request), job_id)
+    state = await visible_job(ctx, caller_of(request), job_id)
+    job = await ctx.query(desk(ctx).jobs.job, state.id)
+    if job is None:
+        raise no_such_job(job_id)
     return {"job_id": str(job.id), "team_id": job.team_id, "status": str(job.status),
             "job_type": job.job_type, "costs": {
                 "total_cost_usd": usd(job.cost), **_customer(job),
@@ -116,7 +120,7 @@ def _customer(job: Job) -> dict[str, Any]:
             "margin_usd": usd(job.customer_price - job.cost)}
 
 
-def _not_running(job: Job) -> errors.GatewayError:
+def _not_running(job: JobState) -> errors.GatewayError:
     return errors.GatewayError(409, f"job {job.id} is {job.status}; a completed or failed job takes "
                                "no more calls and completes once", "invalid_request_error",
                                "job_not_running")

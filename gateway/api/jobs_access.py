@@ -8,8 +8,8 @@ import hmac
 from dataclasses import dataclass
 from uuid import UUID
 
-from domain.jobs import Job
 from domain.keys import ApiKey
+from domain.services.job_states import JobState
 from gateway import errors
 from gateway.api.jobs_desk import desk
 from gateway.context import GatewayContext
@@ -72,12 +72,20 @@ def parse_job_id(job_id: str) -> UUID:
         raise no_such_job(job_id) from None
 
 
-async def visible_job(ctx: GatewayContext, caller: JobCaller, job_id: str) -> Job:
-    """The job as stored now, if the caller may see it; else 404."""
-    found = await ctx.query(desk(ctx).jobs.job, parse_job_id(job_id))
+async def visible_job(ctx: GatewayContext, caller: JobCaller, job_id: str) -> JobState:
+    """The job as stored now, if the caller may see it; else 404. Its cap's account is brought
+    up to date on the way."""
+    found = await job_state(ctx, parse_job_id(job_id))
     if found is None or not caller.may_see(found.team_id):
         raise no_such_job(job_id)
-    desk(ctx).guard.observe(found)
+    return found
+
+
+async def job_state(ctx: GatewayContext, job_id: UUID) -> JobState | None:
+    jobs = desk(ctx)
+    found = await ctx.query(jobs.states.state, job_id, jobs.guard.unrecorded(str(job_id)))
+    if found is not None:
+        jobs.guard.observe(found)
     return found
 
 

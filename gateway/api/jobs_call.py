@@ -16,10 +16,10 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from domain.jobs import Job
 from domain.keys import ApiKey
 from domain.money import usd_text
 from domain.ports.upstream import UpstreamTimeout, UpstreamUnavailable
+from domain.services.job_states import JobState
 from domain.services.ledger import PURPOSE_TAG
 from domain.usage import RequestMetered
 from gateway import errors
@@ -50,7 +50,7 @@ def default_model(ctx: GatewayContext, key: ApiKey) -> str:
                              "allow one on the key", "model", code="missing_model")
 
 
-async def job_call(ctx: GatewayContext, key: ApiKey, job: Job,
+async def job_call(ctx: GatewayContext, key: ApiKey, job: JobState,
                    call: CallRequest) -> dict[str, Any] | Response:
     """The call's answer and metering, or the error response the upstream's answer became."""
     started, now = time.perf_counter(), ctx.clock.now()
@@ -123,7 +123,7 @@ def _message(data: dict[str, Any]) -> dict[str, Any]:
             "finish_reason": first.get("finish_reason")}
 
 
-def _job_refusal(job: Job, refusal: Refusal, worst_case: int) -> errors.GatewayError:
+def _job_refusal(job: JobState, refusal: Refusal, worst_case: int) -> errors.GatewayError:
     if refusal.closing:
         return errors.GatewayError(409, f"job {job.id} is being completed; it takes no more calls",
                                    "invalid_request_error", "job_not_running")

@@ -9,6 +9,7 @@ import time
 from uuid import UUID
 
 from gateway import errors
+from gateway.api.jobs_access import job_state
 from gateway.api.jobs_desk import desk
 from gateway.context import GatewayContext
 
@@ -18,7 +19,7 @@ LEDGER_WAIT_S = 10.0  # past the calls in flight: the ledger records a batch wit
 
 async def settle_calls(ctx: GatewayContext, job_id: UUID) -> None:
     """Returns once the job's calls from this gateway are all recorded; 503 if the ledger lags."""
-    guard, jobs = desk(ctx).guard, desk(ctx).jobs
+    guard = desk(ctx).guard
     deadline = time.monotonic() + ctx.options.upstream_timeout_s + LEDGER_WAIT_S
     while True:
         in_flight, unrecorded = guard.pending(str(job_id))
@@ -31,6 +32,4 @@ async def settle_calls(ctx: GatewayContext, job_id: UUID) -> None:
                 "api_error", "job_calls_pending")
         await asyncio.sleep(POLL_S)
         if unrecorded:
-            job = await ctx.query(jobs.job, job_id)
-            if job is not None:
-                guard.observe(job)
+            await job_state(ctx, job_id)

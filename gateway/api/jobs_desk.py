@@ -7,6 +7,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from domain.services.job_index import JobIndex
+from domain.services.job_states import JobStates
 from domain.services.jobs import Jobs
 from gateway.api.jobs_guard import JobGuard
 from gateway.context import GatewayContext
@@ -16,6 +17,7 @@ from gateway.context import GatewayContext
 class JobsDesk:
     jobs: Jobs
     index: JobIndex
+    states: JobStates
     guard: JobGuard = field(default_factory=JobGuard)
     deliveries: set[asyncio.Task[None]] = field(default_factory=set)  # kept until they finish
 
@@ -23,5 +25,5 @@ class JobsDesk:
 def desk(ctx: GatewayContext) -> JobsDesk:
     """The context's desk, made on first use (on the event loop, so once)."""
     if ctx.jobs is None:
-        ctx.jobs = JobsDesk(Jobs(ctx.ledger), JobIndex(ctx.ledger))
+        ctx.jobs = JobsDesk(Jobs(ctx.ledger), JobIndex(ctx.ledger), JobStates(ctx.ledger))
     return ctx.jobs

@@ -17,14 +17,13 @@ import threading
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from domain.jobs import Job
+from domain.services.job_states import JobState
 
 
 @dataclass
 class _Account:
     version: int = 0
     ledger_cost: int = 0
-    recorded: frozenset[str] = frozenset()
     reserved: int = 0
     in_flight: int = 0
     unacked: dict[str, int] = field(default_factory=dict)
@@ -47,16 +46,23 @@ class JobGuard:
         self._lock = threading.Lock()
         self._jobs: dict[str, _Account] = {}
 
-    def observe(self, job: Job) -> None:
-        """Takes the job as the ledger stored it (a newer version only)."""
+    def unrecorded(self, job_id: str) -> list[str]:
+        """The ids of the facts metered here the job did not show when last observed."""
+        with self._lock:
+            account = self._jobs.get(job_id)
+            return [] if account is None else list(account.unacked)
+
+    def observe(self, job: JobState) -> None:
+        """Takes the job as the ledger stored it (a newer version only); `job.recorded` says
+        which of the ids `unrecorded` gave it holds. An id metered after that question stays
+        counted here too until the next observation: spend is over-counted, never under."""
         with self._lock:
             account = self._jobs.setdefault(str(job.id), _Account())
             if job.version < account.version:
                 return
             account.version, account.ledger_cost = job.version, job.cost
-            account.recorded = frozenset(job.recorded)
-            for event_id in [e for e in account.unacked if e in account.recorded]:
-                del account.unacked[event_id]
+            for event_id in job.recorded:
+                account.unacked.pop(event_id, None)
 
     def reserve(self, job_id: str, cap: int | None, amount: int) -> Hold | Refusal:
         """Holds `amount` against the job's cap, or says why not (over the cap, or completing)."""
@@ -77,7 +83,7 @@ class JobGuard:
                 return
             account.reserved = max(0, account.reserved - hold.amount)
             account.in_flight = max(0, account.in_flight - 1)
-            if event_id is not None and event_id not in account.recorded:
+            if event_id is not None:
                 account.unacked[event_id] = cost
 
     def spent(self, job_id: str) -> int:

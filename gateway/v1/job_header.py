@@ -5,17 +5,20 @@ reserved (404 for an unknown job or another team's, 409 for an ended one, 429 wh
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from domain.jobs import JobStatus
 from domain.keys import ApiKey
 from domain.money import usd_text
 from gateway import errors
+from gateway.api.jobs_access import job_state
 from gateway.api.jobs_desk import desk
 from gateway.context import GatewayContext
 
 
 async def check_job(ctx: GatewayContext, key: ApiKey, job_id: str) -> None:
     jobs = desk(ctx)
-    job = await ctx.query(jobs.jobs.job, job_id)
+    job = await job_state(ctx, UUID(job_id))
     if job is None or not key.team_id or job.team_id != key.team_id:
         raise errors.not_found(f"X-Meterline-Job: there is no job {job_id} of this key's team; "
                                "create one with POST /api/jobs/create using a key of the team",
@@ -25,7 +28,6 @@ async def check_job(ctx: GatewayContext, key: ApiKey, job_id: str) -> None:
                                   f"{'being completed' if job.status is JobStatus.RUNNING else job.status}"
                                   "; an ended job takes no more calls", "invalid_request_error",
                                   "job_not_running")
-    jobs.guard.observe(job)
     if job.max_cost is not None and jobs.guard.spent(job_id) >= job.max_cost:
         exc = errors.insufficient_quota(f"X-Meterline-Job: job {job_id} has spent its max_cost_usd "
                                         f"{usd_text(job.max_cost)}; create a new job or complete this one")
