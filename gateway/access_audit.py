@@ -26,6 +26,7 @@ from domain.ports.clock import Clock
 log = logging.getLogger(__name__)
 OVERFLOW = "*"  # the path of the one counter a minute's sources past `max_buckets` share
 ANONYMOUS = "anonymous"  # the actor of a failed authentication: nobody was recognised
+ADMIN_PREFIX = 6  # characters of the admin token an actor shows: which token, not enough to use it
 WINDOW = timedelta(minutes=1)
 FLUSH_S = 0.1
 BATCH = 500
@@ -181,3 +182,8 @@ class AccessAudit:
             self._full.clear()
             await self.flush()
         await self.flush(everything=True)
+
+
+def admin_actor(admin_token: str) -> str:
+    """The actor of the admin token: `admin:` and its first characters (a rotated token shows)."""
+    return f"admin:{admin_token[:ADMIN_PREFIX]}…"

@@ -15,6 +15,7 @@ import logging
 import uuid
 from typing import Any
 
+from gateway.access_audit import admin_actor
 from gateway.context import GatewayContext
 
 log = logging.getLogger(__name__)
@@ -88,13 +89,13 @@ def record_v1(ctx: GatewayContext, status: int, scope: dict, authorization: str 
 
 
 def caller(ctx: GatewayContext, authorization: str | None) -> str:
-    """Who a credential names (`admin`, `user:<id>`, `key:<prefix>`), for a request no route
+    """Who a credential names (`admin:<prefix>…`, `user:<id>`, `key:<prefix>`), for a request no route
     identified (an unknown path, a refusal before the route ran); `anonymous` if nobody."""
     if not authorization or authorization[:7].lower() != "bearer ":
         return "anonymous"
     digest = ctx.hmac(authorization[7:].strip())
     if hmac.compare_digest(digest, ctx.admin_token_hmac):
-        return "admin"
+        return admin_actor(ctx.admin_token)
     if (user := ctx.registry_view.user_for_token(digest)) is not None:
         return f"user:{user.user_id}"
     if (match := ctx.registry_view.key_for_secret(digest, ctx.clock.now())) is not None:

@@ -23,6 +23,8 @@ from uuid import UUID
 from domain.audit import SYSTEM, AuditEntry, format_time
 from domain.audit.entry import MAX_SAFE_INTEGER
 
+MAX_ACTOR = 200  # an actor is a short name (`user:<id>`, `admin:<prefix>…`): longer is not one
+
 
 @dataclass(frozen=True)
 class Recorded:
@@ -89,14 +91,23 @@ def entry_of(topic: str, event: Any, resolve: Resolver) -> AuditEntry:
     originator = UUID(str(event.originator_id))
     if spec is None:
         action = topic.rsplit(".", 1)[-1] or "DomainEvent"
-        return AuditEntry(time=_time(event), actor=SYSTEM, action=action,
+        return AuditEntry(time=_time(event), actor=actor_of(event), action=action,
                           target=f"aggregate:{originator}", details={"unlisted": True})
     details: dict[str, Any] = {}
     for name in spec.fields:
         if hasattr(event, name):
             details.update(_flat(name, getattr(event, name)))
-    return AuditEntry(time=_time(event), actor=SYSTEM, action=spec.action,
+    return AuditEntry(time=_time(event), actor=actor_of(event), action=spec.action,
                       target=_target(spec.subject, originator, event, resolve), details=details)
+
+
+def actor_of(event: Any) -> str:
+    """Who asked for the event (`domain/services/acting.py`); `system` for the scheduler's and the
+    configuration's events, and for events stored before actors were recorded."""
+    actor = getattr(event, "actor", None)
+    if isinstance(actor, str) and 0 < len(actor) <= MAX_ACTOR and actor.isprintable():
+        return actor
+    return SYSTEM
 
 
 def _target(subject: str, originator: UUID, event: Any, resolve: Resolver) -> str:

@@ -29,6 +29,7 @@ from domain.errors import DomainError
 from domain.jobs import Job, JobStatus
 from domain.ports.clock import Clock
 from domain.quota_policy import BudgetPolicy, Scope
+from domain.services.acting import RecordsActor
 from domain.services.transcodings import BudgetPolicyAsDict, SetAsList
 from domain.services.usage_log import USAGE_BATCH_TOPIC as USAGE_BATCH_TOPIC  # its home before
 from domain.services.usage_log import UsageLog
@@ -67,7 +68,7 @@ def scopes_of(fact: RequestMetered) -> list[tuple[Scope, str]]:
     return scopes
 
 
-class Ledger(UsageLog, Application):
+class Ledger(UsageLog, RecordsActor, Application):
     name = "ledger"
     log_section_size = 5000
     snapshotting_intervals = {Budget: 500}  # noqa: RUF012 - the library's own class attribute

@@ -1,7 +1,8 @@
 """The registry application: teams, users, API keys and the model price books.
 
 Its log is small (people and configuration change rarely), so gateways fold all of it
-into memory at start-up and follow it afterwards.
+into memory at start-up and follow it afterwards. Its events carry who asked for them when a
+command ran `as_actor` (`acting.py`).
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from domain.keys import ApiKey
 from domain.ports.clock import Clock
 from domain.pricing import Price, PriceBook
 from domain.principals import Role, Team, User
+from domain.services.acting import RecordsActor
 
 
 class NotFoundError(DomainError):
     """A command named a team, user, key or model that does not exist."""
 
 
-class Registry(Application):
+class Registry(RecordsActor, Application):
     name = "registry"
     log_section_size = 1000
 

@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from domain.money import MoneyError, from_nanos, to_nanos
 from domain.principals import Role
 from gateway import errors
+from gateway.access_audit import admin_actor
 from gateway.context import GatewayContext
 
 
@@ -20,6 +21,7 @@ from gateway.context import GatewayContext
 class Principal:
     user_id: str | None  # None for the bootstrap admin token
     role: Role
+    actor: str = "system"  # who the audit trail says acted: `admin:<prefix>…` or `user:<id>`
 
     @property
     def is_admin(self) -> bool:
@@ -39,14 +41,15 @@ def principal(request: Request) -> Principal:
                                   code="missing_token")
     digest = ctx.hmac(header[7:].strip())
     if hmac.compare_digest(digest, ctx.admin_token_hmac):
-        request.state.audit_actor = "admin"  # the access audit's actor (gateway/access_middleware.py)
-        return Principal(None, Role.ADMIN)
+        actor = admin_actor(ctx.admin_token)
+        request.state.audit_actor = actor  # the access audit's actor (gateway/access_middleware.py)
+        return Principal(None, Role.ADMIN, actor)
     user = ctx.registry_view.user_for_token(digest)
     if user is None:
         raise errors.unauthorized("the token is unknown, or its user was offboarded",
                                   code="invalid_token")
     request.state.audit_actor = f"user:{user.user_id}"
-    return Principal(user.user_id, user.role)
+    return Principal(user.user_id, user.role, f"user:{user.user_id}")
 
 
 def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:

@@ -22,6 +22,7 @@ from domain.errors import DomainError
 from domain.grants import Grant, GrantExceededError
 from domain.principals import Team, User
 from domain.quota_policy import BudgetPolicy
+from domain.services.acting import as_actor
 from gateway import errors
 from gateway.api.deps import Admin, Ctx, usd, usd_to_nanos
 from gateway.api.schemas import GrantBody
@@ -31,9 +32,9 @@ router = APIRouter(prefix="/api/admin", tags=["grants"])
 
 @router.put("/users/{user_id}/grant",
             summary="Replace a user's grant: models and key budgets for keys created for them")
-async def put_user_grant(user_id: str, body: GrantBody, ctx: Ctx, _: Admin) -> dict:
+async def put_user_grant(user_id: str, body: GrantBody, ctx: Ctx, who: Admin) -> dict:
     _user(ctx, user_id)
-    user = await ctx.command(ctx.registry.grant_user, user_id, parse_grant(ctx, body))
+    user = await ctx.command(as_actor(who.actor, ctx.registry.grant_user), user_id, parse_grant(ctx, body))
     return user_grant_view(ctx, user)
 
 
@@ -44,9 +45,9 @@ async def get_user_grant(user_id: str, ctx: Ctx, _: Admin) -> dict:
 
 @router.put("/teams/{team_id}/grant",
             summary="Replace a team's grant; it narrows the grant of every user of the team")
-async def put_team_grant(team_id: str, body: GrantBody, ctx: Ctx, _: Admin) -> dict:
+async def put_team_grant(team_id: str, body: GrantBody, ctx: Ctx, who: Admin) -> dict:
     _team(ctx, team_id)
-    team = await ctx.command(ctx.registry.grant_team, team_id, parse_grant(ctx, body))
+    team = await ctx.command(as_actor(who.actor, ctx.registry.grant_team), team_id, parse_grant(ctx, body))
     return {"team_id": team.team_id, "grant": grant_view(team.grant)}
 
 

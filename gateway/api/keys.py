@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query
 from domain.credentials import new_secret
 from domain.keys import ApiKey
 from domain.quota_policy import BudgetPolicy, Scope
+from domain.services.acting import as_actor
 from gateway import errors
 from gateway.api.deps import Caller, Ctx, Principal, acting_user, usd, usd_to_nanos
 from gateway.api.grants import held_to_grant
@@ -65,11 +66,11 @@ async def create_key(body: NewKey, ctx: Ctx, who: Caller) -> dict:
                  if body.budget_usd is not None else None)
     policy = held_to_grant(ctx, user_id, body.models, requested)
     secret = new_secret()
-    key = await ctx.command(ctx.registry.issue_key, user_id, body.name, body.models,
+    key = await ctx.command(as_actor(who.actor, ctx.registry.issue_key), user_id, body.name, body.models,
                             ctx.hmac(secret), secret, body.description, expires_at,
                             body.rpm_limit, body.tpm_limit)
     if policy is not None:
-        await ctx.command(ctx.ledger.set_budget, Scope.KEY, str(key.id), policy)
+        await ctx.command(as_actor(who.actor, ctx.ledger.set_budget), Scope.KEY, str(key.id), policy)
     return {**key_view(ctx, key), "key": secret,
             "note": "store this key now: it is shown only once"}
 
@@ -89,7 +90,8 @@ async def rotate_key(key_id: str, ctx: Ctx, who: Caller, body: RotateBody | None
     key = own_key(ctx, who, key_id)
     secret = new_secret()
     grace = body.grace_seconds if body else 0
-    key = await ctx.command(ctx.registry.rotate_key, key.id, ctx.hmac(secret), secret, grace)
+    key = await ctx.command(as_actor(who.actor, ctx.registry.rotate_key), key.id, ctx.hmac(secret), secret,
+                            grace)
     return {**key_view(ctx, key), "key": secret,
             "old_key_valid_until": key.previous_valid_until.isoformat()
             if key.previous_valid_until else None}
@@ -99,5 +101,5 @@ async def rotate_key(key_id: str, ctx: Ctx, who: Caller, body: RotateBody | None
 async def revoke_key(key_id: str, ctx: Ctx, who: Caller) -> dict:
     key = own_key(ctx, who, key_id)
     reason = f"revoked by {who.user_id or 'admin token'}"
-    key = await ctx.command(ctx.registry.revoke_key, key.id, reason)
+    key = await ctx.command(as_actor(who.actor, ctx.registry.revoke_key), key.id, reason)
     return key_view(ctx, key)

@@ -20,6 +20,7 @@ from tests.support.gateway import free_port
 from tests.support.processes import METERLINE, Processes
 
 pytestmark = [pytest.mark.slow]
+ADMIN_ACTOR = f"admin:{ADMIN[:6]}…"
 
 
 def actions(data_dir: Path) -> list[tuple[str, str, str]]:
@@ -44,14 +45,15 @@ def test_meterline_up_records_domain_and_access_events_and_the_cli_verifies_and_
                          json={"model": "sim", "messages": []})
         assert bad.status_code == 401
         deadline = time.monotonic() + 30
-        while ("system", "KeyRevoked", f"key:{key['id']}") not in actions(up.data_dir):
+        while (ADMIN_ACTOR, "KeyRevoked", f"key:{key['id']}") not in actions(up.data_dir):
             assert time.monotonic() < deadline, actions(up.data_dir)
             time.sleep(0.1)
         up.terminate()  # the gateway appends the minute's failed authentication as it stops
         assert "Traceback" not in up.log_text(), up.log_tail()
     recorded = actions(up.data_dir)
-    assert ("admin", "AdminActionPerformed", f"key:{key['id']}") in recorded
-    assert ("system", "UserRegistered", "user:u1") in recorded
+    assert (ADMIN_ACTOR, "AdminActionPerformed", f"key:{key['id']}") in recorded
+    assert (ADMIN_ACTOR, "UserRegistered", "user:u1") in recorded  # who asked, not `system`
+    assert ("system", "PriceSet", "model:sim") in recorded  # the configuration's
     assert ("anonymous", "AuthFailed", "") in recorded
     cli = [str(METERLINE), "audit"]
     cli_env = {**env, "METERLINE_DATA_DIR": str(up.data_dir)}
