@@ -36,11 +36,12 @@ class NoticeBoard(Aggregate):
         self.user_id = user_id
         self.notices: dict[str, dict[str, Any]] = {}
 
-    def post(self, notice_id: str, subject: str, text: str, data: dict[str, Any], at: datetime) -> bool:
+    def post(self, notice_id: str, subject: str, text: str, data: dict[str, Any], at: datetime,
+             type_: str = "meterline.alert.triggered") -> bool:
         """Posts a notice once; the same id again (a retried delivery) posts nothing."""
         if notice_id in self.notices:
             return False
-        self._posted(notice_id=notice_id, subject=subject, text=text, data=data, at=at)
+        self._posted(notice_id=notice_id, subject=subject, text=text, data=data, notice_type=type_, at=at)
         return True
 
     def acknowledge(self, notice_id: str, at: datetime) -> bool:
@@ -58,9 +59,10 @@ class NoticeBoard(Aggregate):
         return sorted(ordered, key=lambda n: n["acknowledged_at"] is not None)
 
     @event("NoticePosted", topic="meterline.NoticePosted")
-    def _posted(self, notice_id: str, subject: str, text: str, data: dict[str, Any], at: datetime) -> None:
-        self.notices[notice_id] = {"id": notice_id, "subject": subject, "text": text, "data": data,
-                                   "posted_at": at.isoformat(), "acknowledged_at": None}
+    def _posted(self, notice_id: str, subject: str, text: str, data: dict[str, Any], notice_type: str,
+                at: datetime) -> None:
+        self.notices[notice_id] = {"id": notice_id, "type": notice_type, "subject": subject, "text": text,
+                                   "data": data, "posted_at": at.isoformat(), "acknowledged_at": None}
         if len(self.notices) > MAX_KEPT:
             read = [k for k, n in self.notices.items() if n["acknowledged_at"] is not None]
             for key in (read or list(self.notices))[: len(self.notices) - MAX_KEPT]:

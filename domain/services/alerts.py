@@ -7,6 +7,7 @@ record), so a page of budget events fires each trigger once even when read twice
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -39,6 +40,7 @@ class Alerts(Application):
     def __init__(self, clock: Clock, env: dict[str, Any] | None = None) -> None:
         super().__init__(env)
         self.clock = clock
+        self._boards = threading.Lock()
 
     @classmethod
     def beside(cls, app: Application, clock: Clock) -> Alerts:
@@ -150,11 +152,14 @@ class Alerts(Application):
     # ----- in-app notices ------------------------------------------------------------------
 
     def post_notice(self, user_id: str, notice_id: str, subject: str, text: str,
-                    data: dict[str, Any]) -> bool:
+                    data: dict[str, Any], type_: str = "meterline.alert.triggered") -> bool:
+        """Posts a notice on the user's board once (by id); False if it was posted already."""
         posted: list[bool] = []
-        self._change(NoticeBoard.id_for(user_id), NoticeBoard,
-                     lambda b: posted.append(b.post(notice_id, subject, text, data, self.clock.now())),
-                     create=lambda: NoticeBoard(user_id=user_id, at=self.clock.now()))
+        with self._boards:  # one board takes many posts at once: queue here rather than collide
+            self._change(NoticeBoard.id_for(user_id), NoticeBoard,
+                         lambda b: posted.append(b.post(notice_id, subject, text, data, self.clock.now(),
+                                                        type_)),
+                         create=lambda: NoticeBoard(user_id=user_id, at=self.clock.now()))
         return posted[-1]
 
     def notices(self, user_id: str) -> list[dict[str, Any]]:
