@@ -33,7 +33,8 @@ def history() -> list:
     facts = []
     for user in ("steady", "spiker", "owl", "flaky", "repeat"):
         facts += working_days(user, error_every=25 if user == "flaky" else 0)
-    facts += requests_in("spiker", LAST_HOUR, 65)  # 90 requests, 3.6x the usual 25, in the last hour
+    facts += requests_in("spiker", LAST_HOUR, 50)  # 75 requests, 3x the usual 25, in the last hour
+    facts += requests_in("doubler", LAST_HOUR, 25) + working_days("doubler")  # 2x: not a spike
     facts += requests_in("owl", NIGHT_HOUR, 30)  # 02:00 in Paris: the owl never works at night
     facts += requests_in("flaky", LAST_HOUR, 25, errors=12)  # the hour's share: 13 of 50 failed
     facts += working_days("grower", growth=1.2)  # 20 % a week, every week
@@ -62,13 +63,14 @@ def of(found: list[Signal], user: str) -> set[tuple[str, str]]:
     return {(s.kind, s.scope) for s in found if s.user_id == user}
 
 
-def test_a_spike_of_three_and_a_half_times_the_usual_hour_is_found(signals, tmp_path: Path) -> None:
+def test_a_spike_of_three_times_the_usual_hour_is_found_and_twice_is_not(signals, tmp_path: Path) -> None:
     found = scan(signals, Anomalies(env=sqlite_env(tmp_path)), NOW)
     assert of(found, "spiker") == {("spike", "user"), ("spike", "key")}
     spike = next(s for s in found if s.key == ("spike", "user", "spiker"))
     assert spike.figures["window"] == "hour" and spike.figures["metric"] == "cost"
-    assert spike.figures["value"] == 90 * 20_000_000 and spike.figures["baseline_median"] == 25 * 20_000_000
+    assert spike.figures["value"] == 75 * 20_000_000 and spike.figures["baseline_median"] == 25 * 20_000_000
     assert spike.figures["factor"] == 3.0 and spike.figures["weeks"] == 4
+    assert of(found, "doubler") == set()
 
 
 def test_a_night_burst_from_a_user_who_never_works_at_night_is_found(signals, tmp_path: Path) -> None:
