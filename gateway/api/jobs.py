@@ -7,6 +7,7 @@ from typing import Any
 from uuid import uuid4
 
 from fastapi import APIRouter, Request
+from starlette.responses import Response
 
 from domain.jobs import Job, JobStatus
 from domain.money import divide_rounded
@@ -45,7 +46,7 @@ async def create(ctx: Ctx, request: Request) -> dict[str, Any]:
 
 
 @router.post("/{job_id}/llm-call", summary="Make one LLM call of a job (metered, within every budget)")
-async def llm_call(ctx: Ctx, request: Request, job_id: str) -> Any:
+async def llm_call(ctx: Ctx, request: Request, job_id: str) -> Response:
     caller = caller_of(request)
     job = await visible_job(ctx, caller, job_id)
     if caller.key is None:
