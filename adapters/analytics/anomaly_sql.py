@@ -1,11 +1,12 @@
 """The anomaly signals in ClickHouse SQL over the hourly rollup, on any store with `query_rows`.
 
-One statement per scope (user, key) sums each row of `usage_hourly` into the week (k) whose day
-window holds it, as arrays indexed by week (`sumForEach` of a one-hot array: a week without usage
-is a 0, not a missing row), then takes the median and MAD of the trailing weeks with
-`quantileExactInclusive(0.5)` (the interpolated median `domain.anomaly.statistics.median` also
-computes). A second statement reads the night profile, only when the last hour is a night hour.
-Only scopes with usage in the current day window come back: an idle one cannot be abnormal.
+One statement reads users and keys together (GROUPING SETS): it sums the rows of `usage_hourly`
+per scope and week (k: the week whose day window holds the row), turns those into arrays
+indexed by week (`sumForEach` of a one-hot array: a week without usage is a 0, not a missing
+row), then takes the median and MAD of the trailing weeks with `quantileExactInclusive(0.5)` (the
+interpolated median `domain.anomaly.statistics.median` also computes). A second statement reads
+the night profile, only when the last hour is a night hour. Only scopes with usage in the
+current day window and at least the query's minimum volume come back: no other can be abnormal.
 """
 
 from __future__ import annotations
