@@ -90,19 +90,21 @@ Adjustments = dict[tuple[str, str], Usage]  # (closed month, group) -> late usag
 
 
 def chargeback(store: AnalyticsStore, period: ReportPeriod, group_by: str,
-               directory: Directory | None = None, adjustments: Adjustments | None = None) -> Chargeback:
-    """The period's usage per group, most expensive first (ties by id), then any adjustments."""
-    return build(period, group_by, usage_by_group(store, period, group_by, directory), directory,
+               directory: Directory | None = None, adjustments: Adjustments | None = None,
+               source: str = "auto") -> Chargeback:
+    """The period's usage per group, most expensive first (ties by id), then any adjustments.
+    `source` forces a table of the analytics store (benchmarks); the answer is the same."""
+    return build(period, group_by, usage_by_group(store, period, group_by, directory, source), directory,
                  adjustments)
 
 
 def usage_by_group(store: AnalyticsStore, period: ReportPeriod, group_by: str,
-                   directory: Directory | None = None) -> dict[str, Usage]:
+                   directory: Directory | None = None, source: str = "auto") -> dict[str, Usage]:
     if group_by not in GROUPS:
         raise ValueError(f"group_by {group_by!r} is not one of {', '.join(GROUPS)}")
     dimension = "team" if group_by == "cost_center" else group_by
     figures = store.figures(AnalyticsQuery(period.start, period.end, group_by=(dimension,),
-                                           timezone=period.timezone, latency=False))
+                                           timezone=period.timezone, latency=False, source=source))
     return regroup(((f.group[0], Usage.of(f)) for f in figures if f.requests or f.cost),
                    cost_center_of(directory) if group_by == "cost_center" else None)
 

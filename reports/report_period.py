@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from zoneinfo import ZoneInfo
 
 from domain.periods import Period, is_time_zone, period_bounds
@@ -32,11 +33,11 @@ class ReportPeriod:
     last_day: date
     timezone: str
 
-    @property
+    @cached_property  # a frozen dataclass's own __dict__: computed once, never changed
     def start(self) -> datetime:
         return _midnight(self.first_day, self.timezone)
 
-    @property
+    @cached_property
     def end(self) -> datetime:
         return _midnight(self.last_day + timedelta(days=1), self.timezone)
 
