@@ -7,9 +7,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from domain.anomaly.detection import Signal, Thresholds, judge
 from domain.anomaly.incident import transitions
+from domain.anomaly.readings import ScopeReading
 from domain.ports.anomaly_signals import AnomalySignals, SignalQuery
 from domain.services.anomalies import Anomalies, Recorded
 
@@ -36,9 +38,20 @@ def scan_anomalies(signals: AnomalySignals, anomalies: Anomalies, now: datetime,
     readings = signals.read(query)
     abnormal = tuple(signal for reading in readings for signal in judge(reading, windows, limits))
     changes = transitions(anomalies.open_incidents(), abnormal)
-    recorded = anomalies.record(changes, windows.hour, now)
+    read = {(r.scope, r.scope_id): r for r in readings}
+    ended = {key: _normal_again(read.get(key[1:]), windows.hour) for key in changes.resolved}
+    recorded = anomalies.record(changes, windows.hour, now, ended)
     if recorded.detected or recorded.resolved:
         log.info("anomaly scan of %s: %d scopes, %d abnormal, %d incidents detected, %d resolved",
                  windows.hour.isoformat(), len(readings), len(abnormal), len(recorded.detected),
                  len(recorded.resolved))
     return ScanReport(windows.hour, len(readings), abnormal, recorded)
+
+
+def _normal_again(reading: ScopeReading | None, hour: datetime) -> dict[str, Any]:
+    """What the scope looked like when its incident ended: usage back to normal, or none to judge."""
+    if reading is None:
+        return {"hour": hour.isoformat(), "reason": "below the minimum volume, or idle"}
+    return {"hour": hour.isoformat(), "reason": "normal", "hour_requests": reading.hour.current.requests,
+            "hour_cost": reading.hour.current.cost, "day_cost": reading.day.current.cost,
+            "hour_errors": reading.hour.current.errors}

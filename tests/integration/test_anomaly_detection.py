@@ -116,6 +116,7 @@ def test_an_incident_is_detected_once_resolved_when_normal_again_then_a_new_one_
     new = [i for i in later.recorded.detected if _user(app, i) == "repeat"]
     assert len(new) == 2 and not set(new) & set(repeat)
     views = [v for v in app.incidents() if v.user_id == "repeat"]
+    assert views[0].resolved_figures["reason"] == "below the minimum volume, or idle"
     assert [(v.scope, v.is_open) for v in views] == [("key", False), ("user", False),
                                                      ("key", True), ("user", True)]
 
