@@ -22,10 +22,9 @@ from domain.alerts.rule import AlertRule
 from domain.alerts.trigger import AlertTrigger, Delivery
 from domain.budget import Budget
 from domain.money import usd_text
-from domain.periods import END_OF_TIME
 from domain.services.alerts import Alerts
 from infra.workers.alert_recipients import Directory, email_addresses, user_ids
-from infra.workers.budget_reader import BudgetReader
+from infra.workers.budget_reader import BudgetReader, budget_state, evaluation_points
 
 log = logging.getLogger(__name__)
 BUDGET_TOPICS = ("meterline.SpendAccrued", "meterline.BudgetSet", "meterline.BudgetPeriodRolledOver")
@@ -88,14 +87,19 @@ class TriggerFollower:
                  if r.spec.enabled and r.spec.trigger.anomaly is None]
         if not specs:
             return []
-        # Without a global rule, only the budgets some rule names are worth reading.
-        named = None if any(s.scope == "global" for _, s in specs) else {
-            Budget.id_for(s.scope, s.scope_id or "") for _, s in specs}
+        # Rules by the budget they name, so a budget is checked against its own and the global ones
+        # only; without a global rule, only the budgets some rule names are worth reading.
+        everywhere = [(i, s) for i, s in specs if s.scope == "global"]
+        named: dict[UUID, list[tuple[UUID, Any]]] = {}
+        for rule_id, spec in specs:
+            if spec.scope != "global":
+                named.setdefault(Budget.id_for(spec.scope, spec.scope_id or ""), []).append((rule_id, spec))
         for budget_id, version in evaluation_points(notifications):
-            if named is not None and budget_id not in named:
+            watching = everywhere + named.get(budget_id, [])
+            if not watching:
                 continue
             state = budget_state(self.budgets.at(budget_id, version))
-            for firing in budget_firings(state, specs):
+            for firing in budget_firings(state, watching):
                 rule = self.rules[firing.rule_id]
                 message = budget_message(rule.spec.name, firing, state)
                 self._add(fired, rule, firing, message, budget_data(firing, state))
@@ -106,9 +110,15 @@ class TriggerFollower:
     def _anomaly_fired(self, notifications: Sequence[Any]) -> list[tuple[AlertTrigger, list[Delivery]]]:
         fired: dict[UUID, tuple[AlertTrigger, list[Delivery]]] = {}
         for notification in notifications:
-            event = self.anomalies.mapper.to_domain_event(notification)
-            anomaly = AnomalyFacts(str(event.incident_id), event.kind, event.scope, event.scope_id,
-                                   event.user_id, dict(event.figures), event.at)
+            try:
+                event = self.anomalies.mapper.to_domain_event(notification)
+                anomaly = AnomalyFacts(str(event.incident_id), event.kind, event.scope, event.scope_id,
+                                       event.user_id, dict(event.figures), event.at)
+            except (AttributeError, TypeError, ValueError) as exc:
+                # one event off the contract must not hold every later anomaly alert back
+                log.error("alerts: anomaly event %d is not readable (%s); no alert for it",
+                          notification.id, exc)
+                continue
             specs = [(i, r.spec) for i, r in self.rules.items()]
             for firing in anomaly_firings(anomaly, specs):
                 rule = self.rules[firing.rule_id]
@@ -164,29 +174,6 @@ class TriggerFollower:
                 log.warning("alert rule %r: webhook channel skipped: the rule has no webhook_url and "
                             "METERLINE_ALERTS_WEBHOOK_URL is not set", spec.name)
         return found
-
-
-def evaluation_points(notifications: Sequence[Any]) -> list[tuple[UUID, int]]:
-    """(budget id, version) to read: each budget's last change before each rollover, and at the end."""
-    points: list[tuple[UUID, int]] = []
-    last: dict[UUID, int] = {}
-    for n in notifications:
-        if n.topic == "meterline.BudgetPeriodRolledOver":
-            if n.originator_id in last:
-                points.append((n.originator_id, last.pop(n.originator_id)))
-        else:
-            last[n.originator_id] = n.originator_version
-    return points + list(last.items())
-
-
-def budget_state(budget: Budget) -> BudgetState:
-    policy = budget.policy
-    end = budget.bounds(budget.period_start)[1]
-    return BudgetState(str(budget.scope), budget.scope_id, str(budget.period), budget.period_start,
-                       None if end >= END_OF_TIME else end, budget.period_spent,
-                       limit=policy.limit if policy else None, mode=str(policy.mode) if policy else None,
-                       grace_percent=policy.grace_percent if policy else 0,
-                       grace_hours=policy.grace_hours if policy else None)
 
 
 def budget_data(firing: Firing, state: BudgetState) -> dict[str, Any]:
