@@ -263,3 +263,22 @@ async def test_deleting_a_rule_stops_its_retries(rig: AlertsRig) -> None:
     await settle(worker)
     [delivery] = deliveries(rig.alerts)
     assert failing.calls == 1 and delivery.status == DEAD and "deleted" in delivery.last_error
+
+
+async def test_a_delivery_claimed_by_a_worker_that_died_is_sent_by_another_once_its_lease_ends(
+        rig: AlertsRig) -> None:
+    rig.ledger.set_budget(Scope.USER, "ada", BudgetPolicy(limit=10 * DOLLAR))
+    rig.alerts.create_rule(user_rule("half", "ada", {"budget_percent": 50}, ("email",)))
+    email = CountingNotifier()
+    dead = rig.worker({"email": email})
+    spend(rig, 1, 6 * DOLLAR)
+    await asyncio.to_thread(dead.follow_once)  # recorded the trigger, then claimed it and died
+    [delivery] = deliveries(rig.alerts)
+    assert rig.alerts.claim(delivery.id, timedelta(seconds=40)) is not None
+    survivor = rig.worker({"email": email})
+    await settle(survivor)
+    assert email.calls == []  # the lease holds it
+    rig.clock.advance(timedelta(seconds=41))
+    await settle(survivor)
+    [delivery] = deliveries(rig.alerts)
+    assert len(email.calls) == 1 and delivery.status == SENT and delivery.attempts == 2
