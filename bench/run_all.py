@@ -28,6 +28,7 @@ BENCHMARKS = {
     "simulator": ["bench.bench_simulator", "--duration", "5", "--pin"],
     "streams": ["bench.bench_streams", "--streams", "500,2000"],
     "audit": ["bench.bench_audit", "--single", "2000", "--batched", "100000", "--postgres"],
+    "audit-search": ["bench.bench_audit_search", "--entries", "1000000", "--repeat", "7"],
     "rollups": ["bench.bench_rollups", "--rows", "10000000", "--repeat", "7", "--ingest", "1000000"],
     "freshness": ["bench.bench_freshness", "--rate", "1000", "--seconds", "20"],
     "rebuild": ["bench.bench_rebuild", "--facts", "1000000"],
