@@ -22,7 +22,8 @@ SLICES = 8  # the largest groups get a slice each; the rest share one
 PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34))
 HEADER = ("group", "requests", "input tok.", "output tok.", "cost (USD)", "share %")
-WIDTHS = (64, 22, 26, 26, 34, 18)
+WIDTHS = (56, 22, 30, 30, 34, 18)
+LINE = 6  # mm per table line
 
 
 def write_pdf(report: Chargeback) -> bytes:
@@ -96,21 +97,37 @@ def _pie(pdf: FPDF, font: str, report: Chargeback) -> None:
 
 
 def _table(pdf: FPDF, font: str, report: Chargeback) -> None:
+    """Every group, one line each, drawn with `text` (half the cost of a `cell`: a month by key is
+    thousands of lines), the header repeated on each page."""
+    _header(pdf, font)
+    pdf.set_font(font, "", 9)
+    for row in report.rows:
+        label = row.name if row.usage_period is None else f"{row.name} (late, {row.usage_period})"
+        _line(pdf, font, label, row.usage, str(row.share))
+    pdf.set_font(font, "B", 9)
+    pdf.line(pdf.l_margin, pdf.get_y(), pdf.l_margin + sum(WIDTHS), pdf.get_y())
+    _line(pdf, font, "Total", report.totals, "100.00" if report.totals.cost > 0 else "0.00")
+
+
+def _header(pdf: FPDF, font: str) -> None:
     pdf.set_font(font, "B", 9)
     for title, width in zip(HEADER, WIDTHS, strict=True):
         pdf.cell(width, 7, title, border="B", align="L" if title == "group" else "R")
     pdf.ln()
-    pdf.set_font(font, "", 9)
-    for row in report.rows:
-        label = row.name if row.usage_period is None else f"{row.name} (late, {row.usage_period})"
-        _line(pdf, font, label, row.usage, str(row.share), border=0)
-    pdf.set_font(font, "B", 9)
-    _line(pdf, font, "Total", report.totals, "100.00" if report.totals.cost > 0 else "0.00", border="T")
 
 
-def _line(pdf: FPDF, font: str, label: str, usage: Usage, share: str, border: str | int) -> None:
+def _line(pdf: FPDF, font: str, label: str, usage: Usage, share: str) -> None:
+    if pdf.get_y() + LINE > pdf.page_break_trigger:
+        style = pdf.font_style
+        pdf.add_page()
+        _header(pdf, font)
+        pdf.set_font(font, style, 9)
     cells = (label[:38], f"{usage.requests:,}", f"{usage.prompt_tokens:,}", f"{usage.completion_tokens:,}",
              money_text(from_nanos(usage.cost)), share)
+    x, baseline = pdf.l_margin, pdf.get_y() + 4.2
     for cell, width, align in zip(cells, WIDTHS, "LRRRRR", strict=True):
-        pdf.cell(width, 6, _text(font, cell), border=border, align=align)
-    pdf.ln()
+        text = _text(font, cell)
+        left = x + 1 if align == "L" else x + width - 1 - pdf.get_string_width(text)
+        pdf.text(left, baseline, text)
+        x += width
+    pdf.set_y(pdf.get_y() + LINE)
