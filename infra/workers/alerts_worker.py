@@ -14,6 +14,7 @@ import contextlib
 import logging
 import random
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import anyio
@@ -163,11 +164,11 @@ class AlertsWorker:
         elif delivery.status == PENDING:
             self.failed += 1
             log.warning("alert %s via %s to %s failed (attempt %d, retried at %s): %s", delivery_id,
-                        delivery.channel, delivery.recipient, delivery.attempts, delivery.next_at, error)
+                        delivery.channel, shown(delivery), delivery.attempts, delivery.next_at, error)
         else:
             self.dead += 1
             log.error("alert %s via %s to %s dead-lettered after %d attempts: %s", delivery_id,
-                      delivery.channel, delivery.recipient, delivery.attempts, error)
+                      delivery.channel, shown(delivery), delivery.attempts, error)
 
     def _refresh_one(self, delivery_id: UUID) -> None:
         delivery = self.alerts.delivery(delivery_id)
@@ -175,3 +176,12 @@ class AlertsWorker:
             self.pending[delivery_id] = max(delivery.next_at, delivery.leased_until or delivery.next_at)
         else:
             self.pending.pop(delivery_id, None)
+
+
+def shown(delivery) -> str:
+    """A recipient fit for a log line: a webhook URL's origin only, since paths and queries often
+    carry a token (Slack's do); e-mail addresses and user ids as they are."""
+    if delivery.channel != "webhook":
+        return delivery.recipient
+    parts = urlsplit(delivery.recipient)
+    return f"{parts.scheme}://{parts.hostname or '?'}{f':{parts.port}' if parts.port else ''}"

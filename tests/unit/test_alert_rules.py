@@ -166,3 +166,12 @@ def test_a_notice_board_posts_an_id_once_lists_unread_first_and_acknowledges_onl
     assert board.post("n2", "second", "text", {}, AT + timedelta(minutes=1))
     assert board.acknowledge("n2", AT) and not board.acknowledge("someone-elses", AT)
     assert [n["id"] for n in board.listing()] == ["n1", "n2"]
+
+
+def test_a_webhook_recipient_is_logged_by_its_origin_only():
+    from types import SimpleNamespace
+
+    from infra.workers.alerts_worker import shown
+    hook = SimpleNamespace(channel="webhook", recipient="https://hooks.slack.com:8443/services/T0/B0/secret?x=1")
+    assert shown(hook) == "https://hooks.slack.com:8443"
+    assert shown(SimpleNamespace(channel="email", recipient="ana@example.com")) == "ana@example.com"
