@@ -58,8 +58,10 @@ async def call_once(ctx: GatewayContext, adm: Admitted, url: str, body: bytes, s
         await meter(ctx, adm, status=502, usage=None, started=started)
         raise errors.upstream_failed(f"the model server for '{adm.route.name}' sent a body "
                                      "that is not a JSON object") from None
-    fact = await meter(ctx, adm, status=upstream.status, usage=dialect.usage(data), started=started,
-                       generated_bytes=dialect.text_bytes(data))
+    usage = dialect.usage(data)
+    # generated text is read only to estimate a usage the upstream did not report
+    fact = await meter(ctx, adm, status=upstream.status, usage=usage, started=started,
+                       generated_bytes=0 if usage is not None else dialect.text_bytes(data))
     if "model" in data:
         data["model"] = adm.payload["model"]
     # The id `meterline explain` and GET /api/admin/requests/{id} know the request by.
