@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from domain.jobs import JobStatus
 from domain.services.ledger import Ledger
@@ -53,23 +54,22 @@ class JobIndex:
             if len(page) < PAGE:
                 return
 
-    def _apply(self, event: object) -> None:
-        job_id = str(event.originator_id)  # type: ignore[attr-defined]
+    def _apply(self, event: Any) -> None:
+        job_id = str(event.originator_id)
         kind = type(event).__name__
         if kind == "JobCreated":
-            self._jobs[job_id] = JobSummary(job_id, event.team_id, event.user_id,  # type: ignore[attr-defined]
-                                            event.job_type, JobStatus.RUNNING, event.at,  # type: ignore[attr-defined]
-                                            None, 0, 0, 0, None)
-            self._by_team.setdefault(event.team_id, []).append(job_id)  # type: ignore[attr-defined]
+            self._jobs[job_id] = JobSummary(job_id, event.team_id, event.user_id, event.job_type,
+                                            JobStatus.RUNNING, event.at, None, 0, 0, 0, None)
+            self._by_team.setdefault(event.team_id, []).append(job_id)
             return
         job = self._jobs.get(job_id)
         if job is None:
             return
         if kind == "JobCallRecorded":
-            self._jobs[job_id] = replace(
-                job, calls=job.calls + event.calls, cost=job.cost + event.cost,  # type: ignore[attr-defined]
-                tokens=job.tokens + event.prompt_tokens + event.completion_tokens)  # type: ignore[attr-defined]
+            # `calls` came after the first stored calls: a call stored without it counted one
+            self._jobs[job_id] = replace(job, calls=job.calls + getattr(event, "calls", 1),
+                                         cost=job.cost + event.cost,
+                                         tokens=job.tokens + event.prompt_tokens + event.completion_tokens)
         elif kind == "JobCompleted":
-            self._jobs[job_id] = replace(job, status=JobStatus(event.status),  # type: ignore[attr-defined]
-                                         completed_at=event.at,  # type: ignore[attr-defined]
+            self._jobs[job_id] = replace(job, status=JobStatus(event.status), completed_at=event.at,
                                          customer_price=getattr(event, "customer_price", None))

@@ -131,9 +131,9 @@ def _job_refusal(job: JobState, refusal: Refusal, worst_case: int) -> errors.Gat
         return errors.GatewayError(409, f"job {job.id} is being completed; it takes no more calls",
                                    "invalid_request_error", "job_not_running")
     exc = errors.insufficient_quota(
-        f"this call could pass the job's max_cost_usd {usd_text(job.max_cost or 0)}: the job has "
-        f"spent {usd_text(refusal.spent)}, calls in flight hold {usd_text(refusal.reserved)}, and "
-        f"this call may cost up to {usd_text(worst_case)} (its prompt and max_tokens). Send a "
+        f"this call could pass the job's max_cost_usd ${usd_text(job.max_cost or 0)}: the job has "
+        f"spent ${usd_text(refusal.spent)}, calls in flight hold ${usd_text(refusal.reserved)}, and "
+        f"this call may cost up to ${usd_text(worst_case)} (its prompt and max_tokens). Send a "
         "smaller max_tokens or prompt, or create the job with a larger max_cost_usd")
     exc.code = "job_budget_exceeded"
     exc.rule = "job_max_cost"

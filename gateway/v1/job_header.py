@@ -30,6 +30,6 @@ async def check_job(ctx: GatewayContext, key: ApiKey, job_id: str) -> None:
                                   "job_not_running")
     if job.max_cost is not None and jobs.guard.spent(job_id) >= job.max_cost:
         exc = errors.insufficient_quota(f"X-Meterline-Job: job {job_id} has spent its max_cost_usd "
-                                        f"{usd_text(job.max_cost)}; create a new job or complete this one")
+                                        f"${usd_text(job.max_cost)}; create a new job or complete this one")
         exc.code = "job_budget_exceeded"
         raise exc

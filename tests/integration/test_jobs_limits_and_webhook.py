@@ -4,6 +4,7 @@ announced by a signed webhook to the team's URL, off the request path."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -99,3 +100,47 @@ def test_a_completed_job_is_announced_by_a_webhook_signed_with_the_team_s_secret
     assert event["data"]["costs"] == done["costs"] and event["data"]["team_id"] == "acme-corp"
     with pytest.raises(ValueError, match="does not match"):
         verify("whsec_another", headers.get(HEADER), body, time.time())
+
+
+def worst_case(world: JobsWorld, body: dict) -> int:
+    """What a call may cost at most, as the refusal on a job capped at one nano-dollar says."""
+    with world.client("acme-corp") as api:
+        job_id = api.post("/api/jobs/create", json={"job_type": "probe", "max_cost_usd": "0.000000001"}
+                          ).json()["job_id"]
+        refusal = api.post(f"/api/jobs/{job_id}/llm-call", json=body).json()["error"]["message"]
+    return int(Decimal(re.search(r"may cost up to \$([0-9.]+)", refusal)[1]) * 10**9)
+
+
+def test_a_call_whose_worst_case_could_pass_the_cap_is_refused_and_a_smaller_one_fits(
+        world: JobsWorld) -> None:
+    small = {"messages": MESSAGES, "max_tokens": 1}
+    cap = worst_case(world, small) + 1_000
+    with world.client("acme-corp") as api:
+        job_id = api.post("/api/jobs/create", json={
+            "job_type": "tight", "max_cost_usd": str(Decimal(cap) / 10**9)}).json()["job_id"]
+        large = api.post(f"/api/jobs/{job_id}/llm-call", json={"messages": MESSAGES})
+        assert large.status_code == 429, large.text
+        assert large.json()["error"]["code"] == "job_budget_exceeded"
+        assert "max_cost_usd" in large.json()["error"]["message"]
+        fits = api.post(f"/api/jobs/{job_id}/llm-call", json=small)
+        assert fits.status_code == 200, fits.text
+        assert Decimal(fits.json()["metadata"]["cost_usd"]) * 10**9 == call_cost(MESSAGES, completion=1)
+        again = api.post(f"/api/jobs/{job_id}/llm-call", json=small)
+        assert again.status_code == 429  # what is left is less than another worst case
+
+
+def test_a_v1_call_on_a_job_whose_cap_is_spent_is_refused(world: JobsWorld) -> None:
+    """/v1 calls are checked against what the job has spent, not reserved: the first one on a
+    job capped at one nano-dollar goes through, the next one is refused once it is recorded."""
+    body = {"model": "sim", "messages": MESSAGES, "max_tokens": 1}
+    with world.client("acme-corp") as api:
+        job_id = api.post("/api/jobs/create", json={"job_type": "spent", "max_cost_usd": "0.000000001"}
+                          ).json()["job_id"]
+        first = api.post("/v1/chat/completions", headers={"x-meterline-job": job_id}, json=body)
+        assert first.status_code == 200, first.text
+        deadline = time.monotonic() + 10
+        while api.get(f"/api/jobs/{job_id}/costs").json()["costs"]["total_cost_usd"] == "0":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        second = api.post("/v1/chat/completions", headers={"x-meterline-job": job_id}, json=body)
+    assert second.status_code == 429 and second.json()["error"]["code"] == "job_budget_exceeded"
