@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from domain.jobs import Job, JobStatus
 from domain.money import divide_rounded
+from domain.services.acting import as_actor
 from domain.services.job_states import JobState
 from domain.services.jobs import JobNotFound, JobNotRunning
 from gateway import errors
@@ -38,8 +39,8 @@ async def create(ctx: Ctx, request: Request) -> dict[str, Any]:
     user_id = text(body, "user_id", 256) or caller.user_id
     if user_id is None:
         raise errors.bad_request("'user_id' is required with the admin token: whose job is it?", "user_id")
-    job = await ctx.command(desk(ctx).jobs.create, user_id, team_id, name(body, "job_type"),
-                            metadata(body), usd_amount(body, "max_cost_usd"), uuid4())
+    job = await ctx.command(as_actor(caller.actor, desk(ctx).jobs.create), user_id, team_id,
+                            name(body, "job_type"), metadata(body), usd_amount(body, "max_cost_usd"), uuid4())
     return {"job_id": str(job.id), "team_id": job.team_id, "user_id": job.user_id,
             "job_type": job.job_type, "status": str(job.status), "created_at": job.created_at.isoformat(),
             "max_cost_usd": usd(job.max_cost) if job.max_cost is not None else None}
@@ -77,7 +78,8 @@ async def complete(ctx: Ctx, request: Request, job_id: str) -> dict[str, Any]:
     done = False
     try:
         await settle_calls(ctx, job.id)
-        job = await ctx.command(desk(ctx).jobs.complete, job.id, JobStatus(status), error, extra)
+        job = await ctx.command(as_actor(caller.actor, desk(ctx).jobs.complete), job.id, JobStatus(status),
+                                error, extra)
         done = True
     except JobNotFound:
         raise no_such_job(job_id) from None

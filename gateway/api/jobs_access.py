@@ -11,6 +11,7 @@ from uuid import UUID
 from domain.keys import ApiKey
 from domain.services.job_states import JobState
 from gateway import errors
+from gateway.access_audit import admin_actor
 from gateway.api.jobs_desk import desk
 from gateway.context import GatewayContext
 
@@ -20,6 +21,7 @@ class JobCaller:
     team_id: str | None      # None: the admin token, every team
     user_id: str | None
     key: ApiKey | None = None  # set when the caller sent an API key
+    actor: str = "system"      # who the audit trail says acted (domain/services/acting.py)
 
     @property
     def is_admin(self) -> bool:
@@ -38,13 +40,13 @@ def job_caller(ctx: GatewayContext, authorization: str | None) -> JobCaller:
                                   code="missing_credentials")
     digest = ctx.hmac(authorization[7:].strip())
     if hmac.compare_digest(digest, ctx.admin_token_hmac):
-        return JobCaller(None, None)
+        return JobCaller(None, None, actor=admin_actor(ctx.admin_token))
     match = ctx.registry_view.key_for_secret(digest, ctx.clock.now())
     if match is not None:
         if not match.key.team_id:
             raise errors.forbidden("this API key belongs to a user without a team; jobs are a "
                                    "team's: use a key of a user in the job's team", "no_team")
-        return JobCaller(match.key.team_id, match.key.user_id, match.key)
+        return JobCaller(match.key.team_id, match.key.user_id, match.key, f"user:{match.key.user_id}")
     user = ctx.registry_view.user_for_token(digest)
     if user is None:
         raise errors.unauthorized("the credential is not a valid API key, user token or admin token "
@@ -52,7 +54,7 @@ def job_caller(ctx: GatewayContext, authorization: str | None) -> JobCaller:
                                   code="invalid_credentials")
     if not user.team_id:
         raise errors.forbidden("this user is in no team; jobs are a team's", "no_team")
-    return JobCaller(user.team_id, user.user_id)
+    return JobCaller(user.team_id, user.user_id, actor=f"user:{user.user_id}")
 
 
 def no_such_job(job_id: str) -> errors.GatewayError:

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from domain.errors import DomainError
 from domain.job_pricing import rule_from_api, rule_of, rule_to_api
 from domain.job_terms import TeamJobTerms, job_webhook_secret
+from domain.services.acting import as_actor
 from gateway import errors
 from gateway.api.deps import Admin, Ctx, usd
 from gateway.api.jobs_bodies import NAME, json_body
@@ -29,7 +30,7 @@ def _team(ctx: Ctx, team_id: str) -> None:
 
 
 @router.put("/{team_id}/pricing", summary="Set a team's customer pricing per job type")
-async def set_pricing(ctx: Ctx, _: Admin, request: Request, team_id: str) -> dict[str, Any]:
+async def set_pricing(ctx: Ctx, who: Admin, request: Request, team_id: str) -> dict[str, Any]:
     _team(ctx, team_id)
     body = await json_body(ctx, request, {"job_types", "default"})
     job_types = body.get("job_types") or {}
@@ -43,7 +44,7 @@ async def set_pricing(ctx: Ctx, _: Admin, request: Request, team_id: str) -> dic
         default = rule_from_api(body["default"], "default") if body.get("default") is not None else None
     except DomainError as exc:
         raise errors.bad_request(str(exc), "job_types", code="invalid_pricing") from None
-    terms = await ctx.command(desk(ctx).jobs.set_pricing, team_id, rules, default)
+    terms = await ctx.command(as_actor(who.actor, desk(ctx).jobs.set_pricing), team_id, rules, default)
     return _pricing(terms)
 
 
@@ -57,7 +58,7 @@ async def get_pricing(ctx: Ctx, _: Admin, team_id: str) -> dict[str, Any]:
 
 
 @router.put("/{team_id}/job-webhook", summary="Set the URL a team's job webhooks go to (a new secret)")
-async def set_webhook(ctx: Ctx, _: Admin, request: Request, team_id: str) -> dict[str, Any]:
+async def set_webhook(ctx: Ctx, who: Admin, request: Request, team_id: str) -> dict[str, Any]:
     _team(ctx, team_id)
     url = (await json_body(ctx, request, {"url"})).get("url")
     if url is not None:
@@ -65,7 +66,7 @@ async def set_webhook(ctx: Ctx, _: Admin, request: Request, team_id: str) -> dic
         if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
             raise errors.bad_request(f"'url' must be an http(s) URL of at most {MAX_URL} characters, "
                                      "or null to stop the webhooks", "url")
-    terms = await ctx.command(desk(ctx).jobs.set_webhook, team_id, url)
+    terms = await ctx.command(as_actor(who.actor, desk(ctx).jobs.set_webhook), team_id, url)
     return {"team_id": team_id, "url": terms.webhook_url,
             # shown here only: it is derived from the server secret, never stored
             "secret": job_webhook_secret(ctx.server_secret, team_id, terms.webhook_version)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from uuid import UUID
 
 import pytest
 
@@ -184,3 +185,13 @@ def test_the_team_s_job_list_filters_and_pages_without_repeats(world: JobsWorld)
                                                                 "job_type": "paging"}).json()["data"]
     assert sorted(seen) == sorted(made) and len(seen) == len(set(seen))
     assert running == []
+
+
+def test_a_job_s_events_name_who_created_and_completed_it_for_the_audit_trail(world: JobsWorld) -> None:
+    with world.client(token=world.user_tokens["acme-corp"]) as user:
+        job_id = user.post("/api/jobs/create", json={"job_type": "audited"}).json()["job_id"]
+    with world.client() as admin:
+        admin.post(f"/api/jobs/{job_id}/complete", json={"status": "failed"}).raise_for_status()
+    created, completed = world.gw.system.ledger.events.get(UUID(job_id))
+    assert created.actor == "user:dev@acme-corp"
+    assert completed.actor.startswith("admin:")
