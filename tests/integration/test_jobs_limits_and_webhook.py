@@ -144,3 +144,19 @@ def test_a_v1_call_on_a_job_whose_cap_is_spent_is_refused(world: JobsWorld) -> N
             time.sleep(0.05)
         second = api.post("/v1/chat/completions", headers={"x-meterline-job": job_id}, json=body)
     assert second.status_code == 429 and second.json()["error"]["code"] == "job_budget_exceeded"
+
+
+def test_a_team_s_hard_budget_refuses_a_job_s_call_like_a_v1_request(tmp_path) -> None:
+    with jobs_world(tmp_path, teams=("capped",)) as capped:
+        with capped.client() as admin:
+            admin.put("/api/admin/budgets/team/capped", json={"limit_usd": "0.000001", "mode": "hard"}
+                      ).raise_for_status()
+        with capped.client("capped") as api:
+            job_id = api.post("/api/jobs/create", json={"job_type": "t"}).json()["job_id"]
+            refused = api.post(f"/api/jobs/{job_id}/llm-call", json={"messages": MESSAGES})
+            direct = api.post("/v1/chat/completions", json={"model": "sim", "messages": MESSAGES})
+            costs = api.get(f"/api/jobs/{job_id}/costs").json()["costs"]
+    assert refused.status_code == direct.status_code == 429, refused.text
+    assert refused.json()["error"]["code"] == direct.json()["error"]["code"] == "insufficient_quota"
+    assert "team" in refused.json()["error"]["message"] and refused.headers["x-request-id"]
+    assert costs["breakdown"] == [] and costs["total_cost_usd"] == "0"
