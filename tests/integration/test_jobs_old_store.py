@@ -62,3 +62,21 @@ def test_an_old_ended_job_refuses_a_second_completion_and_a_new_one_is_priced(le
     ledger.save(fresh)
     priced = jobs.complete(fresh.id, JobStatus.COMPLETED, None, {})
     assert priced.customer_price == 4 and priced.pricing["strategy"] == "markup"  # 4.5 -> 4, half-even
+
+
+def test_the_cheap_state_read_follows_new_events_and_agrees_with_the_replay_past_evictions(ledger) -> None:
+    jobs, states = Jobs(ledger), JobStates(ledger, size=1)
+    made = [jobs.create("u1", "t1", "doc", {}) for _ in range(2)]
+    for step in range(6):
+        job = made[step % 2]
+        stored = jobs.job(job.id)
+        stored.record_call(f"fact-{step}", 7 + step, 1, 1, stored.created_at)
+        ledger.save(stored)
+        for other in made:
+            state = states.state(other.id, asking=[f"fact-{step}", "never"])
+            replayed = jobs.job(other.id)
+            assert (state.version, state.cost) == (replayed.version, replayed.cost)
+            assert state.recorded == ({f"fact-{step}"} if other is job else set())
+    jobs.complete(made[0].id, JobStatus.COMPLETED, None, {})
+    assert states.state(made[0].id).status is JobStatus.COMPLETED
+    assert states.state("not-a-job") is None and states.state(UUID(int=7)) is None
