@@ -21,6 +21,7 @@ Run: `python -m bench.bench_anomaly [--users 5000] [--days 36] [--repeat 7] [--m
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -72,14 +73,18 @@ def fill(store: ChdbAnalytics, users: int, days: int, start: datetime) -> tuple[
 
 
 def timed(label: str, run: Callable[[], str], repeat: int) -> None:
-    times, said = [], ""
+    """Wall time, and the process's CPU time (all its threads: chDB's too), which another load on
+    the machine disturbs less."""
+    times, cpu, said = [], [], ""
     for _ in range(repeat):
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         said = run()
         times.append(time.perf_counter() - began)
+        cpu.append(time.process_time() - began_cpu)
     deciles = statistics.quantiles(times, n=10) if len(times) > 1 else times * 9
     print(f"{label}: median {statistics.median(times):.3f} s, min {min(times):.3f}, max {max(times):.3f}, "
-          f"spread p90-p10 {deciles[-1] - deciles[0]:.3f} s over {repeat} runs; {said}", flush=True)
+          f"spread p90-p10 {deciles[-1] - deciles[0]:.3f} s over {repeat} runs (CPU median "
+          f"{statistics.median(cpu):.3f} s); {said}; load average {os.getloadavg()[0]:.1f}", flush=True)
 
 
 def scan(signals: SqlAnomalySignals, now: datetime) -> str:
