@@ -28,7 +28,7 @@ def test_a_job_s_calls_come_from_its_facts_once_and_a_fresh_process_reads_the_sa
     jobs.set_pricing("t1", {"doc": Flat(500_000_000)}, Markup("1.5"))
     job = jobs.create("u1", "t1", "doc", {"document_id": "d1"}, max_cost=10**9)
     facts = [metered(n, at=START, cost=100 * n, job=job.id)._replace(
-                                 labels=MappingProxyType({"purpose": f"page_{n}"})) for n in (1, 2, 3)]
+        labels=MappingProxyType({"purpose": f"page_{n}"})) for n in (1, 2, 3)]
     ledger.record_usage(facts[:2], BusPosition("meterline.usage", 0, 2))
     ledger.record_usage(facts, BusPosition("meterline.usage", 0, 5))  # 1 and 2 redelivered
     done = jobs.complete(job.id, JobStatus.COMPLETED, None, {"output": "s.pdf"})
