@@ -32,6 +32,8 @@ from domain.ports.audit_index import AuditIndexQuery, check_index_query
 from domain.usage import RequestMetered
 from domain.usage_figures import AnalyticsQuery, Figures
 
+# A search has the trail to fall back on: it waits this long for a restarting owner, not `wait_s`.
+AUDIT_READ_WAIT_S = 1.0
 _GONE = (ConnectionError, FileNotFoundError, http.client.RemoteDisconnected,
          http.client.CannotSendRequest, http.client.BadStatusLine, TimeoutError)
 
@@ -112,11 +114,11 @@ class RemoteAnalytics:
     def audit_entries(self, query: AuditIndexQuery) -> list[ChainedEntry]:
         """The matching entries of the owner's index, newest first."""
         check_index_query(query)  # refused here: a naive time would not survive ISO text
-        rows = self._call("/audit/entries", audit_query_data(query))["rows"]
+        rows = self._call("/audit/entries", audit_query_data(query), AUDIT_READ_WAIT_S)["rows"]
         return [ChainedEntry.from_record(row) for row in rows]
 
     def audit_position(self) -> int:
-        return int(self._call("/audit/position", {})["position"])
+        return int(self._call("/audit/position", {}, AUDIT_READ_WAIT_S)["position"])
 
     def delete_audit(self) -> None:
         self._call("/audit/delete", {})
@@ -128,9 +130,9 @@ class RemoteAnalytics:
         for connection in opened:
             connection.close()
 
-    def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _call(self, path: str, body: dict[str, Any], wait_s: float | None = None) -> dict[str, Any]:
         payload = json.dumps(body).encode()
-        deadline = time.monotonic() + self.wait_s
+        deadline = time.monotonic() + (self.wait_s if wait_s is None else wait_s)
         while True:
             try:
                 status, answer = self._send(path, payload)

@@ -7,6 +7,7 @@ adapters.analytics.remote, the last two over chDB."""
 from __future__ import annotations
 
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from adapters.analytics.remote import RemoteAnalytics
 from domain.audit import AuditEntry
 from domain.ports.audit_index import AuditFilter, AuditIndex, AuditIndexQuery
 from tests.contract.test_analytics_store import (
@@ -156,4 +158,10 @@ class TestClickHouseAuditIndexOverChdb(OpensClickHouseOverChdb, AuditIndexContra
 
 
 class TestRemoteAuditIndexOverChdb(OpensRemoteOverChdb, AuditIndexContract):
-    pass
+
+    def test_a_search_read_gives_up_on_an_absent_owner_within_a_second(self, tmp_path: Path) -> None:
+        store = RemoteAnalytics(tmp_path / "nobody.sock", wait_s=30)  # usage reads would wait 30 s
+        began = time.monotonic()
+        with pytest.raises(ConnectionError, match="projector"):
+            store.audit_position()  # the search then answers from the trail itself
+        assert time.monotonic() - began < 5
