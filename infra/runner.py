@@ -196,6 +196,7 @@ def analytics_socket(data_dir: Path) -> Path:
 def gateway_app(system: Meterline, roles: frozenset[str]) -> FastAPI:
     # Imported here: the ledger, projector and scheduler never load the web stack, so they
     # start (and recover from a crash) faster.
+    from gateway.api.jobs_webhook import drain
     from gateway.app import create_app
 
     @asynccontextmanager
@@ -206,6 +207,7 @@ def gateway_app(system: Meterline, roles: frozenset[str]) -> FastAPI:
             yield
         finally:
             await workers.stop()
+            await drain(system.ctx)  # job webhooks under way, then their channel's client
 
     return create_app(system.ctx, lifespan)
 

@@ -58,3 +58,17 @@ async def _deliver(ctx: GatewayContext, job: Job, summary: dict[str, Any]) -> No
                             attempt, exc)
                 return
         await asyncio.sleep(SCHEDULE.delay_s(attempt, random.random()))  # noqa: S311 - jitter
+
+
+async def drain(ctx: GatewayContext, wait_s: float = 5.0) -> None:
+    """At shutdown: gives deliveries under way `wait_s` to finish, then closes the channel."""
+    pending = desk(ctx).deliveries if ctx.jobs is not None else set()
+    if pending:
+        _done, late = await asyncio.wait(list(pending), timeout=wait_s)
+        for task in late:
+            task.cancel()
+        if late:
+            log.warning("%d job webhook(s) not delivered: the gateway stopped", len(late))
+    close = getattr(ctx.job_notifier, "aclose", None)
+    if close is not None:
+        await close()
