@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from domain.anomaly.readings import METRICS, Measures, ScopeReading, WindowReading
 from domain.anomaly.statistics import Baseline
-from domain.anomaly.windows import ScanWindows
+from domain.anomaly.windows import HOUR, ScanWindows
 from domain.ports.anomaly_signals import SignalQuery
 
 # Users and keys in one pass over the rows: GROUPING SETS, told apart by grouping() (0: in the set)
@@ -44,7 +45,8 @@ class SqlAnomalySignals:
         nights: dict[tuple[str, str], tuple[int, int]] = {}
         if query.looks_at_night():
             nights = {(str(r[0]), str(r[1])): (int(r[2]), int(r[3]))
-                      for r in self._store.query_rows(night_sql(query.night_hours), params)}
+                      for r in self._store.query_rows(night_sql(night_hours_in(windows, query.night_hours)),
+                                                      params)}
         rows = self._store.query_rows(windows_sql(windows.weeks), params)
         readings = [reading_of(row, nights.get((str(row[0]), str(row[1])))) for row in rows]
         return sorted(readings, key=lambda r: (r.scope, r.scope_id))
@@ -52,7 +54,7 @@ class SqlAnomalySignals:
 
 def window_params(windows: ScanWindows) -> dict[str, str]:
     params = {f"d{k}": _text(start) for k, start in enumerate(windows.day_starts)}
-    params.update(h0=_text(windows.hour), history_start=_text(windows.history[0]), zone=windows.zone)
+    params.update(h0=_text(windows.hour), history_start=_text(windows.history[0]))
     return params
 
 
@@ -112,15 +114,24 @@ ORDER BY scope, scope_id
 """  # noqa: S608
 
 
-def night_sql(night_hours: tuple[int, ...]) -> str:
+def night_hours_in(windows: ScanWindows, night_hours: tuple[int, ...]) -> list[int]:
+    """The UTC hours (Unix seconds) of the history whose start is a night hour in the billing zone:
+    a set the statement looks each row up in, instead of converting every row's hour to the zone."""
+    zone, start = ZoneInfo(windows.zone), windows.history[0]
+    hours = int((windows.hour - start) / HOUR)
+    return [int((start + i * HOUR).timestamp()) for i in range(hours)
+            if (start + i * HOUR).astimezone(zone).hour in night_hours]
+
+
+def night_sql(night: list[int]) -> str:
     """Per scope with usage in the last hour, at least the minimum of requests: requests of the
     trailing weeks (before that hour), all and in night hours (the billing zone's hour of each UTC
     hour's start). Users below the minimum are left out before reading their weeks (a key's
     requests are at most its user's)."""
-    hours = ", ".join(str(int(h)) for h in sorted(set(night_hours)))
+    hours = ", ".join(str(int(h)) for h in night) or "0"  # integers: no caller text in the statement
     return f"""
 SELECT {SCOPE}, sumIf(requests, hour < {{h0:DateTime('UTC')}}) AS total,
-       sumIf(requests, hour < {{h0:DateTime('UTC')}} AND toHour(hour, {{zone:String}}) IN ({hours})) AS night
+       sumIf(requests, toUInt32(hour) IN ({hours})) AS night
 FROM usage_hourly
 WHERE hour >= {{history_start:DateTime('UTC')}} AND hour <= {{h0:DateTime('UTC')}}
   AND user_id IN (SELECT user_id FROM usage_hourly WHERE hour = {{h0:DateTime('UTC')}}
