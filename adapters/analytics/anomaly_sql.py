@@ -101,7 +101,15 @@ FROM (
                    finished, errors, arrayFirstIndex(s -> hour >= s AND hour < s + 86400, {days}) - 1 AS k,
                    hour = {days}[k + 1] + 82800 AS in_hour
             FROM usage_hourly
-            WHERE {in_any}
+            WHERE ({in_any}) AND user_id IN (
+                -- users with enough usage now: a key's sums are at most its user's, so this keeps
+                -- every scope the HAVING below keeps, and the weeks of quiet users are never summed
+                SELECT user_id FROM usage_hourly
+                WHERE hour >= {{d0:DateTime('UTC')}} AND hour < {{d0:DateTime('UTC')}} + 86400
+                GROUP BY user_id
+                HAVING sum(requests) >= greatest({{min_day:Int64}}, 1)
+                    OR sumIf(requests, hour = {{h0:DateTime('UTC')}}) >= {{min_hour:Int64}}
+                    OR sumIf(finished, hour = {{h0:DateTime('UTC')}}) >= {{min_hour:Int64}})
         )
         WHERE k >= 0
         GROUP BY {BY_SCOPE.format(extra=", k")}
