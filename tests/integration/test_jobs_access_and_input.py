@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.support.jobs_api import JobsWorld, jobs_world
 
@@ -195,3 +197,27 @@ def test_a_job_s_events_name_who_created_and_completed_it_for_the_audit_trail(wo
     created, completed = world.gw.system.ledger.events.get(UUID(job_id))
     assert created.actor == "user:dev@acme-corp"
     assert completed.actor.startswith("admin:")
+
+
+SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+CREATE_BODIES = st.dictionaries(st.sampled_from(["team_id", "user_id", "job_type", "metadata", "max_cost_usd",
+                                                 "other"]), JSON, max_size=5)
+CALL_BODIES = st.dictionaries(st.sampled_from(["messages", "purpose", "model", "temperature", "max_tokens",
+                                               "stream"]), JSON, max_size=5)
+FUZZED: dict[str, str] = {}
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(create=CREATE_BODIES, call=CALL_BODIES, complete=JSON)
+def test_no_body_makes_a_job_route_fail_with_a_500(world: JobsWorld, create: dict, call: dict,
+                                                   complete: object) -> None:
+    with world.client("acme-corp") as api:
+        if "job" not in FUZZED:  # a job of this test's own: a body may complete it
+            FUZZED["job"] = api.post("/api/jobs/create", json={"job_type": "fuzz"}).json()["job_id"]
+        for path, body in (("/api/jobs/create", create), (f"/api/jobs/{FUZZED['job']}/llm-call", call),
+                           (f"/api/jobs/{FUZZED['job']}/complete", complete)):
+            answer = api.post(path, json=body)
+            assert answer.status_code < 500, (path, body, answer.text)
+            assert answer.status_code == 200 or answer.json()["error"]["message"]
