@@ -13,13 +13,14 @@ from domain.errors import NoPriceError
 from domain.keys import ApiKey
 from domain.money import usd_text
 from domain.pricing import Price
-from domain.quota_policy import Decision, Mode, Scope
+from domain.quota_policy import Decision, Scope
 from gateway import errors
 from gateway.context import GatewayContext, ModelRoute
 from gateway.v1 import messages_api, responses_api
-from gateway.v1.estimate import MEDIA_LIMIT_FIELD, bound_prompt
+from gateway.v1.estimate import bound_prompt
 from gateway.v1.refusals import key_refusal, quota_refusal, rate_refusal
 from gateway.v1.tags import NO_TAGS
+from gateway.v1.unbounded_input import check_budgets_can_hold, check_stored_context
 from gateway.views.quota_guard import Reservation, ScopeKey
 
 ENDPOINT_PATH = {"chat": "/chat/completions", "completions": "/completions",
@@ -148,28 +149,6 @@ def resolve_model(ctx: GatewayContext, key: ApiKey, payload: dict[str, Any], end
     return route, price
 
 
-def _check_budgets_can_hold(ctx: GatewayContext, scopes: list[ScopeKey], route: ModelRoute,
-                            kind: str) -> None:
-    """Refuses a media part with no per-model bound where a hard or grace budget must hold.
-
-    Its bytes do not bound what the model counts for it, so no reservation is sure to cover it.
-    Only requests carrying such a part get here: the budget snapshots are not on the hot path.
-    """
-    for scope in scopes:
-        snapshot = ctx.guard.snapshot(scope)
-        policy = snapshot["policy"] if snapshot else None
-        if policy is None or policy["mode"] == Mode.SOFT:
-            continue
-        field = MEDIA_LIMIT_FIELD[kind]
-        ctx.metrics.refused("unbounded_input")
-        raise errors.bad_request(
-            f"the model '{route.name}' has no {field} configured, so the prompt tokens of the {kind} "
-            f"in this request have no upper bound and cannot be held against the {policy['mode']} "
-            f"budget of {scope[0]} {scope[1]}; ask an admin to set {field} for '{route.name}' in "
-            f"its [[models]] entry, or send the request without {kind} parts", "messages",
-            code="unbounded_input")
-
-
 def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiKey,
           job_id: str | None, now: datetime, labels: Mapping[str, str] = NO_TAGS) -> Admitted:
     """Decides whether a request may go upstream, holding its worst-case cost if so."""
@@ -193,7 +172,9 @@ def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiK
     if key.team_id:
         scopes.append((Scope.TEAM, key.team_id))
     if bound.unbounded is not None:
-        _check_budgets_can_hold(ctx, scopes, route, bound.unbounded)
+        check_budgets_can_hold(ctx, scopes, route, bound.unbounded)
+    if endpoint == "responses":
+        check_stored_context(ctx, scopes, route, payload)
     ok, reason, wait = ctx.rate_limiter.admit(key_id, time.monotonic(), key.rpm_limit,
                                              key.tpm_limit, prompt_bound + max_out)
     if not ok:

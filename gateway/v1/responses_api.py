@@ -21,7 +21,10 @@ from gateway import errors
 from gateway.context import ModelRoute
 
 ENDS = frozenset({"response.completed", "response.incomplete", "response.failed", "error"})
-STATEFUL = ("previous_response_id", "conversation")
+# Fields naming something stored on the upstream side, and what to send instead
+STATEFUL = {"previous_response_id": "Send the earlier turns again in 'input'",
+            "conversation": "Send the earlier turns again in 'input'",
+            "prompt": "Send the prompt's text in 'instructions' or 'input'"}
 
 
 def check_request(payload: dict[str, Any], route: ModelRoute) -> None:
@@ -51,10 +54,9 @@ def check_request(payload: dict[str, Any], route: ModelRoute) -> None:
         raise errors.bad_request(f"'store': true is not served: {stored_elsewhere}. Send "
                                  "\"store\": false (or leave it out) and keep the output yourself",
                                  "store", code="store_not_supported")
-    for field in STATEFUL:
+    for field, instead in STATEFUL.items():
         if payload.get(field) is not None:
-            raise errors.bad_request(f"'{field}' is not served: {stored_elsewhere}. Send the "
-                                     "earlier turns again in 'input'", field,
+            raise errors.bad_request(f"'{field}' is not served: {stored_elsewhere}. {instead}", field,
                                      code="stateful_request_not_supported")
     if payload.get("background"):
         raise errors.bad_request(f"'background': true is not served: {stored_elsewhere}, and a "
@@ -64,6 +66,14 @@ def check_request(payload: dict[str, Any], route: ModelRoute) -> None:
         raise errors.bad_request(f"an 'item_reference' input item names a stored item, and "
                                  f"{stored_elsewhere}. Send the item itself in 'input'", "input",
                                  code="stateful_request_not_supported")
+
+
+def stored_context(payload: dict[str, Any], route: ModelRoute) -> str | None:
+    """The field by which a request to an upstream that keeps state brings in text it does not
+    carry (an earlier response, a conversation, a stored prompt): no reservation bounds it."""
+    if not route.keeps_state:
+        return None
+    return next((field for field in STATEFUL if payload.get(field) is not None), None)
 
 
 def requested_max_tokens(payload: dict[str, Any]) -> int | None:

@@ -175,6 +175,7 @@ def test_a_burst_against_a_hard_budget_never_settles_past_it(gw):
     ("store", True, "store_not_supported"),
     ("previous_response_id", "resp_123", "stateful_request_not_supported"),
     ("conversation", "conv_1", "stateful_request_not_supported"),
+    ("prompt", {"id": "pmpt_1"}, "stateful_request_not_supported"),
     ("background", True, "stateful_request_not_supported"),
 ])
 def test_stateful_requests_are_a_clear_400_unless_the_upstream_keeps_state(gw, sim, field, value, code):
@@ -187,6 +188,17 @@ def test_stateful_requests_are_a_clear_400_unless_the_upstream_keeps_state(gw, s
         served = post(gw, key, {"model": "sim-stateful", "input": "hi", field: value})
         assert served.status_code == 200
         assert sim.app.last_body[field] == value
+
+
+@pytest.mark.parametrize(("field", "value"), [("previous_response_id", "resp_1"), ("conversation", "c1")])
+def test_state_the_upstream_keeps_cannot_be_held_by_a_hard_budget_so_is_refused_under_one(gw, sim, field,
+                                                                                         value):
+    key = new_key(gw, budget_usd="1", budget_mode="hard")
+    calls = sim.app.requests
+    error = openai_error(post(gw, key, {"model": "sim-stateful", "input": "hi", field: value}), 400,
+                         "unbounded_input")
+    assert error["param"] == field and "hard budget of key" in error["message"]
+    assert sim.app.requests == calls
 
 
 def test_an_input_item_that_references_a_stored_item_is_a_clear_400(gw, sim):
