@@ -199,7 +199,8 @@ def test_a_job_s_events_name_who_created_and_completed_it_for_the_audit_trail(wo
     assert completed.actor.startswith("admin:")
 
 
-SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+SCALARS = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+           | st.text(max_size=20))
 JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
                     | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
 CREATE_BODIES = st.dictionaries(st.sampled_from(["team_id", "user_id", "job_type", "metadata", "max_cost_usd",
