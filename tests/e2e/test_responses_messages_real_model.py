@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import anthropic
 import httpx
@@ -161,3 +162,25 @@ def test_a_client_that_leaves_a_message_stream_is_metered_for_what_was_generated
     [fact] = gw.wait_metered(key["id"], 1, timeout_s=30)
     if fact.client_disconnected:  # the model may finish 64 tokens before the hang-up is seen
         assert 0 < fact.completion_tokens < 64 and fact.cost > 0
+
+
+@pytest.mark.parametrize("api", ["responses", "messages"])
+def test_a_hard_budget_holds_against_a_burst_through_each_sdk(gw, api):
+    limit = 20_000  # nano-USD: a few worst cases of a 4-token answer at $0.10 / $0.40 a million
+    key = gw.issue_key("dev", models=[CHAT], budget_usd="0.00002", budget_mode="hard")
+
+    def call(_: int) -> str:
+        try:
+            if api == "responses":
+                openai_sdk(gw, key).responses.create(model=CHAT, input=QUESTION, max_output_tokens=4)
+            else:
+                anthropic_sdk(gw, key).messages.create(model=CHAT, max_tokens=4, messages=MESSAGES)
+            return "served"
+        except (openai.RateLimitError, anthropic.RateLimitError):
+            return "refused"
+
+    with ThreadPoolExecutor(12) as pool:
+        outcomes = list(pool.map(call, range(12)))
+    assert "served" in outcomes and "refused" in outcomes, outcomes
+    facts = gw.wait_metered(key["id"], outcomes.count("served"), timeout_s=30)
+    assert sum(f.cost for f in facts) <= limit

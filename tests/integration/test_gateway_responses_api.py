@@ -158,11 +158,13 @@ def test_a_large_input_in_any_place_is_refused_by_a_ten_cent_hard_budget(gw, sim
     assert sim.app.requests == calls and gw.metered(key["id"]) == []
 
 
-def test_a_burst_against_a_hard_budget_never_settles_past_it(gw):
+@pytest.mark.parametrize(("path", "body"), [
+    ("/responses", {"model": "sim", "input": "go"}),
+    ("/messages", {"model": "sim", "max_tokens": 64, "messages": [{"role": "user", "content": "go"}]})])
+def test_a_burst_against_a_hard_budget_never_settles_past_it(gw, path, body):
     key = new_key(gw, budget_usd="0.001", budget_mode="hard")  # about seven worst cases
     with ThreadPoolExecutor(16) as pool:
-        statuses = list(pool.map(lambda _: post(gw, key, {"model": "sim", "input": "go"}).status_code,
-                                 range(40)))
+        statuses = list(pool.map(lambda _: post(gw, key, body, path).status_code, range(40)))
     assert set(statuses) <= {200, 429} and 200 in statuses and 429 in statuses
     facts = gw.wait_metered(key["id"], statuses.count(200))
     assert sum(f.cost for f in facts) <= 1_000_000
