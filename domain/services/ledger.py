@@ -177,8 +177,10 @@ class Ledger(UsageLog, RecordsActor, Application):
             if not fact.job_id:
                 continue
             job = jobs.get(fact.job_id) or self._find_job(fact.job_id)
-            if job is None:
-                continue  # an unknown job id is kept on the request, not invented here
+            if job is None or job.team_id != fact.team_id:
+                # an unknown job id is kept on the request, not invented here; another team's job
+                # never takes the call (the gateway refuses such requests; this holds without it)
+                continue
             job.record_call(fact.event_id, fact.cost, fact.prompt_tokens,
                             fact.completion_tokens, now, calls=fact.requests, call_id=fact.request,
                             model=fact.model, purpose=fact.labels.get(PURPOSE_TAG),

@@ -58,3 +58,13 @@ def test_two_processes_completing_one_job_record_one_completion(
     assert states.state(job.id).status is JobStatus.FAILED  # brought forward, not stale
     completed = ledger.notification_log.select(start=1, limit=100, topics=["meterline.JobCompleted"])
     assert len(completed) == 1
+
+
+def test_a_fact_naming_another_team_s_job_is_not_counted_on_it(apps: tuple[Registry, Ledger]) -> None:
+    _, ledger = apps
+    job = Jobs(ledger).create("u1", "t1", "doc", {})
+    stray = metered(7, at=START, cost=500, team="t2", job=job.id)
+    ledger.record_usage([stray, metered(8, at=START, cost=300, job=job.id)],
+                        BusPosition("meterline.usage", 0, 2))
+    assert (Jobs(ledger).job(job.id).calls, Jobs(ledger).job(job.id).cost) == (1, 300)
+    assert ledger.count_metered() == 2  # the stray request is still metered, on its own team
