@@ -122,8 +122,10 @@ async def list_models(request: Request) -> Response:
     except errors.GatewayError as exc:
         return exc.response()
     granted = ctx.registry_view.granted_models(key.user_id)  # None: the grant allows every model
+    # OpenAI's fields, Anthropic's (type, display_name, created_at) and the APIs each speaks
     data = [{"id": book.model, "object": "model", "created": int(book.created_on.timestamp()),
-             "owned_by": "meterline",
+             "owned_by": "meterline", "type": "model", "display_name": book.model,
+             "created_at": book.created_on.isoformat(),
              "apis": [api for api in ENDPOINT_PATH if api in ctx.routes[book.model].apis]}
             for book in ctx.registry_view.models()
             if book.enabled and book.model in ctx.routes and key.allows_model(book.model)

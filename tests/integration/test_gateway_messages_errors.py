@@ -109,3 +109,5 @@ def test_the_models_list_shows_the_apis_each_model_speaks(gw):
     assert models["sim-chat"] == ["chat", "completions", "embeddings"]
     with gw.client(ADMIN_TOKEN) as admin:
         assert admin.get("/v1/models").status_code == 401  # an admin token is not an API key
+    listed = sdk(gw, new_key(gw, models=["sim"])).models.list().data
+    assert [(m.id, m.type, m.display_name) for m in listed] == [("sim", "model", "sim")]
