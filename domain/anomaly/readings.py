@@ -7,15 +7,16 @@ hourly rollup and the twin from the facts, and the contract suite holds both to 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from domain.anomaly.statistics import Baseline
 
 METRICS = ("requests", "tokens", "cost")  # the measures with a weekly baseline; tokens: prompt + completion
 
 
-@dataclass(frozen=True)
-class Measures:
-    """Sums over one window; cost in nano-units; errors are finished requests with a status >= 400."""
+class Measures(NamedTuple):
+    """Sums over one window; cost in nano-units; errors are finished requests with a status >= 400.
+    (A named tuple, as Baseline is: made twice for each user and key of a scan.)"""
 
     requests: int = 0
     tokens: int = 0
