@@ -58,7 +58,8 @@ def test_statements_split_at_line_ending_semicolons_without_comments() -> None:
 
 
 def test_the_migrations_are_numbered_from_one_without_gaps() -> None:
-    assert [m.version for m in load_migrations("UTC")] == [1, 2, 3]
+    versions = [m.version for m in load_migrations("UTC")]
+    assert versions == list(range(1, len(versions) + 1)) and len(versions) >= 4
 
 
 
