@@ -19,13 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from adapters.analytics.remote_server import (
-    analytics_query_data,
-    audit_query_data,
-    figures_of,
-    query_data,
-    recent_of,
-)
+from adapters.analytics.remote_audit import audit_query_data
+from adapters.analytics.remote_server import analytics_query_data, figures_of, query_data, recent_of
 from domain.audit import ChainedEntry
 from domain.ports.analytics import RecentRequest, UsageQuery, UsageTotals
 from domain.ports.audit_index import AuditIndexQuery, check_index_query

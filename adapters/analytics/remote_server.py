@@ -34,9 +34,8 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from domain.audit import ChainedEntry
+from adapters.analytics.remote_audit import audit_answer
 from domain.ports.analytics import AnalyticsStore, RecentRequest, UsageQuery
-from domain.ports.audit_index import AuditFilter, AuditIndex, AuditIndexQuery
 from domain.usage import RequestMetered
 from domain.usage_figures import AnalyticsQuery, Figures
 
@@ -76,38 +75,6 @@ def recent_of(data: dict[str, Any]) -> RecentRequest:
     return RecentRequest(**{**data, "occurred_at": datetime.fromisoformat(data["occurred_at"])})
 
 
-def audit_query_data(query: AuditIndexQuery) -> dict[str, Any]:
-    where = query.where
-    return {"actions": sorted(where.actions), "actor": where.actor, "targets": sorted(where.targets),
-            "start": where.start.isoformat() if where.start else None,
-            "end": where.end.isoformat() if where.end else None,
-            "before": query.before, "upto": query.upto, "limit": query.limit}
-
-
-def audit_query_of(data: dict[str, Any]) -> AuditIndexQuery:
-    def moment(text: str | None) -> datetime | None:
-        return None if text is None else datetime.fromisoformat(text)
-    where = AuditFilter(actions=frozenset(data["actions"]), actor=data["actor"],
-                        targets=frozenset(data["targets"]), start=moment(data["start"]),
-                        end=moment(data["end"]))
-    return AuditIndexQuery(where, before=data["before"], upto=data["upto"], limit=data["limit"])
-
-
-def _audit_answer(index: AuditIndex, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    if path == "/audit/insert":
-        index.insert_audit([ChainedEntry.from_record(row) for row in body["entries"]])
-        return {}
-    if path == "/audit/entries":
-        return {"rows": [chained.as_record() for chained in index.audit_entries(audit_query_of(body))]}
-    if path == "/audit/position":
-        return {"position": index.audit_position()}
-    if path == "/audit/delete":
-        index.delete_audit()
-        return {}
-    raise KeyError(f"no such call {path!r}; the audit calls are /audit/insert, /audit/entries, "
-                   "/audit/position, /audit/delete")
-
-
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     store: AnalyticsStore
@@ -139,7 +106,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         store = self.server.store
         if path.startswith("/audit/"):
-            return _audit_answer(store, path, body)  # type: ignore[arg-type]  # the adapters are both
+            return audit_answer(store, path, body)  # type: ignore[arg-type]  # the adapters are both
         if path == "/usage":
             return {"rows": [asdict(row) for row in store.usage(query_of(body))]}
         if path == "/recent":
