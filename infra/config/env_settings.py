@@ -7,6 +7,7 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -122,6 +123,12 @@ class Settings(BaseSettings):
     anomaly_scan_interval_s: int = Field(300, ge=0)
     anomaly_factor: float = Field(3.0, gt=1, le=100)
     anomaly_weeks: int = Field(4, ge=1, le=52)
+    # the minimum volume in an hour before anything is judged (a day needs 5x the requests and 10x
+    # the spend), and the night hours [start, end) in the billing zone (start > end wraps midnight)
+    anomaly_min_requests: int = Field(20, ge=1)
+    anomaly_min_spend_usd: Decimal = Field(Decimal("0.10"), ge=0, le=1_000_000)
+    anomaly_night_start: int = Field(0, ge=0, le=23)
+    anomaly_night_end: int = Field(6, ge=0, le=24)
 
     @property
     def event_store_path(self) -> Path:
