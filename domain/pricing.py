@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -94,6 +95,9 @@ def _or(price: int | None, default: int) -> int:
     return default if price is None else price
 
 
+ROUTE_FIELDS = ("upstream_url", "upstream_model", "kind", "max_output_tokens")
+
+
 class PriceBook(Aggregate):
     """All price versions of one model; a version applies from its effective time on."""
 
@@ -109,6 +113,11 @@ class PriceBook(Aggregate):
     @classmethod
     def create_id(cls, model: str) -> UUID:
         return cls.id_for(model)
+
+    # Set through the catalogue API (issue 14). A book registered before has neither event, so
+    # these class attributes are its values: no route of its own (the config's), never changed.
+    route: dict[str, Any] | None = None  # upstream_url, upstream_model, kind, max_output_tokens
+    changed_through_api_at: datetime | None = None
 
     @event("Registered", topic="meterline.ModelRegistered")
     def __init__(self, model: str) -> None:
@@ -130,6 +139,16 @@ class PriceBook(Aggregate):
                                  gpu_cost_per_hour, bill_failed_requests,
                                  cache_write_per_million, reasoning_per_million))
         self.prices.sort(key=lambda p: (p.effective_from, p.version))
+
+    @event("RouteSet", topic="meterline.ModelRouteSet")
+    def set_route(self, route: dict[str, Any]) -> None:
+        """Where the model is served, over the config file's route (`ROUTE_FIELDS`)."""
+        self.route = dict(route)
+
+    @event("ChangedThroughApi", topic="meterline.ModelChangedThroughApi")
+    def mark_changed_through_api(self, at: datetime) -> None:
+        """From now on the catalogue, not the config file, decides this model (sync_config)."""
+        self.changed_through_api_at = at
 
     @event("Enabled", topic="meterline.ModelEnabled")
     def enable(self) -> None:

@@ -26,6 +26,7 @@ from domain.services.billing import Billing
 from domain.services.ledger import Ledger
 from domain.services.registry import Registry
 from gateway.context import GatewayContext, GatewayOptions, ModelRoute
+from gateway.views.model_routes import CatalogueRoutes
 from gateway.views.store_feed import StoreFeed
 from infra.alerts_wiring import open_alerts
 from infra.anomaly_wiring import open_anomalies
@@ -185,8 +186,18 @@ def billing_timezone(settings: Settings, config: MeterlineConfig) -> str:
 
 
 def sync_config(registry: Registry, ledger: Ledger, config: MeterlineConfig) -> None:
-    """Records the configured prices and budgets; unchanged ones record nothing."""
+    """Records the configured prices and budgets; unchanged ones record nothing.
+
+    The config file seeds the catalogue: a model changed through the catalogue API since is the
+    catalogue's (its prices, route and state), and the file's lines for it are ignored, said so
+    at every start rather than applied silently over an admin's change."""
     for model in config.models:
+        book = registry.find_price_book(model.name)
+        if book is not None and book.changed_through_api_at is not None:
+            log.warning("model %s: changed through the catalogue API on %s, which wins over the config "
+                        "file; change it with PUT /api/admin/models/%s, or drop it from the file",
+                        model.name, book.changed_through_api_at.isoformat(), model.name)
+            continue
         registry.set_price(model.name, input_per_million=model.input_per_million,
                            output_per_million=model.output_per_million,
                            cached_input_per_million=model.cached_input_per_million,
@@ -237,6 +248,7 @@ def build(settings: Settings, config: MeterlineConfig, *, clock: Clock | None = 
                          routes=routes_of(config), server_secret=key_secret.get_secret_value().encode(),
                          admin_token=admin_token.get_secret_value(), options=options, audit=audit,
                          alerts=alerts, billing=billing)
+    ctx.routes = CatalogueRoutes(ctx.routes, ctx.registry_view)  # the catalogue's changes over the file's
     feed = StoreFeed(registry, ledger, ctx.registry_view, ctx.guard)
     ctx.after_command = feed.pull
     ctx.anomalies = open_anomalies(ledger)  # the anomaly scan's incidents (infra/anomaly_wiring.py)

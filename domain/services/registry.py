@@ -169,6 +169,36 @@ class Registry(RecordsActor, Application):
         self.save(book)
         return price
 
+    def change_model(self, model: str, *, enabled: bool | None = None,
+                     route: dict[str, Any] | None = None, price: dict[str, Any] | None = None,
+                     effective_from: datetime | None = None) -> PriceBook:
+        """The catalogue API's change: enable or disable, route, a new price version, in one save.
+
+        A model it changes is marked changed through the API, after which the config file no
+        longer decides it (`infra.container.sync_config` says so at start). A new model needs a
+        price; a price takes effect now or later, never in the past (past costs never change)."""
+        now = self.clock.now()
+        start = effective_from or now
+        if start < now:
+            raise DomainError(f"a price takes effect now or later, not {start.isoformat()}: past costs "
+                              "are never re-rated (GET /api/admin/reports/rerate shows a period under "
+                              "other prices)")
+        book = self._find(PriceBook, PriceBook.id_for(model))
+        if book is None:
+            if price is None:
+                raise DomainError(f"model {model!r} is new: give its price (input and output per million)")
+            book = PriceBook(model=model)
+        if route is not None and route != (book.route or {}):
+            book.set_route(route)
+        if price is not None:
+            book.set_price(effective_from=start, **price)
+        if enabled is not None and enabled != book.enabled:
+            book.enable() if enabled else book.disable()
+        if book.pending_events:
+            book.mark_changed_through_api(at=now)
+            self.save(book)
+        return book
+
     def set_model_enabled(self, model: str, enabled: bool) -> None:
         book = self.price_book(model)
         if enabled != book.enabled:
@@ -193,6 +223,9 @@ class Registry(RecordsActor, Application):
 
     def price_book(self, model: str) -> PriceBook:
         return self._get(PriceBook, PriceBook.id_for(model), f"model {model!r}")
+
+    def find_price_book(self, model: str) -> PriceBook | None:
+        return self._find(PriceBook, PriceBook.id_for(model))
 
     def keys_of(self, user_id: str) -> list[ApiKey]:
         """Every key ever issued to a user, found by following the registry's log."""

@@ -14,6 +14,7 @@ from gateway.api import (
     jobs,
     jobs_terms,
     keys,
+    models,
     notices,
     periods,
     reports,
@@ -33,6 +34,7 @@ router.include_router(audit.router)
 router.include_router(explain.router)
 router.include_router(grants.router)
 router.include_router(keys.router)
+router.include_router(models.router)
 router.include_router(periods.router)
 router.include_router(reports.router)
 router.include_router(usage.router)
