@@ -40,8 +40,8 @@ def history() -> list:
     facts += working_days("grower", growth=1.2)  # 20 % a week, every week
     facts += requests_in("quiet", LAST_HOUR, 3, cost=400_000_000)  # a few calls, dear ones, no history
     facts += requests_in("repeat", LAST_HOUR, 70)
-    facts += requests_in("repeat", LATER_SPIKE, 90)
-    facts += requests_in("repeat", LATER_SPIKE - timedelta(weeks=1), 25)  # its usual Tuesday 17:00
+    for hour in range(8, 17):  # the next day: its usual Tuesday from 09:00 in Paris, at 17:00 a spike
+        facts += requests_in("repeat", LATER_SPIKE.replace(hour=hour), 90 if hour == 16 else 25)
     return facts
 
 
@@ -110,13 +110,14 @@ def test_an_incident_is_detected_once_resolved_when_normal_again_then_a_new_one_
     assert len(repeat) == 2  # the user and its key
     again = scan_anomalies(signals, app, NOW + timedelta(minutes=5), ZONE)
     assert not [i for i in again.recorded.detected if _user(app, i) == "repeat"]
-    quiet_day = scan_anomalies(signals, app, LATER_SPIKE - timedelta(minutes=50), ZONE)  # no usage that day
-    assert sorted(i for i in quiet_day.recorded.resolved if _user(app, i) == "repeat") == sorted(repeat)
+    usual = scan_anomalies(signals, app, LATER_SPIKE - timedelta(minutes=50), ZONE)  # 15:00: usual again
+    assert sorted(i for i in usual.recorded.resolved if _user(app, i) == "repeat") == sorted(repeat)
     later = scan_anomalies(signals, app, LATER_SPIKE + timedelta(hours=1, minutes=10), ZONE)
     new = [i for i in later.recorded.detected if _user(app, i) == "repeat"]
     assert len(new) == 2 and not set(new) & set(repeat)
     views = [v for v in app.incidents() if v.user_id == "repeat"]
-    assert views[0].resolved_figures["reason"] == "below the minimum volume, or idle"
+    ended = views[0].resolved_figures
+    assert ended["reason"] == "normal" and ended["hour_requests"] == 25
     assert [(v.scope, v.is_open) for v in views] == [("key", False), ("user", False),
                                                      ("key", True), ("user", True)]
 
