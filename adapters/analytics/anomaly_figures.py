@@ -43,6 +43,12 @@ class FiguresAnomalySignals:
         return sorted(readings, key=lambda r: (r.scope, r.scope_id))
 
 
+    def has_usage_since(self, moment: datetime) -> bool:
+        far = moment + timedelta(days=3660)  # any fact the store could hold after it
+        return bool(self._store.figures(AnalyticsQuery(moment, far, source="raw", latency=False,
+                                                       group_by=("user",))))
+
+
 def _reading(scope: str, scope_id: str, hours: list[tuple[datetime, str, Figures]], windows: ScanWindows,
              query: SignalQuery) -> ScopeReading | None:
     n = windows.weeks + 1

@@ -52,6 +52,11 @@ class SqlAnomalySignals:
         return sorted(readings, key=lambda r: (r.scope, r.scope_id))
 
 
+    def has_usage_since(self, moment: datetime) -> bool:
+        sql = "SELECT 1 FROM usage_hourly WHERE hour >= {moment:DateTime('UTC')} LIMIT 1"
+        return bool(self._store.query_rows(sql, {"moment": _text(moment)}))
+
+
 def window_params(windows: ScanWindows) -> dict[str, str]:
     params = {f"d{k}": _text(start) for k, start in enumerate(windows.day_starts)}
     params.update(h0=_text(windows.hour), history_start=_text(windows.history[0]))

@@ -51,3 +51,8 @@ class AnomalySignals(Protocol):
     def read(self, query: SignalQuery) -> list[ScopeReading]:
         """Readings of every active user and key, ordered by (scope, scope id)."""
         ...
+
+    def has_usage_since(self, moment: datetime) -> bool:
+        """Whether the store holds any usage at or after `moment` (a UTC hour): if none came after
+        the hour a scan judges, the store may still be catching up with it."""
+        ...

@@ -10,8 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from domain.anomaly.detection import Signal, Thresholds, judge
-from domain.anomaly.incident import transitions
+from domain.anomaly.incident import Transitions, transitions
 from domain.anomaly.readings import ScopeReading
+from domain.anomaly.windows import HOUR
 from domain.ports.anomaly_signals import AnomalySignals, SignalQuery
 from domain.services.anomalies import Anomalies, Recorded
 
@@ -38,6 +39,13 @@ def scan_anomalies(signals: AnomalySignals, anomalies: Anomalies, now: datetime,
     readings = signals.read(query)
     abnormal = tuple(signal for reading in readings for signal in judge(reading, windows, limits))
     changes = transitions(anomalies.open_incidents(), abnormal)
+    if changes.resolved and not signals.has_usage_since(windows.hour + HOUR):
+        # Nothing after the judged hour: the projector may still be catching up with it (after a
+        # restart), and an hour missing its facts looks normal. Ends wait for a store that has
+        # moved on; starts do not (missing facts only ever lower a value).
+        log.info("anomaly scan of %s: no usage after it yet; %d incident ends wait",
+                 windows.hour.isoformat(), len(changes.resolved))
+        changes = Transitions(changes.detected, ())
     read = {(r.scope, r.scope_id): r for r in readings}
     ended = {key: _normal_again(read.get(key[1:]), windows.hour) for key in changes.resolved}
     recorded = anomalies.record(changes, windows.hour, now, ended)

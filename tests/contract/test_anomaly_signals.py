@@ -129,6 +129,11 @@ class AnomalySignalsContract:
         assert all(max(r.hour.current.requests, r.hour.current.finished) >= 3 or r.day.current.requests >= 45
                    for r in actual)
 
+    def test_it_tells_whether_the_store_holds_usage_after_an_hour(self, signals: AnomalySignals) -> None:
+        assert signals.has_usage_since(HOUR)
+        assert signals.has_usage_since(NOW.replace(minute=0))  # the facts of the hour under way
+        assert not signals.has_usage_since(HOUR + timedelta(hours=2))
+
     def test_a_week_without_usage_counts_as_zero_in_the_baseline(self, signals: AnomalySignals) -> None:
         carol = by_id(signals.read(SignalQuery(NOW, 4, ZONE)), "user", "carol")
         assert (carol.hour.current.requests, carol.hour.current.cost) == (30, 3000)

@@ -122,6 +122,15 @@ def test_an_incident_is_detected_once_resolved_when_normal_again_then_a_new_one_
                                                      ("key", True), ("user", True)]
 
 
+def test_incidents_do_not_end_while_nothing_came_after_the_judged_hour(signals, tmp_path: Path) -> None:
+    """A projector catching up after a restart: the hour it has not filled yet looks normal."""
+    app = Anomalies(env=sqlite_env(tmp_path))
+    opened = scan_anomalies(signals, app, NOW, ZONE).recorded.detected
+    assert opened
+    behind = scan_anomalies(signals, app, datetime(2026, 2, 12, 10, 5, tzinfo=UTC), ZONE)
+    assert behind.recorded.resolved == () and len(app.open_incidents()) == len(opened)
+
+
 def test_a_rescan_after_a_restart_records_nothing_twice(signals, tmp_path: Path) -> None:
     scan_anomalies(signals, Anomalies(env=sqlite_env(tmp_path)), NOW, ZONE)
     before = Anomalies(env=sqlite_env(tmp_path)).incidents()
