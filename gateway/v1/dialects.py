@@ -8,7 +8,7 @@ but has its own usage and event stream; Messages has Anthropic's for all three.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from starlette.responses import Response
 
@@ -16,38 +16,28 @@ from domain.pricing import Usage
 from gateway import errors
 from gateway.v1 import messages_api, responses_api
 from gateway.v1.metering import choice_text_bytes, parse_usage
-
-
-class EventStream(Protocol):
-    """Reads one named-event stream (Responses, Messages): gateway/v1/event_relay.py."""
-
-    usage: Usage | None
-
-    def step(self, event: dict[str, Any]) -> tuple[int, bool]: ...
-
-    @staticmethod
-    def error_event(message: str, code: str) -> dict[str, Any]: ...
+from gateway.v1.streaming import ChatStream, StreamReader
 
 
 class Dialect(NamedTuple):
     usage: Callable[[dict[str, Any]], Usage | None]  # of a whole answer
     text_bytes: Callable[[dict[str, Any]], int]       # generated in a whole answer
     render: Callable[[errors.GatewayError], Response]  # an error the client sees
+    events: Callable[[dict[str, Any]], StreamReader]   # its stream's reader, from the request
     anthropic: bool = False
-    events: Callable[[str], EventStream] | None = None  # None: OpenAI chunks (v1/streaming.py)
 
 
 def _render_openai(exc: errors.GatewayError) -> Response:
     return exc.response()
 
 
-OPENAI = Dialect(lambda data: parse_usage(data.get("usage")), choice_text_bytes, _render_openai)
+OPENAI = Dialect(lambda data: parse_usage(data.get("usage")), choice_text_bytes, _render_openai, ChatStream)
 DIALECTS = {
     "chat": OPENAI, "completions": OPENAI, "embeddings": OPENAI,
     "responses": Dialect(responses_api.usage_of_answer, responses_api.text_bytes, _render_openai,
-                         events=responses_api.ResponsesStream),
+                         responses_api.ResponsesStream),
     "messages": Dialect(messages_api.usage_of_answer, messages_api.text_bytes,
-                        messages_api.error_response, anthropic=True, events=messages_api.MessagesStream),
+                        messages_api.error_response, messages_api.MessagesStream, anthropic=True),
 }
 
 

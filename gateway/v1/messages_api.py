@@ -20,6 +20,7 @@ from domain.pricing import Usage
 from gateway import errors
 from gateway.context import ModelRoute
 from gateway.responses import JsonBytesResponse
+from gateway.v1.sse import named_event
 
 ENDS = frozenset({"message_delta", "message_stop", "error"})
 ERROR_TYPE = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -93,10 +94,13 @@ def text_bytes(data: dict[str, Any]) -> int:
 
 
 class MessagesStream:
-    """Reads a Messages event stream for the relay (gateway/v1/event_relay.py)."""
+    """Reads a Messages event stream for the relay (gateway/v1/streaming.py)."""
 
-    def __init__(self, client_model: str) -> None:
-        self.client_model = client_model
+    tail = b""  # no [DONE]: the last event names the end
+    encode = staticmethod(named_event)
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self.client_model = payload["model"]
         self.usage: Usage | None = None
         self._started: dict[str, Any] = {}  # message_start's usage: the input side
 

@@ -19,6 +19,7 @@ from typing import Any
 from domain.pricing import Usage
 from gateway import errors
 from gateway.context import ModelRoute
+from gateway.v1.sse import named_event
 
 ENDS = frozenset({"response.completed", "response.incomplete", "response.failed", "error"})
 # Fields naming something stored on the upstream side, and what to send instead
@@ -141,10 +142,13 @@ def _generated(value: Any, depth: int) -> int:
 
 
 class ResponsesStream:
-    """Reads a Responses event stream for the relay (gateway/v1/event_relay.py)."""
+    """Reads a Responses event stream for the relay (gateway/v1/streaming.py)."""
 
-    def __init__(self, client_model: str) -> None:
-        self.client_model = client_model
+    tail = b""  # no [DONE]: the last event names the end
+    encode = staticmethod(named_event)
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self.client_model = payload["model"]
         self.usage: Usage | None = None
 
     def step(self, event: dict[str, Any]) -> tuple[int, bool]:

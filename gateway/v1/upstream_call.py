@@ -12,7 +12,7 @@ from domain.ports.upstream import UpstreamTimeout, UpstreamUnavailable
 from gateway import errors
 from gateway.context import GatewayContext
 from gateway.responses import JsonBytesResponse
-from gateway.v1 import event_relay, messages_api, responses_api
+from gateway.v1 import messages_api, responses_api
 from gateway.v1.admission import Admitted
 from gateway.v1.dialects import DIALECTS, anthropic_upstream_error
 from gateway.v1.metering import StreamBill, meter
@@ -80,10 +80,8 @@ async def call_streaming(ctx: GatewayContext, adm: Admitted, url: str, body: byt
         await meter(ctx, adm, status=upstream.status, usage=None, started=started, stream=True)
         return error_from_upstream(adm, upstream.status, raw)
     bill = StreamBill()  # made here so the answer's head can carry the id its parts are metered under
-    events = DIALECTS[adm.endpoint].events
-    chunks = relay(ctx, adm, upstream, started, bill) if events is None else \
-        event_relay.relay(ctx, adm, upstream, started, bill, events(adm.payload["model"]))
-    return SseResponse(chunks, bill.request_id)
+    reader = DIALECTS[adm.endpoint].events(adm.payload)
+    return SseResponse(relay(ctx, adm, upstream, started, bill, reader), bill.request_id)
 
 
 async def no_answer(ctx: GatewayContext, adm: Admitted, exc: Exception, started: float) -> Response:

@@ -1,5 +1,6 @@
-"""The stream readers of the Responses and Messages relays (gateway/v1/responses_api.py,
-messages_api.py): which events end the answer, where the usage comes from, the model renamed."""
+"""The stream readers of the Responses and Messages APIs for the relay (gateway/v1/streaming.py;
+readers in responses_api.py, messages_api.py): which events end the answer, where the usage
+comes from, the model renamed."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from gateway.v1.responses_api import ResponsesStream
 
 
 def test_a_messages_stream_takes_its_input_from_the_start_and_its_output_from_the_delta():
-    reader = MessagesStream("client-name")
+    reader = MessagesStream({"model": "client-name"})
     start = {"type": "message_start", "message": {"model": "upstream-name", "usage": {
         "input_tokens": 5, "cache_read_input_tokens": 7, "cache_creation_input_tokens": 3,
         "output_tokens": 1}}}
@@ -25,7 +26,7 @@ def test_a_messages_stream_takes_its_input_from_the_start_and_its_output_from_th
 
 
 def test_a_message_delta_that_repeats_the_input_side_overrides_the_start():
-    reader = MessagesStream("m")
+    reader = MessagesStream({"model": "m"})
     reader.step({"type": "message_start", "message": {"usage": {"input_tokens": 5, "output_tokens": 1}}})
     reader.step({"type": "message_delta", "usage": {"input_tokens": 6, "cache_read_input_tokens": 2,
                                                     "cache_creation_input_tokens": None, "output_tokens": 4}})
@@ -41,7 +42,7 @@ def test_malformed_anthropic_usage_is_none_not_a_crash():
 
 def test_a_responses_stream_ends_at_completed_incomplete_failed_or_error_and_renames_the_model():
     for end in ("response.completed", "response.incomplete", "response.failed"):
-        reader = ResponsesStream("client-name")
+        reader = ResponsesStream({"model": "client-name"})
         created = {"type": "response.created", "response": {"model": "upstream", "usage": None}}
         assert reader.step(created) == (0, False) and created["response"]["model"] == "client-name"
         assert reader.step({"type": "response.output_text.delta", "delta": "abc"}) == (3, False)
@@ -51,4 +52,4 @@ def test_a_responses_stream_ends_at_completed_incomplete_failed_or_error_and_ren
             "output_tokens_details": {"reasoning_tokens": 2}}}}
         assert reader.step(done) == (0, True)
         assert reader.usage == Usage(10, 6, cached_tokens=4, reasoning_tokens=2)
-    assert ResponsesStream("m").step({"type": "error", "message": "x"}) == (0, True)
+    assert ResponsesStream({"model": "m"}).step({"type": "error", "message": "x"}) == (0, True)
