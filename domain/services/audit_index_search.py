@@ -57,8 +57,11 @@ def search(trail: AuditTrail, index: AuditIndex | None, where: AuditFilter, befo
     top = head if before is None else min(before - 1, head)
     tail = newest_first(trail, where, top + 1, limit, SCAN_LIMIT, after=position) if top > position else None
     found = tail.entries if tail else []
-    if tail is not None and tail.next_before is not None:  # a full page, or the scan's bound
-        return SearchPage(found, tail.next_before, "index+trail", head, position, lag)
+    if tail is not None and (tail.next_before is not None or len(found) == limit):
+        # a full page (its last entry may be the first above the position: the index has the
+        # older ones), or the scan's bound
+        before_next = tail.next_before or (found[-1].seq if found[-1].seq > 1 else None)
+        return SearchPage(found, before_next, "index+trail", head, position, lag)
     try:
         older = index.audit_entries(AuditIndexQuery(where, before=min(top, position) + 1, upto=position,
                                                      limit=limit - len(found)))
