@@ -70,8 +70,15 @@ def test_search_through_clickhouse_pages_exactly_as_the_trail_scan_for_random_tr
             for _ in range(projected):  # the projection some pages behind the head, or caught up
                 projector.run_once()
             by_scan = pages(lambda w, b, n: newest_first(trail, w, b, n), where, limit)
-            by_index = pages(lambda w, b, n: search(trail, index, w, b, n, NOW), where, limit)
+            sources = set()
+
+            def through_index(w: AuditFilter, b: int | None, n: int):
+                page = search(trail, index, w, b, n, NOW)
+                sources.add(page.source)
+                return page
+            by_index = pages(through_index, where, limit)
             assert by_index == by_scan
+            assert "trail" not in sources  # the index answered every page (no silent fallback)
             if projector.position == trail.head().seq and trail.head().seq:
                 assert search(trail, index, where, None, limit, NOW).source == "index"
         finally:
