@@ -97,16 +97,20 @@ class MessagesStream:
     """Reads a Messages event stream for the relay (gateway/v1/streaming.py)."""
 
     tail = b""  # no [DONE]: the last event names the end
-    encode = staticmethod(named_event)
 
     def __init__(self, payload: dict[str, Any]) -> None:
         self.client_model = payload["model"]
         self.usage: Usage | None = None
         self._started: dict[str, Any] = {}  # message_start's usage: the input side
+        self.rewritten = False  # the last event stepped: its upstream JSON no longer holds
+
+    def encode(self, event: dict[str, Any], raw: bytes | None = None) -> bytes:
+        return named_event(event, None if self.rewritten else raw)
 
     def step(self, event: dict[str, Any]) -> tuple[int, bool]:
         """(generated text bytes, whether the event ends the answer); renames the model."""
         kind = event.get("type")
+        self.rewritten = False
         if kind == "content_block_delta":
             delta = event.get("delta")
             if isinstance(delta, dict):
@@ -116,6 +120,7 @@ class MessagesStream:
             message = event["message"]
             if "model" in message:
                 message["model"] = self.client_model
+                self.rewritten = True
             if isinstance(message.get("usage"), dict):
                 self._started = message["usage"]
         elif kind == "message_delta":

@@ -145,19 +145,24 @@ class ResponsesStream:
     """Reads a Responses event stream for the relay (gateway/v1/streaming.py)."""
 
     tail = b""  # no [DONE]: the last event names the end
-    encode = staticmethod(named_event)
 
     def __init__(self, payload: dict[str, Any]) -> None:
         self.client_model = payload["model"]
         self.usage: Usage | None = None
+        self.rewritten = False  # the last event stepped: its upstream JSON no longer holds
+
+    def encode(self, event: dict[str, Any], raw: bytes | None = None) -> bytes:
+        return named_event(event, None if self.rewritten else raw)
 
     def step(self, event: dict[str, Any]) -> tuple[int, bool]:
         """(generated text bytes, whether the event ends the answer); renames the model."""
         kind = event.get("type")
         response = event.get("response")
+        self.rewritten = False
         if isinstance(response, dict):
             if "model" in response:
                 response["model"] = self.client_model
+                self.rewritten = True
             if kind in ENDS:
                 self.usage = parse_usage(response.get("usage")) or self.usage
         if kind in ENDS:

@@ -8,12 +8,15 @@ from typing import Any
 import orjson
 
 
-def data_event(event: dict[str, Any]) -> bytes:
+def data_event(event: dict[str, Any], raw: bytes | None = None) -> bytes:
+    """`data: <json>`; chat chunks are always written again (their model is renamed)."""
     return b"data: " + orjson.dumps(event) + b"\n\n"
 
 
-def named_event(event: dict[str, Any]) -> bytes:
-    """`event: <type>` then `data: <json>`; a type that could break the framing is left out."""
+def named_event(event: dict[str, Any], raw: bytes | None = None) -> bytes:
+    """`event: <type>` then `data: <json>`; a type that could break the framing is left out.
+    `raw`: the upstream's own JSON of an event left unchanged, sent as it came (no re-encoding:
+    most events of a stream are deltas nobody rewrites)."""
     kind = event.get("type")
     head = b"event: " + kind.encode() + b"\n" if isinstance(kind, str) and kind.isprintable() else b""
-    return head + b"data: " + orjson.dumps(event) + b"\n\n"
+    return head + b"data: " + (orjson.dumps(event) if raw is None else raw) + b"\n\n"

@@ -50,7 +50,9 @@ class StreamReader(Protocol):
         """(generated text bytes, ends the answer), or None to drop the event; may rewrite it."""
         ...
 
-    def encode(self, event: dict[str, Any]) -> bytes: ...
+    def encode(self, event: dict[str, Any], raw: bytes | None = None) -> bytes:
+        """The event as the client gets it; `raw` is its upstream JSON, usable if unchanged."""
+        ...
 
     def error_event(self, message: str, code: str) -> dict[str, Any]: ...
 
@@ -132,7 +134,7 @@ async def relay(ctx: GatewayContext, adm: Admitted, upstream: UpstreamStream, st
             generated += text_bytes
             if text_bytes:
                 chunks += 1
-            encoded = reader.encode(event)
+            encoded = reader.encode(event, data)
             if held or ends:
                 held.append(encoded)
                 continue

@@ -53,3 +53,15 @@ def test_a_responses_stream_ends_at_completed_incomplete_failed_or_error_and_ren
         assert reader.step(done) == (0, True)
         assert reader.usage == Usage(10, 6, cached_tokens=4, reasoning_tokens=2)
     assert ResponsesStream({"model": "m"}).step({"type": "error", "message": "x"}) == (0, True)
+
+
+def test_an_event_left_unchanged_is_sent_as_the_upstream_wrote_it_and_a_renamed_one_re_encoded():
+    for reader, renamed in ((ResponsesStream({"model": "mine"}), {"type": "response.created", "response": {
+            "model": "theirs"}}), (MessagesStream({"model": "mine"}), {"type": "message_start", "message": {
+                "model": "theirs"}})):
+        raw = b'{"type":"x.delta",  "delta":"a"}'  # the upstream's own spacing survives
+        delta = {"type": "x.delta", "delta": "a"}
+        reader.step(delta)
+        assert reader.encode(delta, raw) == b"event: x.delta\ndata: " + raw + b"\n\n"
+        reader.step(renamed)
+        assert b'"model":"mine"' in reader.encode(renamed, b'{"model":"theirs"}')
