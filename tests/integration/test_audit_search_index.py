@@ -181,7 +181,8 @@ def test_kill_9_of_the_audit_projector_mid_page_loses_and_doubles_no_entry(tmp_p
     head = trail.head().seq
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     kills, positions = 0, []
-    while kills < 6 and (not positions or positions[-1] < head):
+    # six kills, more while none has yet landed after an insert (a loaded machine), at most 15
+    while len(positions) < 15 and not (kills >= 6 and positions[-1] > 0):
         child = subprocess.Popen([sys.executable, "-c", CHILD, str(data), str(rng.choice([100, 150, 250]))],
                                  stdout=subprocess.PIPE, env=env, cwd=ROOT)
         started = child.stdout.readline().split()
@@ -199,7 +200,7 @@ def test_kill_9_of_the_audit_projector_mid_page_loses_and_doubles_no_entry(tmp_p
                            cwd=ROOT, timeout=300, check=True)
     assert final.stdout.split()[-2:] == [b"done", str(head).encode()], final.stderr[-2000:]
     assert positions == sorted(positions)  # each restart went on from where the index stood
-    assert kills >= 3 and 0 < positions[-1] < head  # the kills landed while it worked
+    assert kills >= 3 and any(0 < p < head for p in positions)  # the kills landed while it worked
     index = ChdbAnalytics(data / "chdb")
     try:
         assert index.audit_position() == head
