@@ -21,6 +21,7 @@ import anyio
 
 from domain.ports.bus import DOMAIN_TOPIC, USAGE_TOPIC
 from domain.services.alerts import RULE_TOPICS
+from domain.services.audit_of_events import BILLING_TOPICS
 from gateway.views.bus_feed import BusFeed
 from infra.container import Meterline, event_store_env
 from infra.workers.ledger_worker import LedgerWorker
@@ -95,8 +96,10 @@ class Workers:
             # Domain events reach the trail from the stores, whichever process wrote them.
             from infra.workers.audit_recorder import AuditRecorder
             recorder = AuditRecorder(system.audit, system.registry, system.ledger)
-            if system.alerts is not None:  # alert rules' changes too (recorded without details: unlisted)
+            if system.alerts is not None:  # alert rules' changes too
                 recorder.sources.append((system.alerts, tuple(RULE_TOPICS)))
+            if system.billing is not None:  # month closes and their sealed exports (names and hashes)
+                recorder.sources.append((system.billing, BILLING_TOPICS))
             self._spawn(recorder.run(self.stop_event), "audit-recorder")
         if "alerts" in self.roles:
             # Follows the ledger's and the anomalies' logs in the store, whichever process wrote them.

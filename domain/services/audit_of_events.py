@@ -31,8 +31,9 @@ class Recorded:
     """How one kind of event is recorded: its action, what it concerns, the fields kept."""
 
     action: str
-    subject: str  # key | user | team | model | budget | job
+    subject: str  # key | user | team | model | budget | job | alert-rule | job-terms | period
     fields: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()  # flattened details left out (a URL whose path may hold a token)
 
 
 _REGISTRY = {
@@ -54,9 +55,28 @@ _REGISTRY = {
     "meterline.ModelRegistered": Recorded("ModelRegistered", "model", ("model",)),
     "meterline.PriceSet": Recorded("PriceSet", "model", (
         "version", "effective_from", "input_per_million", "output_per_million",
-        "cached_input_per_million", "gpu_cost_per_hour", "bill_failed_requests")),
+        "cached_input_per_million", "gpu_cost_per_hour", "bill_failed_requests", "cache_write_per_million",
+        "reasoning_per_million")),
     "meterline.ModelEnabled": Recorded("ModelEnabled", "model"),
     "meterline.ModelDisabled": Recorded("ModelDisabled", "model"),
+    "meterline.ModelRouteSet": Recorded("ModelRouteSet", "model", ("route",)),
+    "meterline.ModelChangedThroughApi": Recorded("ModelChangedThroughApi", "model"),
+}
+_ALERT_RULES = {  # the alerts application's rules (its deliveries are traffic, not admin state)
+    "meterline.AlertRuleCreated": Recorded("AlertRuleCreated", "alert-rule", ("owner", "spec"),
+                                           dropped=("spec.webhook_url",)),
+    "meterline.AlertRuleSet": Recorded("AlertRuleSet", "alert-rule", ("spec",),
+                                       dropped=("spec.webhook_url",)),
+    "meterline.AlertRuleEnabled": Recorded("AlertRuleEnabled", "alert-rule"),
+    "meterline.AlertRuleDisabled": Recorded("AlertRuleDisabled", "alert-rule"),
+    "meterline.AlertRuleDeleted": Recorded("AlertRuleDeleted", "alert-rule"),
+    "meterline.AlertWebhookSecretRotated": Recorded("AlertWebhookSecretRotated", "alert-rule",
+                                                    ("secret_version",)),
+}
+_BILLING = {  # month closes; a sealed export by its name and hash, never its bytes
+    "meterline.PeriodClosed": Recorded("PeriodClosed", "period", (
+        "month", "closed_by", "manifest.requests", "manifest.cost_nanos", "manifest.timezone")),
+    "meterline.ExportSealed": Recorded("ExportSealed", "period", ("month", "name", "sha256")),
 }
 _LEDGER = {
     "meterline.BudgetOpened": Recorded("BudgetOpened", "budget", ("scope", "scope_id", "tz")),
@@ -74,8 +94,12 @@ _LEDGER = {
     "meterline.JobCreated": Recorded("JobCreated", "job", ("user_id", "team_id", "job_type")),
     "meterline.JobCompleted": Recorded("JobCompleted", "job", (
         "status", "calls", "cost", "prompt_tokens", "completion_tokens")),
+    "meterline.TeamJobTermsOpened": Recorded("TeamJobTermsOpened", "job-terms", ("team_id",)),
+    "meterline.JobPricingSet": Recorded("JobPricingSet", "job-terms", ("job_types", "default")),
+    "meterline.JobWebhookSet": Recorded("JobWebhookSet", "job-terms"),  # the URL may hold a token
 }
-RECORDED = {**_REGISTRY, **_LEDGER}
+RECORDED = {**_REGISTRY, **_LEDGER, **_ALERT_RULES, **_BILLING}
+BILLING_TOPICS = tuple(sorted(_BILLING))
 # The ledger's log is mostly usage; it is followed for these topics only.
 LEDGER_TOPICS = tuple(sorted(_LEDGER))
 # The field that names the subject in the event that creates it (later events name only the id).
@@ -95,8 +119,11 @@ def entry_of(topic: str, event: Any, resolve: Resolver) -> AuditEntry:
                           target=f"aggregate:{originator}", details={"unlisted": True})
     details: dict[str, Any] = {}
     for name in spec.fields:
-        if hasattr(event, name):
-            details.update(_flat(name, getattr(event, name)))
+        found, value = _field(event, name)
+        if found:
+            details.update(_flat(name, value))
+    for name in spec.dropped:
+        details.pop(name, None)
     return AuditEntry(time=_time(event), actor=actor_of(event), action=spec.action,
                       target=_target(spec.subject, originator, event, resolve), details=details)
 
@@ -110,9 +137,24 @@ def actor_of(event: Any) -> str:
     return SYSTEM
 
 
+def _field(event: Any, name: str) -> tuple[bool, Any]:
+    """An attribute of the event, or one entry of a mapping attribute ("manifest.requests")."""
+    first, _, rest = name.partition(".")
+    if not hasattr(event, first):
+        return False, None
+    value = getattr(event, first)
+    if rest:
+        if not isinstance(value, Mapping) or rest not in value:
+            return False, None
+        value = value[rest]
+    return True, value
+
+
 def _target(subject: str, originator: UUID, event: Any, resolve: Resolver) -> str:
-    if subject in ("key", "job"):  # their aggregate id is the id the API uses
+    if subject in ("key", "job", "alert-rule", "job-terms"):  # their aggregate id is the id the API uses
         return f"{subject}:{originator}"
+    if subject == "period":
+        return f"period:{getattr(event, 'month', originator)}"
     if subject == "budget":
         if hasattr(event, "scope") and hasattr(event, "scope_id"):
             return f"{_plain(event.scope)}:{event.scope_id}"
