@@ -69,7 +69,7 @@ async def job_call(ctx: GatewayContext, key: ApiKey, job: JobState, call: CallRe
         if isinstance(hold, Refusal):
             ctx.guard.release(adm.reservation)
             ctx.rate_limiter.correct(adm.key_id, adm.prompt_bound + adm.max_output_tokens, 0)
-            raise _job_refusal(job, hold, adm.reservation.amount)
+            raise job_refusal(job, hold, adm.reservation.amount)
     except errors.GatewayError as exc:
         raise refused(ctx.refusals, exc, key, payload, now) from None
     fact: RequestMetered | None = None
@@ -126,7 +126,7 @@ def _message(data: dict[str, Any]) -> dict[str, Any]:
             "finish_reason": first.get("finish_reason")}
 
 
-def _job_refusal(job: JobState, refusal: Refusal, worst_case: int) -> errors.GatewayError:
+def job_refusal(job: JobState, refusal: Refusal, worst_case: int) -> errors.GatewayError:
     if refusal.closing:
         return errors.GatewayError(409, f"job {job.id} is being completed; it takes no more calls",
                                    "invalid_request_error", "job_not_running")

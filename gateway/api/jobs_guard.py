@@ -86,6 +86,19 @@ class JobGuard:
             if event_id is not None:
                 account.unacked[event_id] = cost
 
+    def settle_part(self, hold: Hold, event_id: str | None, cost: int, release: int, final: bool) -> None:
+        """One metered part of a /v1 call (a long stream is metered in parts): its cost counts,
+        `release` of the hold is handed back, and the final part ends the call."""
+        with self._lock:
+            account = self._jobs.get(hold.job_id)
+            if account is None:
+                return
+            account.reserved = max(0, account.reserved - release)
+            if event_id is not None:
+                account.unacked[event_id] = account.unacked.get(event_id, 0) + cost
+            if final:
+                account.in_flight = max(0, account.in_flight - 1)
+
     def spent(self, job_id: str) -> int:
         with self._lock:
             account = self._jobs.get(job_id)

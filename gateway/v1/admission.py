@@ -44,6 +44,7 @@ class Admitted:
     job_id: str | None
     key_id: str                # str(key.id), computed once
     labels: Mapping[str, str] = dataclasses.field(default_factory=lambda: NO_TAGS)  # v1/tags.py
+    job_hold: Any = None  # what the call holds against its job's cap (v1/job_header.py), settled by metering
 
 
 def credential(authorization: str | None, x_api_key: str | None) -> str | None:

@@ -113,11 +113,15 @@ async def meter(ctx: GatewayContext, adm: Admitted, *, status: int, usage: Usage
         ctx.guard.forget(adm.reservation.scopes, fact.event_id)
         if bill is not None and not final:  # the stream ends here: hand back what it held
             ctx.guard.release(adm.reservation, adm.reservation.amount - bill.released - release)
+        if adm.job_hold is not None:  # nothing of this part counts on the job; the call ends here
+            adm.job_hold(None, 0, adm.reservation.amount - (bill.released if bill else 0), True)
         ctx.metrics.refused("metering_unavailable")
         log.error("metering publish failed for %s: %s", fact.event_id, exc)
         raise errors.GatewayError(503, "metering is unavailable, so the response was withheld "
                                   "rather than served unmetered; retry shortly", "api_error",
                                   "metering_unavailable") from exc
+    if adm.job_hold is not None:  # the job's cap counts the part once it is metered
+        adm.job_hold(fact.event_id, fact.cost, release, final)
     if bill is not None:
         bill.parts += 1
         bill.usage, bill.cost, bill.released = _sum(bill.usage, part), bill.cost + cost, \

@@ -24,7 +24,7 @@ from gateway.v1.admission import (
 )
 from gateway.v1.body import BodySource, job_of, parse_json, read_body
 from gateway.v1.dialects import DIALECTS
-from gateway.v1.job_header import check_job
+from gateway.v1.job_header import check_job, hold_for_job
 from gateway.v1.refusals import refused
 from gateway.v1.tags import tags_of
 from gateway.v1.upstream_call import call_once, call_streaming, upstream_body
@@ -67,12 +67,13 @@ async def serve(ctx: GatewayContext, endpoint: str, authorization: str | None, j
             raise errors.bad_request("embeddings cannot be streamed", "stream")
         labels = tags_of(tags, payload)
         job_id = job_of(job)
-        if job_id is not None:
-            await check_job(ctx, key, job_id)
+        on_job = await check_job(ctx, key, job_id) if job_id is not None else None
         try:
             adm = admit(ctx, endpoint, payload, key, job_id, now, labels)
         except MustWait as waiting:
             adm = await wait_for_reservations(ctx, waiting)
+        if on_job is not None:
+            adm.job_hold = hold_for_job(ctx, on_job, adm)
     except errors.GatewayError as exc:
         return DIALECTS[endpoint].render(refused(ctx.refusals, exc, key, payload, now))
     url = adm.route.upstream_url + ENDPOINT_PATH[endpoint]
@@ -85,6 +86,8 @@ async def serve(ctx: GatewayContext, endpoint: str, authorization: str | None, j
         return DIALECTS[endpoint].render(exc)
     except BaseException:
         ctx.guard.release(adm.reservation)
+        if adm.job_hold is not None:
+            adm.job_hold(None, 0, adm.reservation.amount, True)
         raise
 
 

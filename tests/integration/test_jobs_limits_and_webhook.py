@@ -129,21 +129,17 @@ def test_a_call_whose_worst_case_could_pass_the_cap_is_refused_and_a_smaller_one
         assert again.status_code == 429  # what is left is less than another worst case
 
 
-def test_a_v1_call_on_a_job_whose_cap_is_spent_is_refused(world: JobsWorld) -> None:
-    """/v1 calls are checked against what the job has spent, not reserved: the first one on a
-    job capped at one nano-dollar goes through, the next one is refused once it is recorded."""
+def test_a_v1_call_that_could_pass_the_jobs_cap_is_refused_before_it_is_served(world: JobsWorld) -> None:
+    """/v1 calls with the job header reserve their worst case against the job's cap, as llm-call
+    does: on a job capped at one nano-dollar not even the first one is served."""
     body = {"model": "sim", "messages": MESSAGES, "max_tokens": 1}
     with world.client("acme-corp") as api:
         job_id = api.post("/api/jobs/create", json={"job_type": "spent", "max_cost_usd": "0.000000001"}
                           ).json()["job_id"]
         first = api.post("/v1/chat/completions", headers={"x-meterline-job": job_id}, json=body)
-        assert first.status_code == 200, first.text
-        deadline = time.monotonic() + 10
-        while api.get(f"/api/jobs/{job_id}/costs").json()["costs"]["total_cost_usd"] == "0":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        second = api.post("/v1/chat/completions", headers={"x-meterline-job": job_id}, json=body)
-    assert second.status_code == 429 and second.json()["error"]["code"] == "job_budget_exceeded"
+        costs = api.get(f"/api/jobs/{job_id}/costs").json()["costs"]
+    assert first.status_code == 429 and first.json()["error"]["code"] == "job_budget_exceeded"
+    assert costs["total_cost_usd"] == "0" and costs["breakdown"] == []
 
 
 def test_a_team_s_hard_budget_refuses_a_job_s_call_like_a_v1_request(tmp_path) -> None:
@@ -160,3 +156,34 @@ def test_a_team_s_hard_budget_refuses_a_job_s_call_like_a_v1_request(tmp_path) -
     assert refused.json()["error"]["code"] == direct.json()["error"]["code"] == "insufficient_quota"
     assert "team" in refused.json()["error"]["message"] and refused.headers["x-request-id"]
     assert costs["breakdown"] == [] and costs["total_cost_usd"] == "0"
+
+
+def test_v1_calls_with_the_job_header_share_the_jobs_cap_with_llm_calls_under_concurrency(
+        world: JobsWorld) -> None:
+    """Calls on /v1 with X-Meterline-Job reserve against max_cost_usd as llm-call does: mixed and
+    concurrent, streamed or not, they never settle past it, and the completion counts them all."""
+    with world.client("acme-corp") as api:
+        job_id = api.post("/api/jobs/create", json={"job_type": "mixed",
+                                                    "max_cost_usd": str(CAP)}).json()["job_id"]
+
+    def call(n: int) -> tuple[int, int]:
+        with world.client("acme-corp") as client:
+            if n % 3 == 0:
+                answer = client.post(f"/api/jobs/{job_id}/llm-call", json={"messages": MESSAGES})
+                if answer.status_code != 200:
+                    return answer.status_code, 0
+                return 200, int(Decimal(answer.json()["metadata"]["cost_usd"]) * 10**9)
+            body = {"model": "sim", "messages": MESSAGES, "stream": n % 3 == 2}
+            answer = client.post("/v1/chat/completions", json=body, headers={"x-meterline-job": job_id})
+            return answer.status_code, call_cost(MESSAGES) if answer.status_code == 200 else 0
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(call, range(96)))
+    statuses = {status for status, _ in answers}
+    assert statuses <= {200, 429} and 429 in statuses, statuses
+    served = [cost for status, cost in answers if status == 200]
+    assert sum(served) <= CAP * 10**9
+    with world.client("acme-corp") as api:
+        done = api.post(f"/api/jobs/{job_id}/complete", json={"status": "completed"}).json()
+    assert done["costs"]["total_calls"] == len(served)
+    assert Decimal(done["costs"]["total_cost_usd"]) * 10**9 == sum(served) <= CAP * 10**9
