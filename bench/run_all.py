@@ -37,6 +37,7 @@ BENCHMARKS = {
     "apis": ["bench.bench_apis", "--duration", "4", "--rounds", "5"],
     "apis-hot-path": ["bench.bench_apis_hot_path", "--requests", "30000", "--rounds", "3"],
     "alerts": ["bench.bench_alerts", "--crossings", "50"],
+    "reports": ["bench.bench_reports", "--rows", "10000000", "--repeat", "5"],
     "jobs": ["bench.bench_jobs", "--duration", "5", "--rounds", "3", "--jobs", "200"],
 }
 
