@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -11,6 +9,7 @@ from domain.anomaly.detection import KINDS
 from domain.ids import ID_RULE, is_valid_id
 from domain.services.anomalies import IncidentFilter
 from gateway import errors
+from gateway.api import cursors
 from gateway.api.schemas import DATE_RULE, utc_instant
 
 STATES = ("open", "resolved", "all")
@@ -41,26 +40,11 @@ def anomaly_query(state: str | None, kind: str | None, user_id: str | None, star
 
 
 def encode_cursor(before: int | None) -> str | None:
-    """Opaque to callers, so the paging can change without breaking them."""
-    if before is None:
-        return None
-    return base64.urlsafe_b64encode(f"{_CURSOR}{before}".encode()).decode().rstrip("=")
+    return cursors.encode_cursor(_CURSOR, before)
 
 
 def decode_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    try:
-        if len(cursor) > 80:
-            raise ValueError("too long")
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        number = text.removeprefix(_CURSOR)
-        if not text.startswith(_CURSOR) or not number.isdigit() or len(number) > 18 or int(number) < 1:
-            raise ValueError(text)
-    except (ValueError, binascii.Error, UnicodeError):
-        raise errors.bad_request("cursor is not one this API returned; pass next_cursor from the previous "
-                                 "page, or leave it out for the newest incidents", "cursor") from None
-    return int(number)
+    return cursors.decode_cursor(_CURSOR, cursor, "the newest incidents")
 
 
 def _instant(value: str | None, name: str) -> datetime | None:

@@ -3,10 +3,6 @@ the parameter."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import csv
-import io
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +14,9 @@ from domain.audit import ChainedEntry
 from domain.audit.entry import ACTION
 from domain.ports.audit_index import AuditFilter
 from gateway import errors
+from gateway.api import cursors
 from gateway.api.schemas import DATE_RULE, utc_instant
+from reports.writers.csv_text import csv_bytes
 
 MAX_LIMIT = 1000
 MAX_TYPES = 20
@@ -26,9 +24,6 @@ MAX_TEXT = 200
 _CURSOR = "audit-before:"
 COLUMNS = ("seq", "time", "actor", "action", "target", "source_ip", "request_id", "details",
            "prev_hash", "entry_hash")
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
 @dataclass(frozen=True)
 class AuditQuery:
     where: AuditFilter
@@ -52,55 +47,27 @@ def audit_query(type: str | None, actor: str | None, target: str | None, start: 
 
 
 def encode_cursor(before: int | None) -> str | None:
-    """Opaque to callers, so the paging can change without breaking them."""
-    if before is None:
-        return None
-    return base64.urlsafe_b64encode(f"{_CURSOR}{before}".encode()).decode().rstrip("=")
+    return cursors.encode_cursor(_CURSOR, before)
 
 
 def decode_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    try:
-        if len(cursor) > 80:
-            raise ValueError("too long")
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        if not text.startswith(_CURSOR) or not text[len(_CURSOR):].isdigit() or len(text) > 40:
-            raise ValueError(text)
-        before = int(text[len(_CURSOR):])
-    except (ValueError, binascii.Error, UnicodeError):
-        raise errors.bad_request("cursor is not one this API returned; pass next_cursor from the "
-                                 "previous page, or leave it out for the newest entries", "cursor") from None
-    if before < 1:
-        raise errors.bad_request("cursor is not one this API returned", "cursor")
-    return before
+    return cursors.decode_cursor(_CURSOR, cursor, "the newest entries")
 
 
 def csv_response(entries: list[ChainedEntry], next_cursor: str | None,
                  projection: dict[str, Any] | None = None) -> Response:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(COLUMNS)
+    rows = []
     for chained in entries:
         row = chained.as_record()
         row["details"] = json.dumps(row["details"], sort_keys=True, ensure_ascii=False)
-        writer.writerow([_cell(row[c]) for c in COLUMNS])
+        rows.append([row[c] for c in COLUMNS])
     headers = {"content-disposition": 'attachment; filename="audit.csv"'}
     if next_cursor:
         headers["x-next-cursor"] = next_cursor
     for name, value in (projection or {}).items():  # x-audit-source, x-audit-lag-entries, …
         if value is not None:
             headers[f"x-audit-{name.replace('_', '-')}"] = str(value)
-    return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
-
-
-def _cell(value: Any) -> Any:
-    """A cell a spreadsheet shows as text (an actor or detail such as `=HYPERLINK(...)` is quoted)."""
-    if value is None:
-        return ""
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        return "'" + value
-    return value
+    return Response(csv_bytes(COLUMNS, rows), media_type="text/csv; charset=utf-8", headers=headers)
 
 
 def _types(value: str) -> list[str]:
