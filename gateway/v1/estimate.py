@@ -108,7 +108,8 @@ def _messages(messages: list[Any], route: ModelRoute | None) -> tuple[int, str |
         if type(message) is not dict:
             tokens += len(orjson.dumps(message))
             continue
-        if message.get("type") in MEDIA_KINDS:  # a Responses input item may be a bare part
+        item_type = message.get("type")  # a Responses input item may be a bare part
+        if type(item_type) is str and item_type in MEDIA_KINDS:  # (a list or dict is no type name)
             size, media = _part(message, route)
             tokens += size
             unbounded = unbounded or media
