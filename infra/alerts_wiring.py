@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import logging
-import random
-import time
 from typing import Any
-
-from eventsourcing.persistence import DatabaseError
 
 from adapters.notify.in_app import InAppNotifier
 from domain.alerts.retry import RetrySchedule
@@ -17,6 +13,7 @@ from domain.services.alerts import Alerts
 from domain.services.ledger import Ledger
 from infra.config.env_settings import Settings
 from infra.notifiers import build_channels
+from infra.store_open import open_racing
 from infra.workers.alert_recipients import RegistryDirectory
 from infra.workers.alert_triggers import TriggerFollower
 from infra.workers.alerts_worker import AlertsWorker
@@ -25,17 +22,8 @@ log = logging.getLogger(__name__)
 
 
 def open_alerts(ledger: Ledger, clock: Clock, attempts: int = 5) -> Alerts:
-    """The alerts store beside the ledger's; retried while processes starting together race in
-    creating its tables (the loser's next attempt finds them made)."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return Alerts.beside(ledger, clock)
-        except DatabaseError as exc:
-            if attempt == attempts:
-                raise
-            log.warning("opening the alerts store failed (%s); retrying", exc)
-            time.sleep(0.2 + random.random() * 0.5)  # noqa: S311 - jitter, not a secret
-    raise AssertionError("unreachable")
+    """The alerts store beside the ledger's (infra/store_open.py: processes starting together race)."""
+    return open_racing(lambda: Alerts.beside(ledger, clock), "the alerts store", attempts)
 
 
 def channels_of(settings: Settings, alerts: Alerts) -> dict[str, Notifier]:

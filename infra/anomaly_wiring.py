@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import logging
-import random
-import time
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from eventsourcing.persistence import DatabaseError
 
 from domain.anomaly.detection import Thresholds, Volume
 from domain.money import to_nanos
@@ -18,6 +15,7 @@ from domain.ports.clock import Clock
 from domain.services.anomalies import Anomalies
 from domain.services.ledger import Ledger
 from infra.config.env_settings import Settings
+from infra.store_open import open_racing
 from infra.workers.anomaly_scan import AnomalyScanJob, build_anomaly_scheduler
 
 log = logging.getLogger(__name__)
@@ -25,16 +23,8 @@ log = logging.getLogger(__name__)
 
 def open_anomalies(ledger: Ledger, attempts: int = 5) -> Anomalies:
     """The anomalies store beside the ledger's (its SQLite file, or its tables on PostgreSQL);
-    retried while processes starting together race in creating its tables."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return Anomalies(env=dict(ledger.env))
-        except DatabaseError as exc:
-            if attempt == attempts:
-                raise
-            log.warning("opening the anomalies store failed (%s); retrying", exc)
-            time.sleep(0.2 + random.random() * 0.5)  # noqa: S311 - jitter, not a secret
-    raise AssertionError("unreachable")
+    infra/store_open.py: processes starting together race in creating its tables."""
+    return open_racing(lambda: Anomalies(env=dict(ledger.env)), "the anomalies store", attempts)
 
 
 def anomaly_signals(analytics: AnalyticsStore | Any) -> AnomalySignals:

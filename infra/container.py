@@ -34,6 +34,7 @@ from infra.audit_keys import load_or_create_signing_key, publish_public_key, pub
 from infra.config.env_settings import Settings, resolve_secrets
 from infra.config.errors import ConfigError
 from infra.config.toml_file import MeterlineConfig
+from infra.store_open import open_racing
 
 log = logging.getLogger(__name__)
 
@@ -133,17 +134,8 @@ def _published(path) -> Ed25519PublicKey | None:
 
 def open_trail(clock: Clock, key: Ed25519PrivateKey | None, env: dict[str, str], attempts: int = 5,
                **options: Any) -> AuditTrail:
-    """An AuditTrail on `env`, retried while processes opening it together race in creating its
-    tables (SQLite: the loser's migration record conflicts; the next attempt finds them made)."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return AuditTrail(clock, key, env=env, **options)
-        except DatabaseError as exc:
-            if attempt == attempts:
-                raise
-            log.warning("opening the audit trail failed (%s); retrying", exc)
-            time.sleep(0.2 + random.random() * 0.5)  # noqa: S311 - jitter, not a secret
-    raise AssertionError("unreachable")
+    """An AuditTrail on `env` (infra/store_open.py: processes opening it together race)."""
+    return open_racing(lambda: AuditTrail(clock, key, env=env, **options), "the audit trail", attempts)
 
 
 def _check_signer(trail: AuditTrail, key: Ed25519PublicKey, settings: Settings) -> None:
@@ -230,7 +222,7 @@ def build(settings: Settings, config: MeterlineConfig, *, clock: Clock | None = 
     try:
         audit = open_audit(settings, clock, signer=signs_audit)
         alerts = open_alerts(ledger, clock)
-        billing = Billing.beside(ledger, clock)
+        billing = open_racing(lambda: Billing.beside(ledger, clock), "the billing store")
     except BaseException:
         registry.close()
         ledger.close()

@@ -15,6 +15,7 @@ from domain.services.ledger import Ledger
 from domain.services.registry import Registry
 
 SQLITE_LOCK_TIMEOUT_SECONDS = 10
+QUIET_APPLICATIONS = ("AUDIT", "DECISIONS", "ALERTS", "ANOMALIES", "BILLING")  # env prefixes
 LEDGER_CACHE_MAXSIZE = 10_000
 
 
@@ -91,6 +92,10 @@ def postgres_env(dsn: str) -> dict[str, str]:
         "POSTGRES_CONNECT_TIMEOUT": "10",
         "POSTGRES_POOL_SIZE": "5",
         "POSTGRES_MAX_OVERFLOW": "10",
+        # A pool opens its minimum at once: seven applications at 5 each in every process passed
+        # PostgreSQL's default 100 connections with a handful of processes (the distributed e2e
+        # test). The registry and the ledger keep 5; the quieter stores hold one and grow on demand.
+        **{f"{name}_POSTGRES_POOL_SIZE": "1" for name in QUIET_APPLICATIONS},
         # No pre-ping: it costs a round trip before every query (the ledger's throughput fell
         # 5x). A connection lost to a database restart fails one batch, which the ledger
         # worker retries from its stored position.
