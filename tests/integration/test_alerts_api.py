@@ -116,7 +116,7 @@ def test_a_webhook_rules_secret_is_shown_once_and_rotating_it_shows_a_new_one(gw
     while len(actions) < 5 and time.monotonic() < deadline:  # the recorder follows the alerts' log
         time.sleep(0.1)
         actions = [e.entry.action for e in gw.system.audit.records()
-                   if getattr(e, "entry", None) and e.entry.target == f"aggregate:{created['id']}"]
+                   if getattr(e, "entry", None) and e.entry.target == f"alert-rule:{created['id']}"]
     assert actions == ["AlertRuleCreated", "AlertWebhookSecretRotated", "AlertRuleDisabled",
                        "AlertRuleDeleted"]
 

@@ -90,7 +90,7 @@ def test_each_migration_is_recorded_once_with_the_rollup_zone(tmp_path: Path) ->
                                 "ORDER BY version", {})
         store.close()
     assert rows == [[1, "0001_usage_events", "Europe/Paris"], [2, "0002_request_parts", "Europe/Paris"],
-                    [3, "0003_rollups", "Europe/Paris"]]
+                    [3, "0003_rollups", "Europe/Paris"], [4, "0004_audit_entries", "Europe/Paris"]]
 
 
 def test_a_store_reopened_with_another_zone_keeps_its_own_and_says_so(
