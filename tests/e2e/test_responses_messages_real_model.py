@@ -1,5 +1,6 @@
 """The official openai SDK's Responses API and the official anthropic SDK's Messages API
-against the gateway in front of the real Gemma 3 270M model (issue 15).
+against `meterline up` (its own processes, as a user runs it) in front of the real Gemma 3
+270M model (issue 15).
 
 Only the base URL and the key differ from calling the model server directly. Each request is
 metered exactly once with the usage the model server reported, at the exact cost; refusals
@@ -20,9 +21,8 @@ import pytest
 
 from domain.pricing import Usage
 from domain.usage import RequestMetered, UsageSource
-from infra.demo.demo_config import demo_config
-from infra.runner import ALL_ROLES
-from tests.support.gateway import RunningGateway, running_gateway
+from infra.demo.demo_config import DEMO_TOML
+from tests.support.up_gateway import UpGateway, meterline_up
 
 pytest_plugins = ["tests.support.upstreams"]  # fixture: demo_model
 pytestmark = pytest.mark.model
@@ -34,28 +34,28 @@ MESSAGES = [{"role": "user", "content": QUESTION}]
 
 
 @pytest.fixture(scope="module")
-def gw(demo_model, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    with running_gateway(tmp_path_factory.mktemp("gw-e2e-apis"), demo_config(demo_model.base_url),
-                         roles=ALL_ROLES) as gateway:
-        gateway.setup_user("dev")
-        yield gateway
+def gw(demo_model, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpGateway]:
+    config = DEMO_TOML.format(url=demo_model.base_url)
+    with meterline_up(tmp_path_factory.mktemp("up-e2e-apis"), config) as up:
+        up.setup_user("dev")
+        yield up
 
 
-def openai_sdk(gw: RunningGateway, key: dict) -> openai.OpenAI:
+def openai_sdk(gw: UpGateway, key: dict) -> openai.OpenAI:
     return openai.OpenAI(base_url=gw.v1, api_key=key["key"], max_retries=0, timeout=120)
 
 
-def anthropic_sdk(gw: RunningGateway, key: dict) -> anthropic.Anthropic:
+def anthropic_sdk(gw: UpGateway, key: dict) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=gw.url, api_key=key["key"], max_retries=0, timeout=120)
 
 
-def metered_once(gw: RunningGateway, key: dict) -> RequestMetered:
+def metered_once(gw: UpGateway, key: dict) -> RequestMetered:
     """The key's one fact, checked to stay one, with its cost exactly the price book's."""
     [fact] = gw.wait_metered(key["id"], 1, timeout_s=30)
     time.sleep(0.3)
     assert len(gw.metered(key["id"])) == 1, "metered exactly once"
     assert (fact.status, fact.usage_source, fact.final, fact.requests) == (200, UsageSource.UPSTREAM, True, 1)
-    price = gw.system.ctx.registry_view.model(fact.model).price_version(fact.price_version)
+    price = gw.price_of(fact)
     usage = Usage(fact.prompt_tokens, fact.completion_tokens, fact.cached_tokens, fact.cache_write_tokens,
                   fact.reasoning_tokens)
     assert fact.cost == price.cost(usage) > 0
