@@ -25,7 +25,7 @@ run: install
 	METERLINE_DEV=1 $(BIN)/meterline up --data-dir $(DATA) --port $(PORT) --demo-model
 
 test: install services
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 tests
 
 lint: install
 	$(BIN)/ruff check .
