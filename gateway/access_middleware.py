@@ -104,10 +104,15 @@ def caller(ctx: GatewayContext, authorization: str | None) -> str:
 
 
 def _authorization(scope: dict) -> str | None:
+    """The Authorization header, or Anthropic's `x-api-key` read as one (as /v1 admission reads
+    it: v1/admission.credential), so an Anthropic client is named, not `anonymous`."""
+    authorization = api_key = None
     for name, value in scope["headers"]:
         if name == b"authorization":
-            return value.decode("latin-1")
-    return None
+            authorization = value.decode("latin-1")
+        elif name == b"x-api-key":
+            api_key = value.decode("latin-1")
+    return authorization or (f"Bearer {api_key}" if api_key else None)
 
 
 def target_of(params: dict[str, Any]) -> str:
