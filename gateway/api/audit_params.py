@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import Response
@@ -14,8 +13,8 @@ from domain.audit import ChainedEntry
 from domain.audit.entry import ACTION
 from domain.ports.audit_index import AuditFilter
 from gateway import errors
-from gateway.api import cursors
-from gateway.api.schemas import DATE_RULE, utc_instant
+from gateway.api import list_params
+from gateway.api.list_params import shown
 from reports.writers.csv_text import csv_bytes
 
 MAX_LIMIT = 1000
@@ -35,23 +34,23 @@ class AuditQuery:
 def audit_query(type: str | None, actor: str | None, target: str | None, start: str | None,
                 end: str | None, cursor: str | None, limit: str | None, format: str | None) -> AuditQuery:
     actions = frozenset(_types(type)) if type else frozenset()
-    begin, finish = _instant(start, "from"), _instant(end, "to")
+    begin, finish = list_params.instant(start, "from"), list_params.instant(end, "to")
     if begin is not None and finish is not None and finish <= begin:
         raise errors.bad_request("'to' must be after 'from'", "to")
     if format not in (None, "json", "csv"):
-        raise errors.bad_request(f"format must be json or csv, got {_shown(format)}", "format")
+        raise errors.bad_request(f"format must be json or csv, got {shown(format)}", "format")
     where = AuditFilter(actions=actions, actor=_text(actor, "actor"),
                         targets=frozenset({t}) if (t := _text(target, "target")) else frozenset(),
                         start=begin, end=finish)
-    return AuditQuery(where, decode_cursor(cursor), _limit(limit), format == "csv")
+    return AuditQuery(where, decode_cursor(cursor), list_params.page_size(limit, MAX_LIMIT), format == "csv")
 
 
 def encode_cursor(before: int | None) -> str | None:
-    return cursors.encode_cursor(_CURSOR, before)
+    return list_params.encode_cursor(_CURSOR, before)
 
 
 def decode_cursor(cursor: str | None) -> int | None:
-    return cursors.decode_cursor(_CURSOR, cursor, "the newest entries")
+    return list_params.decode_cursor(_CURSOR, cursor, "the newest entries")
 
 
 def csv_response(entries: list[ChainedEntry], next_cursor: str | None,
@@ -77,7 +76,7 @@ def _types(value: str) -> list[str]:
                                  "KeyRevoked,AdminActionPerformed", "type")
     for name in names:
         if not ACTION.fullmatch(name):
-            raise errors.bad_request(f"type {_shown(name)} is not an action name (letters, digits, "
+            raise errors.bad_request(f"type {shown(name)} is not an action name (letters, digits, "
                                      "_ . : -, a letter first), e.g. KeyRevoked", "type")
     return names
 
@@ -89,28 +88,3 @@ def _text(value: str | None, name: str) -> str | None:
         raise errors.bad_request(f"{name} must be 1-{MAX_TEXT} printable characters, such as "
                                  f"{'user:alice' if name == 'actor' else 'key:<id>'}", name)
     return value
-
-
-def _instant(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        if value.isascii() and value.isdigit() and len(value) <= 12:
-            return utc_instant(datetime.fromtimestamp(int(value), UTC))
-        return utc_instant(datetime.fromisoformat(value))
-    except (ValueError, OverflowError, OSError):
-        raise errors.bad_request(f"'{name}' must be {DATE_RULE}, or Unix seconds; got "
-                                 f"{_shown(value)}", name) from None
-
-
-def _limit(value: str | None) -> int:
-    if value is None:
-        return 100
-    if not (value.isascii() and value.isdigit() and len(value) <= 4) or not 1 <= int(value) <= MAX_LIMIT:
-        raise errors.bad_request(f"limit must be a whole number from 1 to {MAX_LIMIT}, got "
-                                 f"{_shown(value)}", "limit")
-    return int(value)
-
-
-def _shown(value: str) -> str:
-    return repr(value[:40] + ("…" if len(value) > 40 else ""))
