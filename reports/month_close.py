@@ -14,14 +14,23 @@ as adjustment lines (`usage_period` = the closed month), and that month's close 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from domain.ports.analytics import AnalyticsStore
 from domain.pricing import Price
-from reports.chargeback import GROUPS, Adjustments, Directory, Usage, build, cost_center_of, usage_by_group
+from reports.chargeback import (
+    GROUPS,
+    Adjustments,
+    Directory,
+    Usage,
+    build,
+    cost_center_of,
+    regroup,
+    usage_by_group,
+)
 from reports.exports import ALL_FORMATS, render_all
 from reports.report_period import ReportPeriod, parse_period
 
@@ -59,7 +68,6 @@ def late_usage(store: AnalyticsStore, closes: Sequence[ClosedMonth], group_by: s
                directory: Directory | None = None) -> Adjustments:
     """Per (closed month, group): usage of the month not sealed with it nor booked since."""
     dimension = "team" if group_by == "cost_center" else group_by
-    to_group = cost_center_of(directory) if group_by == "cost_center" else (lambda g: g)
     found: Adjustments = {}
     for close in closes:
         live = usage_by_group(store, parse_period(close.month, timezone), dimension)
@@ -73,9 +81,8 @@ def late_usage(store: AnalyticsStore, closes: Sequence[ClosedMonth], group_by: s
         for group in sorted(live.keys() | sealed.keys() | booked.keys()):
             delta = live.get(group, Usage()) - sealed.get(group, Usage()) - booked.get(group, Usage())
             if delta != Usage():
-                key = (close.month, to_group(group))
-                found[key] = found.get(key, Usage()) + delta
-    return found
+                found[(close.month, group)] = delta
+    return _regroup_late(found, cost_center_of(directory)) if group_by == "cost_center" else found
 
 
 def seal_month(store: AnalyticsStore, month: str, timezone: str, closes: Sequence[ClosedMonth],
@@ -87,13 +94,14 @@ def seal_month(store: AnalyticsStore, month: str, timezone: str, closes: Sequenc
         raise ValueError(f"only a calendar month closes, not {month!r}")
     groups = {d: usage_by_group(store, period, d) for d in DIMENSIONS}
     adjustments = {d: late_usage(store, closes, d, timezone) for d in DIMENSIONS}
+    # cost centres are teams summed by the registry's mapping: regrouped here, not asked again
+    centre = cost_center_of(directory)
+    groups_of = {**groups, "cost_center": regroup(groups["team"].items(), centre)}
+    late_of = {**adjustments, "cost_center": _regroup_late(adjustments["team"], centre)}
     exports: list[tuple[str, bytes]] = []
     for group_by in GROUPS:
-        by_group = (groups[group_by] if group_by != "cost_center"
-                    else usage_by_group(store, period, group_by, directory))
-        late = (adjustments[group_by] if group_by != "cost_center"
-                else late_usage(store, closes, group_by, timezone, directory))
-        report = build(period, group_by, by_group, directory, late)
+        late = late_of[group_by]
+        report = build(period, group_by, groups_of[group_by], directory, late)
         files = render_all(store, period, group_by, report, directory, late)
         exports += [(export_name(group_by, fmt), data) for fmt, data in files.items()]
     totals = sum(groups["model"].values(), Usage()) + sum(adjustments["model"].values(), Usage())
@@ -124,6 +132,14 @@ def versions_in_force(prices: Sequence[Price], start: datetime, end: datetime) -
             if price.effective_from < end and (until is None or until > start):
                 found.setdefault(model, []).append(price.version)
     return found
+
+
+def _regroup_late(late: Adjustments, key: Callable[[str], str]) -> Adjustments:
+    regrouped: Adjustments = {}
+    for (month, group), usage in late.items():
+        target = (month, key(group))
+        regrouped[target] = regrouped.get(target, Usage()) + usage
+    return regrouped
 
 
 def _usage_rows(rows: list[list]) -> dict[str, Usage]:
