@@ -24,9 +24,12 @@ def closed_months(billing: Billing) -> list[ClosedMonth]:
     return [ClosedMonth(c.month, c.manifest) for c in billing.closes()]
 
 
-def chargeback_file(store: AnalyticsStore, billing: Billing, period: ReportPeriod, group_by: str, fmt: str,
-                    directory: Directory | None = None) -> tuple[bytes, bool]:
-    """The export's bytes, and whether they are sealed: a closed month's are its stored files."""
+def chargeback_file(store: AnalyticsStore, billing: Billing | None, period: ReportPeriod, group_by: str,
+                    fmt: str, directory: Directory | None = None) -> tuple[bytes, bool]:
+    """The export's bytes, and whether they are sealed: a closed month's are its stored files.
+    Without a billing store every period is open."""
+    if billing is None:
+        return render(store, period, group_by, fmt, directory), False
     if period.month is not None and billing.closed(period.month) is not None:
         sealed = billing.export(period.month, export_name(group_by, fmt))
         if sealed is not None:

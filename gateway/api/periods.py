@@ -14,9 +14,9 @@ from domain.period_close import PeriodClose
 from domain.services.billing import AlreadyClosedError, Billing
 from gateway import errors
 from gateway.api.deps import Admin, Ctx, usd
+from gateway.api.reports import directory_of, stored_prices
 from gateway.context import GatewayContext
 from reports.closing import CloseRefusedError, close_month
-from reports.directory import LookupDirectory
 from reports.month_close import ClosedMonth, receiving_month
 
 router = APIRouter(prefix="/api/admin/periods", tags=["reports"])
@@ -63,8 +63,7 @@ async def manifest(ctx: Ctx, _: Admin, month: Month) -> dict:
 async def close(ctx: Ctx, _: Admin, month: Month, request: Request) -> dict:
     billing = _billing(ctx)
     actor = getattr(request.state, "audit_actor", None) or "admin"
-    directory = LookupDirectory(ctx.registry_view.key, ctx.registry_view.team)
-    prices = [price for book in ctx.registry_view.models() for price in book.prices]
+    directory, prices = directory_of(ctx), stored_prices(ctx)
     try:
         closing = await ctx.query(close_month, ctx.analytics, billing, month, ctx.options.billing_timezone,
                                   ctx.clock.now(), actor, directory, prices)

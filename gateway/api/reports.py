@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from domain.money import from_nanos
+from domain.pricing import Price
 from gateway import errors
 from gateway.api.deps import Admin, Ctx, usd
 from gateway.context import GatewayContext
@@ -22,7 +23,7 @@ from reports.chargeback import GROUPS
 from reports.closing import chargeback_file
 from reports.directory import LookupDirectory
 from reports.economics import economics
-from reports.exports import ALL_FORMATS, file_name, render
+from reports.exports import ALL_FORMATS, file_name
 from reports.price_book_spec import SPEC_HELP, parse_price_book
 from reports.report_period import EXAMPLES, PeriodError, ReportPeriod, parse_period
 from reports.rerating import WRITERS, rerate
@@ -46,8 +47,14 @@ def _period(ctx: GatewayContext, spec: str | None) -> ReportPeriod:
         raise errors.bad_request(str(exc), "period", code="invalid_period") from None
 
 
-def _directory(ctx: GatewayContext) -> LookupDirectory:
+def directory_of(ctx: GatewayContext) -> LookupDirectory:
+    """Names for the ids in a report, from this gateway's view of the registry."""
     return LookupDirectory(ctx.registry_view.key, ctx.registry_view.team)
+
+
+def stored_prices(ctx: GatewayContext) -> list[Price]:
+    """Every price version of every model the registry knows."""
+    return [price for book in ctx.registry_view.models() for price in book.prices]
 
 
 async def _run(ctx: GatewayContext, work: Callable[[], T]) -> T:
@@ -71,14 +78,10 @@ async def _run(ctx: GatewayContext, work: Callable[[], T]) -> T:
             "Admins only.", response_class=Response)
 async def chargeback_report(ctx: Ctx, _: Admin, period: PeriodParam = None, group_by: GroupBy = "user",
                             format: FormatName = "json") -> Response:  # noqa: A002 - the API's word
-    chosen, directory = _period(ctx, period), _directory(ctx)
+    chosen, directory = _period(ctx, period), directory_of(ctx)
 
-    def make() -> tuple[bytes, bool]:
-        if ctx.billing is None:
-            return render(ctx.analytics, chosen, group_by, format, directory), False
-        return chargeback_file(ctx.analytics, ctx.billing, chosen, group_by, format, directory)
-
-    body, sealed = await _run(ctx, make)
+    body, sealed = await _run(ctx, lambda: chargeback_file(ctx.analytics, ctx.billing, chosen, group_by,
+                                                           format, directory))
     headers = {"x-meterline-sealed": "true" if sealed else "false",
                "x-meterline-sha256": hashlib.sha256(body).hexdigest()}
     if format != "json":
@@ -97,8 +100,8 @@ async def rerate_report(ctx: Ctx, _: Admin,
                         price_book: Annotated[str, Query(max_length=2000, description=SPEC_HELP)],
                         period: PeriodParam = None, group_by: GroupBy = "user",
                         format: Literal["json", "csv"] = "json") -> Response:  # noqa: A002
-    chosen, directory = _period(ctx, period), _directory(ctx)
-    stored = [price for book in ctx.registry_view.models() for price in book.prices]
+    chosen, directory = _period(ctx, period), directory_of(ctx)
+    stored = stored_prices(ctx)
 
     def make() -> bytes:
         book = parse_price_book(price_book, stored)
@@ -114,7 +117,7 @@ async def rerate_report(ctx: Ctx, _: Admin,
 async def economics_report(ctx: Ctx, _: Admin, period: PeriodParam = None,
                            concurrency: Annotated[int, Query(ge=1, le=100_000)] = 1) -> dict:
     chosen = _period(ctx, period)
-    prices = [price for book in ctx.registry_view.models() for price in book.prices]
+    prices = stored_prices(ctx)
     models = await _run(ctx, lambda: economics(ctx.analytics, chosen, prices, concurrency))
     return {"period": chosen.label, "from": chosen.start.isoformat(), "to": chosen.end.isoformat(),
             "concurrency": concurrency, "currency": "USD",
