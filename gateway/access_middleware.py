@@ -17,6 +17,7 @@ from typing import Any
 
 from gateway.access_audit import admin_actor
 from gateway.context import GatewayContext
+from gateway.v1.admission import credential
 
 log = logging.getLogger(__name__)
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -104,15 +105,11 @@ def caller(ctx: GatewayContext, authorization: str | None) -> str:
 
 
 def _authorization(scope: dict) -> str | None:
-    """The Authorization header, or Anthropic's `x-api-key` read as one (as /v1 admission reads
-    it: v1/admission.credential), so an Anthropic client is named, not `anonymous`."""
-    authorization = api_key = None
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            authorization = value.decode("latin-1")
-        elif name == b"x-api-key":
-            api_key = value.decode("latin-1")
-    return authorization or (f"Bearer {api_key}" if api_key else None)
+    """The credential as /v1 admission reads it (Authorization, or Anthropic's `x-api-key`), so
+    an Anthropic client is named, not `anonymous`."""
+    found = {name: value.decode("latin-1") for name, value in scope["headers"]
+             if name in (b"authorization", b"x-api-key")}
+    return credential(found.get(b"authorization"), found.get(b"x-api-key"))
 
 
 def target_of(params: dict[str, Any]) -> str:
