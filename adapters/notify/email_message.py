@@ -30,8 +30,9 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def is_address(value: str) -> bool:
-    """A plain ASCII `local@domain.tld` address (no display name, no comments)."""
-    return bool(_ADDRESS.match(value)) and ".." not in value
+    """A plain ASCII `local@domain.tld` address (no display name, no comments). The whole value:
+    `$` alone would let one trailing line feed through, into the To header."""
+    return bool(_ADDRESS.fullmatch(value)) and ".." not in value
 
 
 def build_message(notification: Notification, sender: str, now: datetime) -> EmailMessage:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from domain.alerts.webhook_host import is_public
 from domain.ports.notifier import NotificationFailed
 
 MAX_URL = 2048
@@ -43,26 +44,6 @@ async def resolve_target(url: str, allow_private: bool) -> Target:
                                      "public address (set METERLINE_WEBHOOK_ALLOW_PRIVATE=1 to allow "
                                      "private addresses in development)", permanent=True)
     return Target(parsed.copy_with(host=str(addresses[0])), host, parsed.netloc.decode())
-
-
-def is_public(address: Address) -> bool:
-    """Globally routable unicast: not loopback, private, link-local, shared, reserved or multicast,
-    nor an IPv6 address that carries such an IPv4 one (mapped, 6to4, NAT64)."""
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return is_public(address.ipv4_mapped)
-        embedded = [address.sixtofour] if address.sixtofour is not None else []
-        if address in _NAT64:
-            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
-        if any(not is_public(inner) for inner in embedded) or any(address in n for n in _NOT_PUBLIC_V6):
-            return False
-    return address.is_global and not address.is_multicast
-
-
-# the standard library calls these global; each can lead to an address that is not
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_NOT_PUBLIC_V6 = (ipaddress.IPv6Network("::/96"),  # IPv4-compatible (deprecated): ::127.0.0.1
-                  ipaddress.IPv6Network("64:ff9b:1::/48"))  # NAT64 for local use
 
 
 def _parse(url: str) -> httpx.URL:

@@ -20,7 +20,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from domain.alerts.defaults import default_rules
 from domain.alerts.notices import NoticeBoard
 from domain.alerts.rule import AlertRule
-from domain.alerts.rule_spec import RuleSpec
+from domain.alerts.rule_spec import MAX_OWN_RULES, RuleSpec, TooManyRules
 from domain.alerts.trigger import AlertTrigger, Delivery
 from domain.errors import DomainError
 from domain.ports.clock import Clock
@@ -41,6 +41,7 @@ class Alerts(Application):
         super().__init__(env)
         self.clock = clock
         self._boards = threading.Lock()
+        self._owned = threading.Lock()
 
     @classmethod
     def beside(cls, app: Application, clock: Clock) -> Alerts:
@@ -54,8 +55,21 @@ class Alerts(Application):
     # ----- rules ---------------------------------------------------------------------------
 
     def create_rule(self, spec: RuleSpec, owner: str | None = None, rule_id: UUID | None = None) -> AlertRule:
+        """A new rule; a user (`owner`) who keeps MAX_OWN_RULES already is refused (TooManyRules).
+
+        The count and the save are one step within this process; replicas creating one user's
+        rules at the same moment may pass the cap by one each."""
         rule = AlertRule(rule_id=rule_id or uuid4(), owner=owner, spec=spec.state(), at=self.clock.now())
-        self.save(rule)
+        if owner is None:
+            self.save(rule)
+            return rule
+        with self._owned:
+            kept = sum(1 for r in self.rules() if r.owner == owner)
+            if kept >= MAX_OWN_RULES:
+                raise TooManyRules(f"user {owner} keeps {kept} alert rules, the most a user may keep "
+                                   f"({MAX_OWN_RULES}); delete one they no longer need, or ask an admin "
+                                   "for a rule that covers more (a global or team rule)")
+            self.save(rule)
         return rule
 
     def change_rule(self, rule_id: UUID, spec: RuleSpec) -> AlertRule:

@@ -4,21 +4,23 @@ in the response that creates it (or rotates it) and never again."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from domain.alerts.rule import AlertRule
-from domain.alerts.rule_spec import RuleSpec
+from domain.alerts.rule_spec import RuleSpec, TooManyRules
 from gateway import errors
 from gateway.api.alert_schemas import AlertRuleBody, AlertRuleUpdate
 from gateway.api.alerts_service import (
     alerts_of,
     check_users_rule,
+    check_users_webhook,
     delivery_view,
     rule_id_of,
     rule_view,
     spec_of,
     with_secret,
 )
+from gateway.api.analytics_params import refuse_unknown
 from gateway.api.deps import Admin, Caller, Ctx, Principal
 from gateway.context import GatewayContext
 
@@ -59,10 +61,11 @@ async def create_rule(body: AlertRuleBody, ctx: Ctx, _: Admin) -> dict:
 
 
 @admin_router.get("/deliveries", summary="Deliveries: state, attempts, last error, dead letters")
-async def list_deliveries(ctx: Ctx, _: Admin, after: int = Query(default=0, ge=0, le=2**62),
+async def list_deliveries(ctx: Ctx, _: Admin, request: Request, after: int = Query(default=0, ge=0, le=2**62),
                           limit: int = Query(default=50, ge=1, le=500),
                           state: str | None = Query(default=None, pattern="^(pending|sent|dead_lettered)$")
                           ) -> dict:
+    refuse_unknown(request)  # `status=dead_lettered` for `state=` would list every delivery
     page, cursor = await ctx.query(alerts_of(ctx).deliveries, after, limit)
     data = [delivery_view(d) for d in page if state is None or d.status == state]
     return {"object": "list", "data": data, "next_after": cursor}
@@ -104,8 +107,11 @@ async def list_own_rules(ctx: Ctx, who: Caller) -> dict:
 @user_router.post("", status_code=201, summary="Create a rule on your spend or one of your keys")
 async def create_own_rule(body: AlertRuleBody, ctx: Ctx, who: Caller) -> dict:
     user_id = _user(who)
-    spec = check_users_rule(ctx, who, spec_of(body))
-    rule = await ctx.command(alerts_of(ctx).create_rule, spec, user_id)
+    spec = await check_users_webhook(check_users_rule(ctx, who, spec_of(body)))
+    try:
+        rule = await ctx.command(alerts_of(ctx).create_rule, spec, user_id)
+    except TooManyRules as exc:
+        raise errors.GatewayError(409, str(exc), "invalid_request_error", "too_many_alert_rules") from None
     return with_secret(ctx, rule, rule_view(rule))
 
 
@@ -117,7 +123,8 @@ async def get_own_rule(rule_id: str, ctx: Ctx, who: Caller) -> dict:
 @user_router.put("/{rule_id}", summary="Replace one of your rules")
 async def put_own_rule(rule_id: str, body: AlertRuleUpdate, ctx: Ctx, who: Caller) -> dict:
     rule = await _rule(ctx, rule_id, _user(who), any_owner=False)
-    return await _update(ctx, rule, body, check_users_rule(ctx, who, spec_of(body)))
+    spec = await check_users_webhook(check_users_rule(ctx, who, spec_of(body)))
+    return await _update(ctx, rule, body, spec)
 
 
 @user_router.delete("/{rule_id}", summary="Delete one of your rules")

@@ -3,7 +3,9 @@ a user's rules to what is theirs."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import socket
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -12,12 +14,15 @@ from domain.alerts.rule import AlertRule
 from domain.alerts.rule_spec import OWNER, AlertRuleError, RuleSpec, rule_spec
 from domain.alerts.signing import webhook_secret
 from domain.alerts.trigger import Delivery
+from domain.alerts.webhook_host import host_refusal, is_public, normal_host
 from domain.money import usd_text
 from domain.services.alerts import Alerts
 from gateway import errors
 from gateway.api.alert_schemas import AlertRuleBody
 from gateway.api.deps import Principal
 from gateway.context import GatewayContext
+
+RESOLVE_TIMEOUT_S = 2.0  # a slow resolver delays the answer this long at most, then the name passes
 
 
 def alerts_of(ctx: GatewayContext) -> Alerts:
@@ -96,10 +101,22 @@ def check_users_rule(ctx: GatewayContext, who: Principal, spec: RuleSpec) -> Rul
                                  "recipients", code="not_your_recipient")
     if "webhook" in spec.channels and spec.webhook_url is None:
         raise errors.bad_request("a webhook rule needs 'webhook_url'", "webhook_url")
-    if spec.webhook_url is not None and private_host(spec.webhook_url):
-        raise errors.bad_request("'webhook_url' must be a public address: loopback, private, link-local "
-                                 "and reserved hosts are refused", "webhook_url", code="private_webhook")
+    if spec.webhook_url is not None and (why := private_host(spec.webhook_url)):
+        raise _private_webhook(why)
     return spec
+
+
+async def check_users_webhook(spec: RuleSpec) -> RuleSpec:
+    """A user's webhook host must not resolve to a private address now either."""
+    if spec.webhook_url is not None and (why := await private_resolution(spec.webhook_url)):
+        raise _private_webhook(why)
+    return spec
+
+
+def _private_webhook(why: str) -> errors.GatewayError:
+    return errors.bad_request(f"'webhook_url' must name a public host: {why}. Loopback, private, "
+                              "link-local and reserved addresses and local names are refused; use the "
+                              "receiver's public host name", "webhook_url", code="private_webhook")
 
 
 def _key(ctx: GatewayContext, key_id: str) -> Any:
@@ -109,15 +126,34 @@ def _key(ctx: GatewayContext, key_id: str) -> Any:
         return None
 
 
-def private_host(url: str) -> bool:
-    """Whether the URL names loopback, a private, link-local or reserved address, or a local name.
-    (The webhook channel checks the address a name resolves to again when it sends.)"""
-    host = (urlsplit(url).hostname or "").rstrip(".").lower()
-    single_label = "." not in host and ":" not in host  # "intranet", "db": names only a LAN resolves
-    if single_label or host.endswith((".localhost", ".local", ".internal")):
-        return True
+def private_host(url: str) -> str | None:
+    """Why the URL's host may not receive a user's webhook (loopback, a private, link-local or
+    reserved address, an address in disguise, a local name), or None. The webhook channel checks
+    the address a name resolves to again when it sends."""
+    return host_refusal(urlsplit(url).hostname or "")
+
+
+async def private_resolution(url: str, timeout_s: float = RESOLVE_TIMEOUT_S) -> str | None:
+    """Why the URL's host name resolves somewhere a webhook may not go, or None: also when it does
+    not resolve now (DNS trouble passes; the channel resolves and checks again when it sends)."""
+    host = normal_host(urlsplit(url).hostname or "")
+    if not host or _is_address(host):
+        return None
     try:
-        address = ipaddress.ip_address(host)
+        async with asyncio.timeout(timeout_s):
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, TimeoutError, UnicodeError):
+        return None
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not is_public(address):
+            return f"{host} resolves to {address}, which is not a public address"
+    return None
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
     except ValueError:
         return False
-    return not address.is_global
+    return True

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from domain.money import usd_text
 from domain.services.anomalies import Anomalies, IncidentView
 from gateway import errors
+from gateway.api.analytics_params import refuse_unknown
 from gateway.api.anomaly_params import anomaly_query, encode_cursor
 from gateway.api.deps import Admin, Ctx
 
@@ -24,7 +25,8 @@ def anomalies_of(ctx: Ctx) -> Anomalies:
 
 
 @router.get("/anomalies", summary="Anomaly incidents (spike, night, error_rate), newest first")
-async def list_anomalies(ctx: Ctx, _: Admin, state: Text = None, kind: Text = None, user_id: Text = None,
+async def list_anomalies(ctx: Ctx, _: Admin, request: Request, state: Text = None, kind: Text = None,
+                         user_id: Text = None,
                          from_: Annotated[str | None, Query(alias="from")] = None, to: Text = None,
                          cursor: Text = None, limit: Text = None) -> dict[str, Any]:
     """`state` open, resolved or all (default); `kind` spike, night or error_rate; `user_id` the
@@ -32,6 +34,7 @@ async def list_anomalies(ctx: Ctx, _: Admin, state: Text = None, kind: Text = No
     when it was detected. Pass `next_cursor` as `cursor` for older incidents. Each incident carries
     the figures that triggered it: the window (hour or day), the metric, its value, the baseline's
     median and MAD over the trailing weeks, and the factor; spend in nano-units, also as USD text."""
+    refuse_unknown(request)  # a misspelt filter (`user=`) would otherwise list everyone's incidents
     query = anomaly_query(state, kind, user_id, from_, to, cursor, limit)
     page, before = await ctx.query(anomalies_of(ctx).page, query.where, query.before, query.limit)
     return {"anomalies": [incident_record(view) for view in page], "next_cursor": encode_cursor(before)}

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from domain.audit import GENESIS, Head, VerifyReport, format_time, verify
@@ -15,6 +15,7 @@ from domain.ports.audit_index import AuditFilter, AuditIndex
 from domain.services import audit_index_search
 from domain.services.audit_trail import AuditTrail
 from gateway import errors
+from gateway.api.analytics_params import refuse_unknown
 from gateway.api.audit_params import audit_query, csv_response, encode_cursor
 from gateway.api.deps import Admin, Ctx
 
@@ -47,8 +48,9 @@ async def public_key(ctx: Ctx, _: Admin) -> Response:
 
 
 @router.get("/audit/verify", summary="Recompute the audit chain and check checkpoint signatures")
-async def verify_trail(ctx: Ctx, _: Admin, full: Text = None) -> dict:
+async def verify_trail(ctx: Ctx, _: Admin, request: Request, full: Text = None) -> dict:
     """From the last signed checkpoint by default (fast, bounded); `full=true` from seq 1."""
+    refuse_unknown(request)
     if full not in (None, "true", "false"):
         raise errors.bad_request(f"full must be true or false, got {full[:20]!r}", "full")
     trail = trail_of(ctx)
@@ -81,7 +83,8 @@ def checkpoint_status(trail: AuditTrail, now: datetime) -> dict[str, Any]:
 
 
 @router.get("/audit", summary="Search the audit trail, newest first (JSON or CSV)")
-async def search(ctx: Ctx, _: Admin, type: Text = None, actor: Text = None, target: Text = None,
+async def search(ctx: Ctx, _: Admin, request: Request, type: Text = None, actor: Text = None,
+                 target: Text = None,
                  from_: Annotated[str | None, Query(alias="from")] = None,
                  to: Text = None, cursor: Text = None, limit: Text = None,
                  format: Text = None) -> Any:
@@ -91,6 +94,7 @@ async def search(ctx: Ctx, _: Admin, type: Text = None, actor: Text = None, targ
     `cursor` for older entries; `next_cursor` is null at the trail's beginning. `projection`
     says where the page came from: the ClickHouse index up to `indexed_seq`, the trail itself
     above it (`lag_entries` behind its head, the oldest of them `lag_seconds` old)."""
+    refuse_unknown(request)  # a misspelt filter (`actr=`) would otherwise widen the search silently
     query = audit_query(type, actor, target, from_, to, cursor, limit, format)
     page = await ctx.query(audit_index_search.search, trail_of(ctx), index_of(ctx), query.where,
                            query.before, query.limit, ctx.clock.now())
