@@ -42,6 +42,11 @@ class Alerts(Application):
         self.clock = clock
         self._boards = threading.Lock()
         self._owned = threading.Lock()
+        # rules() reads the rules' log from where it last stopped: listing and counting every rule
+        # must not load every rule again (a user's rule count is checked on each creation)
+        self._rules_lock = threading.Lock()
+        self._rules_read = 0
+        self._rules_kept: dict[UUID, AlertRule | None] = {}
 
     @classmethod
     def beside(cls, app: Application, clock: Clock) -> Alerts:
@@ -87,9 +92,13 @@ class Alerts(Application):
         return None if rule is None or rule.deleted else rule
 
     def rules(self) -> list[AlertRule]:
-        """Every rule not deleted, oldest first."""
-        ids, _ = self.rule_changes(0)
-        return [r for r in (self.rule(i) for i in ids) if r is not None]
+        """Every rule not deleted, oldest first (treat them as read-only: they are kept between
+        calls, and only the rules changed since the last call are loaded again)."""
+        with self._rules_lock:
+            ids, self._rules_read = self.rule_changes(self._rules_read)
+            for rule_id in ids:
+                self._rules_kept[rule_id] = self.rule(rule_id)
+            return [r for r in self._rules_kept.values() if r is not None]
 
     def rule_changes(self, after: int) -> tuple[list[UUID], int]:
         """The rules changed after log position `after` (first change first), and the new position."""

@@ -141,14 +141,19 @@ async def private_resolution(url: str, timeout_s: float = RESOLVE_TIMEOUT_S) -> 
         return None
     try:
         async with asyncio.timeout(timeout_s):
-            infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (OSError, TimeoutError, UnicodeError):
+            addresses = await resolved_addresses(host)
+    except (OSError, TimeoutError, UnicodeError, ValueError):
         return None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+    for address in addresses:
         if not is_public(address):
             return f"{host} resolves to {address}, which is not a public address"
     return None
+
+
+async def resolved_addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses the system resolver gives for `host` (scope ids dropped)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
 
 def _is_address(host: str) -> bool:
