@@ -1,4 +1,5 @@
-"""Writes a complete JSON answer straight to uvicorn's connection, skipping the ASGI send.
+"""Writes a complete JSON answer, or a stream's body chunks, straight to uvicorn's connection,
+skipping the ASGI send.
 
 uvicorn's `send` checks every header against two regular expressions and builds the
 answer from two message dicts: about 15 µs per request, half of uvicorn's own cost.
@@ -11,11 +12,12 @@ Only with uvicorn's httptools protocol, only when nothing is unusual (a paused o
 transport, a response already started); otherwise the caller sends through ASGI. It
 writes no access-log line: Meterline runs uvicorn without an access log, and every /v1
 request is recorded as a RequestMetered fact anyway.
-tests/integration/test_gateway_http.py holds it to the bytes uvicorn's `send` writes.
+tests/integration/test_gateway_http.py holds both to the bytes uvicorn's `send` writes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from gateway.responses import JsonBytesResponse
@@ -58,3 +60,31 @@ def write_json(send: Any, response: JsonBytesResponse) -> bool:
         transport.close()
     finished()
     return True
+
+
+def body_writer(send: Any) -> Callable[[bytes], bool] | None:
+    """For a streamed answer whose head went out through `send`: a function writing one body
+    chunk straight to the connection, with uvicorn's chunked framing, and saying False when the
+    caller must send it through ASGI instead (a paused, closed or finished connection). None
+    when `send` is not uvicorn's httptools cycle or the answer is not chunked.
+
+    A stream sends ~20 chunks per answer, so this saves ASGI's message dict and checks per
+    chunk; the last, empty chunk still goes through `send`, which ends the answer as usual."""
+    cycle = getattr(send, "__self__", None)
+    if RequestResponseCycle is None or type(cycle) is not RequestResponseCycle:
+        return None
+    try:
+        transport, flow = cycle.transport, cycle.flow
+        if cycle.chunked_encoding is not True or cycle.scope["method"] == "HEAD":
+            return None
+    except (AttributeError, KeyError):
+        return None
+
+    def write(body: bytes) -> bool:
+        if flow.write_paused or cycle.disconnected or cycle.response_complete:
+            return False
+        if body:
+            transport.write(b"%x\r\n%b\r\n" % (len(body), body))
+        return True
+
+    return write

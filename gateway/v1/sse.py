@@ -19,4 +19,5 @@ def named_event(event: dict[str, Any], raw: bytes | None = None) -> bytes:
     most events of a stream are deltas nobody rewrites)."""
     kind = event.get("type")
     head = b"event: " + kind.encode() + b"\n" if isinstance(kind, str) and kind.isprintable() else b""
-    return head + b"data: " + (orjson.dumps(event) if raw is None else raw) + b"\n\n"
+    # JSON may hold a bare \r between its tokens, which an SSE reader takes for a line's end
+    return head + b"data: " + (orjson.dumps(event) if raw is None or b"\r" in raw else raw) + b"\n\n"

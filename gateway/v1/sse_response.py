@@ -5,7 +5,8 @@ every stream in an anyio task group with a second task listening for the disconn
 2,000 open streams that machinery was a third of the gateway's CPU. Here the stream is sent
 from the request's own task and a plain asyncio task waits for the disconnect, then cancels
 it: the relay (gateway/v1/streaming.py) sees the cancellation, meters what was generated
-and hangs up on the model server, as before.
+and hangs up on the model server, as before. Body chunks go straight to uvicorn's connection
+when it is not paused (`direct_write.body_writer`), not through a message dict each.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.responses import Response
+
+from gateway.v1 import direct_write
 
 HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
            (b"x-accel-buffering", b"no")]
@@ -46,8 +49,10 @@ class SseResponse(Response):
         try:
             await send({"type": "http.response.start", "status": 200,
                         "headers": self.raw_headers})
+            write = direct_write.body_writer(send)
             async for chunk in self.chunks:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if write is None or not write(chunk):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not gone:

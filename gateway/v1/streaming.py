@@ -61,24 +61,34 @@ class ChatStream:
     """Chat and completions chunks: usage in a last chunk the gateway asks for."""
 
     tail = DONE
-    encode = staticmethod(data_event)
 
     def __init__(self, payload: dict[str, Any]) -> None:
         self.client_model = payload["model"]
         self.wants_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
         self.usage: Usage | None = None
+        self.rewritten = False  # did the last step change its chunk?
 
     def step(self, chunk: dict[str, Any]) -> tuple[int, bool] | None:
+        self.rewritten = False
         if "usage" in chunk and chunk["usage"] is not None:
             self.usage = parse_usage(chunk["usage"]) or self.usage
             if not chunk.get("choices") and not self.wants_usage:
                 return None  # the usage chunk only the gateway asked for
             if not self.wants_usage:
                 chunk.pop("usage", None)
+                self.rewritten = True
         text_bytes = choice_text_bytes(chunk)
-        if "model" in chunk:
-            chunk["model"] = self.client_model
+        if "model" in chunk and chunk["model"] != self.client_model:
+            chunk["model"] = self.client_model  # the client sees the name it asked for
+            self.rewritten = True
         return text_bytes, _ends_answer(chunk)
+
+    def encode(self, event: dict[str, Any], raw: bytes | None = None) -> bytes:
+        """The upstream's own bytes when the chunk went through unchanged (most do: no
+        re-encoding per token), else the chunk written again."""
+        if raw is not None and not self.rewritten and b"\r" not in raw:  # \r would end an SSE line
+            return b"data: " + raw + b"\n\n"
+        return data_event(event)
 
     @staticmethod
     def error_event(message: str, code: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+import gateway.v1.direct_write as direct_write
 import gateway.v1.fast_path as fast_path
 from testkit.simulator.server import Simulator
 from tests.support.gateway import RunningGateway, running_gateway, sim_config
@@ -149,6 +150,45 @@ def test_a_direct_answer_has_the_bytes_uvicorns_send_would_have_written(gw, monk
     through_asgi = exchange()
     assert direct == through_asgi
     assert direct.startswith(b"HTTP/1.1 401 ")
+
+
+def dechunk(raw: bytes) -> tuple[bytes, list[bytes]]:
+    """The head and the chunks of a chunked answer, holding each chunk to its declared size."""
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    chunks = []
+    while True:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            assert rest == b"\r\n", "bytes after the last chunk"
+            return head, chunks
+        assert rest[size:size + 2] == b"\r\n", "a chunk longer or shorter than its size line"
+        chunks.append(rest[:size])
+        rest = rest[size + 2:]
+
+
+def test_a_streamed_answer_written_directly_has_the_framing_uvicorns_send_writes(gw, secret, monkeypatch):
+    def exchange() -> tuple[bytes, list[bytes]]:
+        with connect(gw) as sock:
+            sock.sendall(request(gw, secret, {**CHAT, "stream": True}, close=True))
+            raw = b""
+            while chunk := sock.recv(65536):
+                raw += chunk
+        head, chunks = dechunk(raw)
+        head = b"\r\n".join(line for line in head.split(b"\r\n")
+                             if not line.startswith((b"date:", b"x-request-id:")))
+        return head, [re.sub(rb"[0-9a-f-]{8,}|\d+", b"N", chunk) for chunk in chunks]
+
+    used: list[bool] = []
+    real = direct_write.body_writer
+    monkeypatch.setattr(direct_write, "body_writer", lambda send: used.append(True) or real(send))
+    direct = exchange()
+    monkeypatch.setattr(direct_write, "body_writer", lambda send: None)
+    through_asgi = exchange()
+    assert used == [True]
+    assert direct == through_asgi
+    assert direct[0].startswith(b"HTTP/1.1 200 ") and b"transfer-encoding: chunked" in direct[0]
+    assert direct[1][-1] == b"data: [DONE]\n\n"
 
 
 @pytest.mark.parametrize(("secret", "declared", "status"), [
