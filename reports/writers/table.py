@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from decimal import Decimal
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from domain.money import from_nanos
 from reports.chargeback import Chargeback, Usage
 
+if TYPE_CHECKING:
+    import polars as pl
+
 TOTAL = "TOTAL"
-MONEY = pl.Decimal(38, 9)    # nano-dollars exactly
-PERCENT = pl.Decimal(6, 2)
 
 
 def columns(report: Chargeback) -> list[str]:
@@ -39,9 +39,11 @@ def rows(report: Chargeback, with_totals: bool = True) -> list[list]:
 
 def frame(report: Chargeback, with_totals: bool = True) -> pl.DataFrame:
     """Typed columns: money as Decimal(38, 9) so no reader ever sees a binary float."""
+    import polars as pl  # here, not at import: the JSON and CSV writers need no polars
+
     names = columns(report)
     schema = {name: pl.Utf8 for name in names[:3]} | {name: pl.Int64 for name in names[3:8]}
-    schema |= {"cost_usd": MONEY, "share_percent": PERCENT}
+    schema |= {"cost_usd": pl.Decimal(38, 9), "share_percent": pl.Decimal(6, 2)}  # nano-dollars exactly
     return pl.DataFrame(rows(report, with_totals), schema=schema, orient="row")
 
 
