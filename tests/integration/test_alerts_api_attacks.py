@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from uuid import uuid4
 
 import httpx
@@ -95,10 +96,16 @@ def test_a_users_webhook_host_that_resolves_to_a_private_address_is_refused(
         admin.delete(f"/api/admin/alerts/{made.json()['id']}").raise_for_status()
 
 
-def test_a_user_keeps_at_most_the_cap_of_rules_and_may_add_one_after_deleting_one(gw: RunningGateway) -> None:
+def test_a_user_keeps_at_most_the_cap_of_rules_even_in_a_burst_and_may_add_one_after_deleting_one(
+        gw: RunningGateway) -> None:
     spammer = user(gw, "spammer")
-    made = [spammer.post("/api/alerts", json=rule("spammer", name=f"r{i}")) for i in range(MAX_OWN_RULES)]
+    made = [spammer.post("/api/alerts", json=rule("spammer", name=f"r{i}"))
+            for i in range(MAX_OWN_RULES - 10)]
+    with ThreadPoolExecutor(8) as pool:  # the last ten places, raced for by twenty requests at once
+        burst = list(pool.map(lambda i: spammer.post("/api/alerts", json=rule("spammer", name=f"b{i}")),
+                              range(20)))
     assert {r.status_code for r in made} == {201}
+    assert sorted(r.status_code for r in burst) == [201] * 10 + [409] * 10
     error = openai_error(spammer.post("/api/alerts", json=rule("spammer", name="one more")), 409,
                          "too_many_alert_rules")
     assert str(MAX_OWN_RULES) in error["message"] and "delete one" in error["message"]
@@ -156,3 +163,9 @@ def test_ids_of_other_records_are_neither_rules_nor_notices(gw: RunningGateway,
         openai_error(mallory.post(f"/api/me/notices/{notice}/ack"), 404, "notice_not_found")
     assert mallory.get("/api/me/notices").json()["data"] == []
     assert victim.get("/api/me/notices").json()["unread"] == 1
+
+
+def test_a_huge_user_id_in_the_access_path_is_a_short_404(gw: RunningGateway) -> None:
+    with gw.client() as admin:
+        error = openai_error(admin.get(f"/api/admin/users/{'x' * 5000}/access"), 404, "not_found")
+    assert len(error["message"]) < 120
