@@ -12,6 +12,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+from uuid import UUID
 
 from domain.errors import DomainError
 from domain.ids import ID_RULE, is_valid_id
@@ -113,6 +114,8 @@ def rule_spec(name: str, scope: str, scope_id: str | None, trigger: dict[str, An
             raise AlertRuleError("scope_id", "a global rule has no 'scope_id'; leave it out")
     elif scope_id is None or not is_valid_id(scope_id):
         raise AlertRuleError("scope_id", f"a {scope} rule needs 'scope_id': {ID_RULE}")
+    if scope == "key" and scope_id is not None:
+        scope_id = _key_id(scope_id)
     checked = _trigger(trigger)
     if checked.anomaly is not None and scope == "team":
         raise AlertRuleError("scope", "anomalies are found per user and per key: use scope user, "
@@ -162,6 +165,15 @@ def _trigger(trigger: dict[str, Any]) -> Trigger:
     if given["anomaly"] not in ANOMALY_KINDS:
         raise AlertRuleError("trigger.anomaly", f"'anomaly' must be one of {', '.join(ANOMALY_KINDS)}")
     return Trigger(anomaly=given["anomaly"])
+
+
+def _key_id(scope_id: str) -> str:
+    """A key id as budgets and anomalies name it: a UUID in its canonical form. An id written in
+    capitals or without hyphens names the same key, but a rule keeping it so would never match."""
+    try:
+        return str(UUID(scope_id))
+    except ValueError:
+        return scope_id
 
 
 def is_email(value: str) -> bool:
