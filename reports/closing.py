@@ -49,7 +49,7 @@ def close_month(store: AnalyticsStore, billing: Billing, month: str, timezone: s
         period = parse_period(month, timezone)
     except PeriodError as exc:
         raise CloseRefusedError(str(exc)) from None
-    if period.month is None:
+    if period.month != month:  # one spelling per month: the close's id is derived from it
         raise CloseRefusedError(f"{month!r} is not a month: give YYYY-MM, e.g. 2026-03")
     if now < period.end:
         raise CloseRefusedError(f"{month} has not ended yet (it ends {period.end.isoformat()}); "

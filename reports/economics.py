@@ -20,6 +20,7 @@ from domain.ports.analytics import AnalyticsStore
 from domain.pricing import Price
 from domain.usage_figures import AnalyticsQuery
 from reports.chargeback import Usage
+from reports.percent import percent
 from reports.report_period import ReportPeriod
 
 HOUR_MS = 3_600_000
@@ -38,9 +39,7 @@ class ModelEconomics:
 
     @property
     def margin_percent(self) -> Decimal | None:
-        if self.margin is None or self.usage.cost == 0:
-            return None
-        return (Decimal(self.margin * 100) / Decimal(self.usage.cost)).quantize(Decimal("0.01"))
+        return None if self.margin is None else percent(self.margin, self.usage.cost)
 
 
 def economics(store: AnalyticsStore, period: ReportPeriod, prices: Sequence[Price],

@@ -37,6 +37,13 @@ class PriceBookSpec:
 
     label: str
     price_for: Callable[[str], Price | None]
+    named: frozenset[str] = frozenset()  # the models a per-model book names
+    catalogue: frozenset[str] = frozenset()  # the models with stored prices
+
+    def unknown(self, used: Iterable[str]) -> list[str]:
+        """Models the book names that neither had usage (`used`) nor are in the catalogue: typos,
+        which would otherwise re-rate nothing and show no difference."""
+        return sorted(self.named - set(used) - self.catalogue)
 
 
 def parse_price_book(spec: str, stored: Sequence[Price]) -> PriceBookSpec:
@@ -59,10 +66,11 @@ def parse_price_book(spec: str, stored: Sequence[Price]) -> PriceBookSpec:
         at = at if at.tzinfo else at.replace(tzinfo=UTC)
         books = _by_model(stored)
         return PriceBookSpec(text, lambda model: _in_force(books.get(model, []), at))
-    return PriceBookSpec(text, _per_model(text))
+    prices = _per_model(text)
+    return PriceBookSpec(text, prices.get, frozenset(prices), frozenset(p.model for p in stored))
 
 
-def _per_model(text: str) -> Callable[[str], Price | None]:
+def _per_model(text: str) -> dict[str, Price]:
     prices: dict[str, Price] = {}
     for part in filter(None, (p.strip() for p in text.split(";"))):
         found = re.fullmatch(r"([^=\s]{1,128})=([0-9.]+)/([0-9.]+)(?:/([0-9.]+))?", part)
@@ -75,7 +83,7 @@ def _per_model(text: str) -> Callable[[str], Price | None]:
         prices[model] = _price(model, _usd(found[2], part), _usd(found[3], part), cached)
     if not prices:
         raise PriceBookError(f"price_book {text!r} names no model; {SPEC_HELP}")
-    return prices.get
+    return prices
 
 
 def _usd(text: str, where: str) -> int:

@@ -44,17 +44,19 @@ class ReportPeriod:
     @property
     def month(self) -> str | None:
         """YYYY-MM when the period is exactly one calendar month (the unit a month close seals)."""
-        return self.label if re.fullmatch(r"\d{4}-\d{2}", self.label) else None
+        return self.label if re.fullmatch(r"[0-9]{4}-[0-9]{2}", self.label) else None
 
 
 def parse_period(spec: str, timezone: str = "UTC") -> ReportPeriod:
     if not is_time_zone(timezone):
         raise PeriodError(f"time zone {timezone!r} is not an IANA zone name such as Europe/Paris")
     text = (spec or "").strip()
+    if not text.isascii():  # \d and int() read any script's digits: "٢٠٢٦-03" would pass as 2026-03
+        raise PeriodError(f"period {spec[:40]!r} has characters other than ASCII; {EXAMPLES}")
     if found := re.fullmatch(r"(\d{4})-(\d{2})", text):
         year, month = int(found[1]), int(found[2])
         if not 1 <= month <= 12:
-            raise PeriodError(f"period {spec!r}: month {month} is not 01 to 12")
+            raise PeriodError(f"period {spec!r}: month {month} is not 01 to 12; {EXAMPLES}")
         first = _day(year, month, 1, spec)
         return ReportPeriod(f"{year:04d}-{month:02d}", first, _month_end(first), timezone)
     if found := re.fullmatch(r"(\d{4})-[Qq]([1-4])", text):
@@ -74,7 +76,7 @@ def parse_period(spec: str, timezone: str = "UTC") -> ReportPeriod:
 
 def _day(year: int, month: int, day: int, spec: str) -> date:
     if not 1970 <= year <= 9998:
-        raise PeriodError(f"period {spec!r}: year {year} is outside 1970 to 9998")
+        raise PeriodError(f"period {spec!r}: year {year} is outside 1970 to 9998; {EXAMPLES}")
     return date(year, month, day)
 
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from decimal import Decimal
 
 from domain.money import from_nanos
 from domain.ports.analytics import AnalyticsStore
 from domain.pricing import Usage as Tokens
 from domain.usage_figures import AnalyticsQuery
 from reports.chargeback import GROUPS, Directory, Usage, cost_center_of, name_of
-from reports.price_book_spec import PriceBookSpec
+from reports.percent import percent
+from reports.price_book_spec import PriceBookError, PriceBookSpec
 from reports.report_period import ReportPeriod
 from reports.writers.csv_text import csv_bytes
 from reports.writers.table import money_text
@@ -78,6 +78,11 @@ def rerate(store: AnalyticsStore, period: ReportPeriod, group_by: str, book: Pri
         else:
             line = price.cost(Tokens(f.prompt_tokens, f.completion_tokens, f.cached_tokens))
         rerated[group] = rerated.get(group, 0) + line
+    unknown = book.unknown(f.group[-1] for f in figures)
+    if unknown:
+        raise PriceBookError(f"price_book names {', '.join(repr(m[:60]) for m in unknown[:5])}, which had no "
+                             "usage in the period and is not in the catalogue (GET /api/admin/models): check "
+                             "the spelling")
     rows = tuple(RerateRow(g, name_of(group_by, g, directory), actual[g], rerated[g])
                  for g in sorted(actual, key=lambda g: (-actual[g].cost, g)))
     return Rerating(period, group_by, book.label, rows, tuple(sorted(kept)))
@@ -88,9 +93,8 @@ COLUMNS = ("name", "requests", "total_tokens", "actual_cost_usd", "rerated_cost_
 
 
 def _percent(difference: int, actual: int) -> str | None:
-    if actual == 0:
-        return None
-    return str((Decimal(difference * 100) / Decimal(actual)).quantize(Decimal("0.01")))
+    share = percent(difference, actual)
+    return None if share is None else format(share, "f")
 
 
 def _values(row_name: str, usage: Usage, rerated: int) -> list:

@@ -14,9 +14,10 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Path
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from domain.errors import DomainError
+from domain.money import NANOS_PER_UNIT
 from domain.pricing import Price, PriceBook
 from domain.services.acting import as_actor
 from gateway import errors
@@ -27,6 +28,7 @@ from gateway.context import GatewayContext
 router = APIRouter(prefix="/api/admin/models", tags=["models"])
 ModelName = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$",
                                 description="the name clients send as `model`")]
+MAX_PRICE = 10**12 * NANOS_PER_UNIT  # a trillion USD
 PRICE_FIELDS = ("input_per_million", "output_per_million", "cached_input_per_million",
                 "cache_write_per_million", "reasoning_per_million", "gpu_cost_per_hour")
 
@@ -39,13 +41,24 @@ def _upstream(value: str) -> str:
     return value.rstrip("/")
 
 
+def _not_a_float(value: object) -> object:
+    if isinstance(value, float):
+        raise ValueError("send USD as a decimal string such as \"0.50\": a JSON number with a fraction "
+                         "or an exponent is read as a binary float, which may not be the amount written "
+                         f"(got {value!r})")
+    return value
+
+
+Usd = Annotated[Money, BeforeValidator(_not_a_float)]  # 0.30000000000000001 would be stored as 0.3
+
+
 class NewPrice(Strict):
-    input_per_million: Money = Field(description="USD per million input tokens, e.g. '0.50'")
-    output_per_million: Money = Field(description="USD per million output tokens")
-    cached_input_per_million: Money | None = None
-    cache_write_per_million: Money | None = None
-    reasoning_per_million: Money | None = None
-    gpu_cost_per_hour: Money | None = Field(default=None, description="USD per hour, for model economics")
+    input_per_million: Usd = Field(description="USD per million input tokens, e.g. '0.50'")
+    output_per_million: Usd = Field(description="USD per million output tokens")
+    cached_input_per_million: Usd | None = None
+    cache_write_per_million: Usd | None = None
+    reasoning_per_million: Usd | None = None
+    gpu_cost_per_hour: Usd | None = Field(default=None, description="USD per hour, for model economics")
     effective_from: Instant | None = Field(default=None, description="default: now; never in the past")
 
 
@@ -56,6 +69,14 @@ class ModelChange(Strict):
     kind: Literal["chat", "embedding"] | None = None
     max_output_tokens: int | None = Field(default=None, ge=1, le=10_000_000)
     price: NewPrice | None = None
+
+
+def _bounded(nanos: int, field: str) -> int:
+    """A price of at most a trillion USD: an amount past 28 significant digits is shown rounded,
+    and a per-token price that size is a typo."""
+    if nanos > MAX_PRICE:
+        raise errors.bad_request(f"'{field}' must be at most {MAX_PRICE // NANOS_PER_UNIT:,} USD", field)
+    return nanos
 
 
 def _price(price: Price) -> dict[str, Any]:
@@ -103,8 +124,8 @@ async def change(ctx: Ctx, who: Admin, name: ModelName, body: ModelChange) -> di
                                  "upstream_url", code="upstream_required")
     price = None
     if body.price is not None:
-        price = {field: usd_to_nanos(value, f"price.{field}") for field in PRICE_FIELDS
-                 if (value := getattr(body.price, field)) is not None}
+        price = {field: _bounded(usd_to_nanos(value, f"price.{field}"), f"price.{field}")
+                 for field in PRICE_FIELDS if (value := getattr(body.price, field)) is not None}
     book = ctx.registry_view.model(name)
     merged = {**(book.route or {}), **route} if book is not None else route
     try:

@@ -6,6 +6,7 @@ stored bytes, which the manifest's SHA-256 values name.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -20,8 +21,17 @@ from reports.closing import CloseRefusedError, close_month
 from reports.month_close import ClosedMonth, receiving_month
 
 router = APIRouter(prefix="/api/admin/periods", tags=["reports"])
-Month = Annotated[str, Path(pattern=r"^\d{4}-\d{2}$", description="a calendar month, YYYY-MM",
-                            examples=["2026-03"])]
+MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")  # ASCII: \d would take "٢٠٢٦-03" as a second 2026-03
+
+
+def _month(value: str) -> str:
+    if not MONTH.fullmatch(value):
+        raise errors.bad_request(f"month {value[:20]!r} is not a calendar month: give YYYY-MM with the month "
+                                 "01 to 12, e.g. 2026-03", "month", code="invalid_period")
+    return value
+
+
+Month = Annotated[str, Path(max_length=40, description="a calendar month, YYYY-MM", examples=["2026-03"])]
 
 
 def _billing(ctx: GatewayContext) -> Billing:
@@ -49,7 +59,7 @@ async def closed(ctx: Ctx, _: Admin) -> dict:
 
 @router.get("/{month}", summary="A closed month's manifest")
 async def manifest(ctx: Ctx, _: Admin, month: Month) -> dict:
-    close = await ctx.query(_billing(ctx).closed, month)
+    close = await ctx.query(_billing(ctx).closed, _month(month))
     if close is None:
         raise errors.not_found(f"{month} is not closed; POST /api/admin/periods/{month}/close closes it",
                                code="period_not_closed", param="month")
@@ -61,7 +71,7 @@ async def manifest(ctx: Ctx, _: Admin, month: Month) -> dict:
              "versions in force) and stores every chargeback export of the month (each grouping in "
              "each format). Months close in order, once each, after they end in the billing time zone.")
 async def close(ctx: Ctx, _: Admin, month: Month, request: Request) -> dict:
-    billing = _billing(ctx)
+    billing, month = _billing(ctx), _month(month)
     actor = getattr(request.state, "audit_actor", None) or "admin"
     directory, prices = directory_of(ctx), stored_prices(ctx)
     try:

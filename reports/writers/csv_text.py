@@ -15,7 +15,8 @@ def safe_cell(value: object) -> object:
     injection advice); numbers, negative amounts included, stay as they are."""
     if value is None:
         return ""
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+    # past leading spaces too: a spreadsheet set to trim them reads " =1+1" as a formula
+    if isinstance(value, str) and value.lstrip(" \u00a0").startswith(_FORMULA_STARTS):
         try:
             Decimal(value)
         except InvalidOperation:

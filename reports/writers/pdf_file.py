@@ -1,9 +1,9 @@
 """Chargeback as PDF (fpdf2): a title, the period, a pie chart of the cost shares and the table.
 
-Text is set in DejaVu Sans when the system has it (Debian's fonts-dejavu-core: any script a
-user or team name is written in); otherwise in the PDF core font Helvetica, with characters it
-cannot show replaced by "?". The document's dates are the period's end, so the same report
-gives the same bytes.
+Text is set in DejaVu Sans when the system has it (Debian's fonts-dejavu-core: Latin, Greek,
+Cyrillic, Arabic, Hebrew and more, but no CJK or emoji); otherwise in the PDF core font Helvetica.
+A character the font cannot show is replaced by "?". The document's dates are the period's end,
+so the same report gives the same bytes.
 """
 
 from __future__ import annotations
@@ -34,14 +34,14 @@ def write_pdf(report: Chargeback) -> bytes:
     font = _font(pdf)
     pdf.add_page()
     pdf.set_font(font, "B", 16)
-    pdf.cell(0, 10, _text(font, f"Chargeback by {report.group_by.replace('_', ' ')}"), new_x="LMARGIN",
+    pdf.cell(0, 10, _text(pdf, f"Chargeback by {report.group_by.replace('_', ' ')}"), new_x="LMARGIN",
              new_y="NEXT")
     pdf.set_font(font, "", 10)
     period = report.period
-    pdf.cell(0, 6, _text(font, f"Period {period.label}: {period.first_day} to {period.last_day} "
+    pdf.cell(0, 6, _text(pdf, f"Period {period.label}: {period.first_day} to {period.last_day} "
                                f"({period.timezone}); money in USD, exact to the nano-dollar"),
              new_x="LMARGIN", new_y="NEXT")
-    pdf.cell(0, 6, _text(font, f"Total {money_text(from_nanos(report.totals.cost))} USD over "
+    pdf.cell(0, 6, _text(pdf, f"Total {money_text(from_nanos(report.totals.cost))} USD over "
                                f"{report.totals.requests:,} requests"), new_x="LMARGIN", new_y="NEXT")
     _pie(pdf, font, report)
     _table(pdf, font, report)
@@ -57,8 +57,14 @@ def _font(pdf: FPDF) -> str:
     return "Helvetica"
 
 
-def _text(font: str, text: str) -> str:
-    return text if font != "Helvetica" else text.encode("latin-1", "replace").decode("latin-1")
+def _text(pdf: FPDF, text: str) -> str:
+    """The text as the current font can show it: a character it has no glyph for (CJK, emoji in
+    DejaVu Sans; anything past Latin-1 in Helvetica) becomes "?", as a name of unknown glyphs would
+    otherwise print as nothing, and a group with such a name as a blank line."""
+    cmap = getattr(pdf.current_font, "cmap", None)
+    if cmap is None:  # a core font: Latin-1
+        return text.encode("latin-1", "replace").decode("latin-1")
+    return "".join(ch if ord(ch) in cmap else "?" for ch in text)
 
 
 def _slices(report: Chargeback) -> list[tuple[str, int, Decimal]]:
@@ -92,7 +98,7 @@ def _pie(pdf: FPDF, font: str, report: Chargeback) -> None:
         pdf.set_fill_color(*PALETTE[i % len(PALETTE)])
         pdf.rect(95, y, 4, 4, style="F")
         pdf.set_xy(101, y - 0.5)
-        pdf.cell(90, 5, _text(font, f"{name[:40]}  {share} %"))
+        pdf.cell(90, 5, _text(pdf, f"{name[:40]}  {share} %"))
     pdf.set_y(top + 66)
 
 
@@ -126,7 +132,7 @@ def _line(pdf: FPDF, font: str, label: str, usage: Usage, share: str) -> None:
              money_text(from_nanos(usage.cost)), share)
     x, baseline = pdf.l_margin, pdf.get_y() + 4.2
     for cell, width, align in zip(cells, WIDTHS, "LRRRRR", strict=True):
-        text = _text(font, cell)
+        text = _text(pdf, cell)
         left = x + 1 if align == "L" else x + width - 1 - pdf.get_string_width(text)
         pdf.text(left, baseline, text)
         x += width
