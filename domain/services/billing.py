@@ -49,9 +49,7 @@ class Billing(Application):
         closing = PeriodClose(month=month, closed_at=self.clock.now(), closed_by=closed_by, manifest=manifest)
         sealed = [SealedExport.of(month, name, data) for name, data in exports]
         try:
-            self.save(closing)
-            for one in sealed:
-                self.save(one)
+            self.save(closing, *sealed)
         except IntegrityError:  # another process closed it between our check and our save
             raise AlreadyClosedError(f"{month} is already closed") from None
         return closing
