@@ -24,6 +24,7 @@ from domain.services.alerts import RULE_TOPICS
 from domain.services.audit_of_events import BILLING_TOPICS
 from gateway.views.bus_feed import BusFeed
 from infra.container import Meterline, event_store_env
+from infra.gc_tuning import freeze_startup_heap
 from infra.workers.ledger_worker import LedgerWorker
 from infra.workers.outbox_relay import OutboxRelay
 from infra.workers.scheduler import build_scheduler
@@ -140,6 +141,7 @@ class Workers:
             self.scheduler = build_scheduler(system.registry, system.ledger, system.ctx.registry_view,
                                              after=system.feed.pull, audit=system.audit)
             self.scheduler.start()
+        freeze_startup_heap()  # what start-up made lives on: out of the collector's walks
 
     def _ledger_news(self) -> Callable[[], Awaitable[None]]:
         """How the projector waits for the ledger to record more: on SQLite until its files change
