@@ -42,9 +42,10 @@ FEED_INTERVAL_S = 0.05  # how often the views look for events others wrote to th
 class Workers:
     """The background roles of a process, started and stopped together."""
 
-    def __init__(self, system: Meterline, roles: frozenset[str]) -> None:
+    def __init__(self, system: Meterline, roles: frozenset[str], own_process: bool = False) -> None:
         self.system = system
         self.roles = roles
+        self.own_process = own_process  # the process is ours alone (not a test's): tune its collector
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task] = []
         self.ledger: LedgerWorker | None = None
@@ -141,7 +142,8 @@ class Workers:
             self.scheduler = build_scheduler(system.registry, system.ledger, system.ctx.registry_view,
                                              after=system.feed.pull, audit=system.audit)
             self.scheduler.start()
-        freeze_startup_heap()  # what start-up made lives on: out of the collector's walks
+        if self.own_process:
+            freeze_startup_heap()  # what start-up made lives on: out of the collector's walks
 
     def _ledger_news(self) -> Callable[[], Awaitable[None]]:
         """How the projector waits for the ledger to record more: on SQLite until its files change
@@ -198,7 +200,7 @@ def analytics_socket(data_dir: Path) -> Path:
     return private / f"{hashlib.sha256(os.fsencode(path)).hexdigest()[:20]}.sock"
 
 
-def gateway_app(system: Meterline, roles: frozenset[str]) -> FastAPI:
+def gateway_app(system: Meterline, roles: frozenset[str], own_process: bool = False) -> FastAPI:
     # Imported here: the ledger, projector and scheduler never load the web stack, so they
     # start (and recover from a crash) faster.
     from gateway.api.jobs_webhook import drain
@@ -206,7 +208,7 @@ def gateway_app(system: Meterline, roles: frozenset[str]) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        workers = Workers(system, roles)
+        workers = Workers(system, roles, own_process)
         await workers.start()
         try:
             yield
@@ -218,11 +220,13 @@ def gateway_app(system: Meterline, roles: frozenset[str]) -> FastAPI:
 
 
 def http_server_config(system: Meterline, roles: frozenset[str], host: str, port: int,
-                       log_level: str = "info") -> uvicorn.Config:
+                       log_level: str = "info", own_process: bool = False) -> uvicorn.Config:
     """uvicorn serving the /v1 fast path in front of the FastAPI app.
 
     No access log and no proxy-header rewriting: neither is used, and both cost CPU on
     every request (the access log would also turn off the fast path's direct writes).
+    `own_process`: the process serves only this (`meterline run`, not a test), so its garbage
+    collector is tuned once it has started (infra/gc_tuning.py).
     """
     import uvicorn
 
@@ -230,7 +234,8 @@ def http_server_config(system: Meterline, roles: frozenset[str], host: str, port
     from infra.http_protocol import GuardedHttpToolsProtocol
     settings = system.settings
     protocol = GuardedHttpToolsProtocol.configured(settings.request_timeout_s, settings.max_connections)
-    return uvicorn.Config(V1FastPath(gateway_app(system, roles), system.ctx), host=host, port=port,
+    app = V1FastPath(gateway_app(system, roles, own_process), system.ctx)
+    return uvicorn.Config(app, host=host, port=port,
                           log_level=log_level, access_log=False, proxy_headers=False,
                           lifespan="on", timeout_graceful_shutdown=10, loop="auto", http=protocol,
                           timeout_keep_alive=settings.keepalive_timeout_s)
@@ -241,7 +246,7 @@ def serve(system: Meterline, roles: frozenset[str], host: str, port: int) -> Non
     try:
         if "gateway" in roles:
             import uvicorn
-            uvicorn.Server(http_server_config(system, roles, host, port)).run()
+            uvicorn.Server(http_server_config(system, roles, host, port, own_process=True)).run()
         else:
             _run_loop(_headless(system, roles))
     finally:
@@ -260,7 +265,7 @@ def _run_loop(main: Awaitable[None]) -> None:
 
 
 async def _headless(system: Meterline, roles: frozenset[str]) -> None:
-    workers = Workers(system, roles)
+    workers = Workers(system, roles, own_process=True)
     await workers.start()
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
