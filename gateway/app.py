@@ -21,6 +21,7 @@ from gateway.request_guard import RequestGuard
 from gateway.v1.routes import router as v1_router
 
 log = logging.getLogger(__name__)
+SHOWN = 5  # validation problems listed in an error, at most
 
 
 def create_app(ctx: GatewayContext,
@@ -80,11 +81,22 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> Response:
-        fields = {".".join(str(p) for p in e["loc"][1:]) or "body" for e in exc.errors()}
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: "
-                             f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
+        found = exc.errors()
+        if any(e["type"] == "json_invalid" for e in found):
+            where = next(e for e in found if e["type"] == "json_invalid")
+            reason = (where.get("ctx") or {}).get("error", "not JSON")
+            return errors.bad_request(f"the body is not valid JSON ({reason}, at character "
+                                      f"{where['loc'][-1]}); send one JSON object", None,
+                                      code="invalid_json").response()
+        fields = {".".join(str(p) for p in e["loc"][1:]) or "body" for e in found}
+        # The first few problems only: a body of 100,000 unknown fields must not get an answer
+        # ten times its size.
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])[:100] or 'body'}: "
+                             f"{e['msg'].removeprefix('Value error, ')[:300]}" for e in found[:SHOWN])
+        if len(found) > SHOWN:
+            problems += f"; and {len(found) - SHOWN} more"
         return errors.bad_request(f"invalid request: {problems}",
-                                  fields.pop() if len(fields) == 1 else None,
+                                  fields.pop()[:100] if len(fields) == 1 else None,
                                   code="invalid_request").response()
 
     @app.exception_handler(StarletteHTTPException)
@@ -98,6 +110,9 @@ def install_error_handlers(app: FastAPI) -> None:
             message += "; see /docs for the API"
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {path}; see /docs for the API"
+        elif exc.status_code == 400 and message == "There was an error parsing the body":
+            message = ("the body could not be read as JSON (it is malformed, or nested too deeply); "
+                       "send one JSON object")
         return JSONResponse({"error": {"message": message, "type": "invalid_request_error",
                                        "param": None, "code": f"http_{exc.status_code}"}},
                             status_code=exc.status_code, headers=getattr(exc, "headers", None))
