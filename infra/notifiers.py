@@ -14,18 +14,23 @@ from adapters.notify.email_message import is_address
 from adapters.notify.log_only import LogOnlyNotifier
 from adapters.notify.smtp import SmtpConfig, SmtpNotifier
 from adapters.notify.webhook import WebhookNotifier
+from adapters.notify.webhook_target import resolve_public_target
 from domain.ports.notifier import Notifier
 from infra.config.env_settings import Settings
 from infra.config.errors import ConfigError
+from infra.workers.alerts_worker import USERS_WEBHOOK
 
 log = logging.getLogger(__name__)
 
 
 def build_channels(settings: Settings) -> dict[str, Notifier]:
-    """{"email": …, "webhook": …}; a webhook channel holds an HTTP client (`await aclose()` it)."""
-    return {"email": _email(settings),
-            "webhook": WebhookNotifier(allow_private=settings.webhook_allow_private,
-                                       timeout_s=settings.webhook_timeout_s)}
+    """{"email": …, "webhook": …, "webhook_for_users": …}; a webhook channel holds an HTTP client
+    (`await aclose()` it). Users' own rules send through a webhook channel that never reaches a
+    private address, even where METERLINE_WEBHOOK_ALLOW_PRIVATE lets admins' rules do so."""
+    timeout_s = settings.webhook_timeout_s
+    webhook = WebhookNotifier(allow_private=settings.webhook_allow_private, timeout_s=timeout_s)
+    users = WebhookNotifier(timeout_s=timeout_s, resolve=resolve_public_target)
+    return {"email": _email(settings), "webhook": webhook, USERS_WEBHOOK: users}
 
 
 def _email(settings: Settings) -> Notifier:

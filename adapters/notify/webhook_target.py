@@ -33,6 +33,16 @@ class Target:
 
 async def resolve_target(url: str, allow_private: bool) -> Target:
     """The URL's checked target; raises a permanent NotificationFailed for a URL refused."""
+    return await _checked(url, allow_private, "set METERLINE_WEBHOOK_ALLOW_PRIVATE=1 to allow private "
+                                              "addresses in development")
+
+
+async def resolve_public_target(url: str, allow_private: bool = False) -> Target:
+    """`resolve_target` for users' own rules: public addresses only, whatever the deployment allows."""
+    return await _checked(url, False, "a user's rule sends only to public addresses")
+
+
+async def _checked(url: str, allow_private: bool, hint: str) -> Target:
     parsed = _parse(url)
     host = parsed.host
     if allow_private:
@@ -41,8 +51,7 @@ async def resolve_target(url: str, allow_private: bool) -> Target:
     for address in addresses:
         if not is_public(address):
             raise NotificationFailed(f"webhook URL refused: {host} resolves to {address}, which is not a "
-                                     "public address (set METERLINE_WEBHOOK_ALLOW_PRIVATE=1 to allow "
-                                     "private addresses in development)", permanent=True)
+                                     f"public address ({hint})", permanent=True)
     return Target(parsed.copy_with(host=str(addresses[0])), host, parsed.netloc.decode())
 
 

@@ -27,6 +27,7 @@ from domain.services.alerts import Alerts
 from infra.workers.alert_triggers import TriggerFollower
 
 log = logging.getLogger(__name__)
+USERS_WEBHOOK = "webhook_for_users"  # the channel of users' own rules' webhooks: public hosts only
 LEASE_MARGIN_S = 30.0  # a lease outlives the attempt's timeout by this much
 
 
@@ -102,7 +103,7 @@ class AlertsWorker:
 
     async def aclose(self) -> None:
         """Closes the channels that hold connections (the webhook client)."""
-        for channel in self.channels.values():
+        for channel in {id(c): c for c in self.channels.values()}.values():  # one may serve two names
             close = getattr(channel, "aclose", None)
             if close is not None:
                 await close()
@@ -124,12 +125,18 @@ class AlertsWorker:
             await anyio.to_thread.run_sync(self._refresh_one, delivery_id)
 
     async def _attempt(self, delivery: Delivery) -> tuple[str | None, bool]:
-        channel = self.channels.get(delivery.channel)
-        if channel is None:
-            return f"no {delivery.channel} channel is configured in this process", True
         rule = await anyio.to_thread.run_sync(self.alerts.rule, delivery.rule_id)
         if rule is None:  # deleting a rule is how an admin stops its retries
             return "the alert rule was deleted; not sent", True
+        name = delivery.channel
+        if name == "webhook" and rule.owner is not None:
+            # A user's webhook goes to public hosts only, whatever the deployment allows its
+            # admins: the host was public when the rule was set, and a name that resolves to a
+            # private address by the time of sending (DNS rebinding) must not reach it.
+            name = USERS_WEBHOOK
+        channel = self.channels.get(name) or self.channels.get(delivery.channel)
+        if channel is None:
+            return f"no {delivery.channel} channel is configured in this process", True
         try:
             await asyncio.wait_for(channel.notify(self._notification(delivery, rule.secret_version)),
                                    self.timeout_s)

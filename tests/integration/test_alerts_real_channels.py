@@ -17,6 +17,7 @@ from domain.alerts.signing import webhook_secret
 from domain.quota_policy import BudgetPolicy, Mode, Scope
 from infra.config.env_settings import load_settings
 from infra.notifiers import build_channels
+from infra.workers.alerts_worker import USERS_WEBHOOK
 from tests.support.alerts import AlertsRig, seed_users, settle, user_rule
 from tests.support.config import clean_environment as clean_environment  # autouse fixture
 from tests.support.smtp_server import smtp_server
@@ -47,7 +48,11 @@ async def test_a_50_percent_alert_arrives_by_smtp_and_as_a_verified_webhook_once
             rule = user_rule("half way", "ada", {"budget_percent": 50}, ("email", "webhook"),
                              webhook_url=hooks.url("/hooks/ada"))
             rig.alerts.create_rule(rule, owner="ada", rule_id=rule_id)
-            worker = rig.worker(build_channels(load_settings()))
+            channels = build_channels(load_settings())
+            # The receiver is on loopback, which a user's own rule never reaches in a deployment
+            # (test_alerts_user_webhooks.py); this test is about the SMTP and webhook exchange.
+            channels[USERS_WEBHOOK] = channels["webhook"]
+            worker = rig.worker(channels)
             rig.ledger.record_usage([metered(1, at=rig.clock.now(), cost=6 * DOLLAR, user="ada", key="k-ada",
                                              team="t1")])
             await settle(worker)
