@@ -12,16 +12,22 @@ nano-units; the API's bodies (USD as decimal strings) are read by `rule_from_api
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
 from domain.errors import DomainError
-from domain.money import MoneyError, divide_rounded, to_nanos
+from domain.money import NANOS_PER_UNIT, MoneyError, divide_rounded, to_nanos
 
 MAX_TIERS = 32
 MAX_FACTOR = Fraction(1000)
+# A trillion USD: past any job's price, and every amount stays under 28 significant digits, the
+# precision at which a Decimal is rounded when it is shown.
+MAX_PRICE = 10**12 * NANOS_PER_UNIT
+MAX_FACTOR_DIGITS = 32
+FACTOR = re.compile(rf"(?=.{{1,{MAX_FACTOR_DIGITS}}}$)[0-9]+(\.[0-9]+)?", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,8 @@ def rule_from_api(body: Any, where: str) -> Rule:
     if not isinstance(body, dict):
         raise DomainError(f"{where} must be an object with a 'strategy': flat, tiered or markup")
     strategy = body.get("strategy")
+    if not isinstance(strategy, str):  # a list or an object cannot be looked up below
+        raise DomainError(f"{where}.strategy must be 'flat', 'tiered' or 'markup', got {str(strategy)[:40]}")
     allowed = {"flat": {"strategy", "price_usd"}, "tiered": {"strategy", "tiers"},
                "markup": {"strategy", "factor"}}.get(strategy)
     if allowed is None:
@@ -118,22 +126,23 @@ def _usd(value: Any, where: str) -> int:
         nanos = to_nanos(str(value))
     except MoneyError as exc:
         raise DomainError(f"{where}: {exc}") from None
-    if nanos < 0:
-        raise DomainError(f"{where} must not be negative")
+    if not 0 <= nanos <= MAX_PRICE:
+        raise DomainError(f"{where} must be from 0 to {MAX_PRICE // NANOS_PER_UNIT:,} USD")
     return nanos
 
 
 def _factor(value: Any, where: str) -> str:
+    """Plain decimal digits only: an exponent ("1e-999999999") would make the exact fraction a
+    number of a billion digits, and spaces or underscores ("1_000") are not what was meant."""
     if not isinstance(value, str | int) or isinstance(value, bool):
         raise DomainError(f"{where} must be a decimal string such as \"1.5\" (150 % of the cost)")
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        raise DomainError(f"{where} must be a decimal string such as \"1.5\", got {value!r}") from None
-    if not number.is_finite() or number < 0 or Fraction(number) > MAX_FACTOR \
-            or len(str(value)) > 32:
-        raise DomainError(f"{where} must be a decimal from 0 to {MAX_FACTOR}, got {value!r}")
-    return str(value)
+    text = str(value)
+    if not FACTOR.fullmatch(text):
+        raise DomainError(f"{where} must be a decimal such as \"1.5\" (digits and a point, at most "
+                          f"{MAX_FACTOR_DIGITS} characters, no exponent), got {text[:40]!r}")
+    if Fraction(Decimal(text)) > MAX_FACTOR:
+        raise DomainError(f"{where} must be a decimal from 0 to {MAX_FACTOR}, got {text!r}")
+    return text
 
 
 def _tiers(value: Any, where: str) -> tuple[Tier, ...]:

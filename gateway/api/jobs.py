@@ -33,7 +33,8 @@ def caller_of(request: Request) -> JobCaller:
 @router.post("/create", summary="Create a job of your team")
 async def create(ctx: Ctx, request: Request) -> dict[str, Any]:
     caller = caller_of(request)
-    body = await json_body(ctx, request, {"team_id", "user_id", "job_type", "metadata", "max_cost_usd"})
+    body = await json_body(ctx, request, {"team_id", "user_id", "job_type", "metadata", "max_cost_usd"},
+                           frozenset({"max_cost_usd"}))
     team_id = name(body, "team_id", required=caller.is_admin) or caller.team_id
     check_team(ctx, caller, team_id)
     user_id = text(body, "user_id", 256) or caller.user_id

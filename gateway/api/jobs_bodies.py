@@ -3,6 +3,7 @@ parser (depth-limited), and checked field by field into 400s that name the field
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import AsyncIterator
@@ -13,7 +14,8 @@ from typing import Any
 import orjson
 from fastapi import Request
 
-from domain.money import MoneyError, to_nanos
+from domain.job_pricing import MAX_PRICE
+from domain.money import NANOS_PER_UNIT, MoneyError, to_nanos
 from gateway import errors
 from gateway.context import GatewayContext
 from gateway.v1.body import parse_json, read_body
@@ -21,10 +23,14 @@ from gateway.v1.body import parse_json, read_body
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}")
 MAX_METADATA_BYTES = 16_384
 MAX_TEXT = 1000
+MAX_USD = MAX_PRICE  # a trillion USD; amounts shown past 28 digits would be rounded
 
 
-async def json_body(ctx: GatewayContext, request: Request, allowed: set[str]) -> dict[str, Any]:
-    """The body as a JSON object with only `allowed` fields (an empty body is `{}`)."""
+async def json_body(ctx: GatewayContext, request: Request, allowed: set[str],
+                    amounts: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The body as a JSON object with only `allowed` fields (an empty body is `{}`). A JSON number
+    in an `amounts` field is read exactly, as a Decimal: the fast parser makes a float of it, and
+    123456789012345678901234567890 would become 123456789012345680000000000000."""
     async def chunks() -> AsyncIterator[bytes]:
         return request.stream()
     raw = await read_body(chunks, request.headers.get("content-length"), ctx.options.max_body_bytes)
@@ -33,6 +39,10 @@ async def json_body(ctx: GatewayContext, request: Request, allowed: set[str]) ->
     if unknown:
         raise errors.bad_request(f"unknown field(s) {', '.join(repr(u[:40]) for u in unknown[:5])}; "
                                  f"this endpoint takes {', '.join(sorted(allowed))}", unknown[0][:40])
+    numbers = [f for f in amounts if isinstance(body.get(f), int | float) and not isinstance(body[f], bool)]
+    if numbers:  # parse_json has refused deep nesting and bad JSON, so the stdlib parser is safe here
+        exact = json.loads(raw, parse_float=Decimal)
+        body.update({field: exact[field] for field in numbers})
     return body
 
 
@@ -72,19 +82,21 @@ def metadata(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def usd_amount(body: dict[str, Any], field: str) -> int | None:
-    """A USD amount as a decimal string (or a JSON number, read as its shortest decimal)."""
+    """A USD amount as a decimal string, or a JSON number read exactly (`json_body`'s `amounts`);
+    never through a float."""
     value = body.get(field)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
         raise errors.bad_request(f"'{field}' must be a USD amount such as \"0.25\"", field)
     try:
-        nanos = to_nanos(Decimal(repr(value) if isinstance(value, float) else str(value)))
+        nanos = to_nanos(Decimal(str(value)))
     except (MoneyError, ArithmeticError, ValueError):
         raise errors.bad_request(f"'{field}' must be a USD amount with at most 9 decimals, such as "
                                  f"\"0.25\"; got {str(value)[:40]!r}", field) from None
-    if nanos <= 0:
-        raise errors.bad_request(f"'{field}' must be above zero", field)
+    if not 0 < nanos <= MAX_USD:
+        raise errors.bad_request(f"'{field}' must be above zero and at most {MAX_USD // NANOS_PER_UNIT:,} "
+                                 "USD", field)
     return nanos
 
 

@@ -128,7 +128,8 @@ def _message(data: dict[str, Any]) -> dict[str, Any]:
 
 def job_refusal(job: JobState, refusal: Refusal, worst_case: int) -> errors.GatewayError:
     if refusal.closing:
-        return errors.GatewayError(409, f"job {job.id} is being completed; it takes no more calls",
+        return errors.GatewayError(409, f"job {job.id} is being completed or has ended; it takes no more "
+                                   "calls: create a new job for more work",
                                    "invalid_request_error", "job_not_running")
     exc = errors.insufficient_quota(
         f"this call could pass the job's max_cost_usd ${usd_text(job.max_cost or 0)}: the job has "

@@ -8,12 +8,15 @@ one lock, so concurrent calls on one job never settle past its cap in one gatewa
 With R gateways each sees only its own reservations: the excess is bounded by what the others
 hold reserved or metered but unrecorded (as for budgets, gateway/views/quota_guard.py).
 
-It also knows a job's calls in flight, so a completion can wait for them (`pending`).
+It also knows a job's calls in flight, so a completion can wait for them (`pending`), and the
+jobs that ended recently (`ENDED_KEPT` of them): a call that read its job as running just before
+the job completed is refused when it reserves, not served on an ended job.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -27,7 +30,10 @@ class _Account:
     reserved: int = 0
     in_flight: int = 0
     unacked: dict[str, int] = field(default_factory=dict)
-    closing: bool = False
+    closing: bool = False  # also set for good once the job ended
+
+
+ENDED_KEPT = 50_000  # the race is milliseconds wide; a few MB at most
 
 
 class Hold(NamedTuple):
@@ -45,6 +51,7 @@ class JobGuard:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._jobs: dict[str, _Account] = {}
+        self._ended: OrderedDict[str, None] = OrderedDict()
 
     def unrecorded(self, job_id: str) -> list[str]:
         """The ids of the facts metered here the job did not show when last observed."""
@@ -63,6 +70,8 @@ class JobGuard:
             account.version, account.ledger_cost = job.version, job.cost
             for event_id in job.recorded:
                 account.unacked.pop(event_id, None)
+            if str(job.status) != "running":  # completed elsewhere (another gateway): no more calls
+                self._end(str(job.id), account)
 
     def reserve(self, job_id: str, cap: int | None, amount: int) -> Hold | Refusal:
         """Holds `amount` against the job's cap, or says why not (over the cap, or completing)."""
@@ -114,12 +123,22 @@ class JobGuard:
             return True
 
     def end_closing(self, job_id: str, done: bool) -> None:
-        """The completion ended: done, the job is forgotten here; else calls may go on."""
+        """The completion ended: done, the job takes no call again; else calls may go on."""
         with self._lock:
             if done:
-                self._jobs.pop(job_id, None)
+                self._end(job_id, self._jobs.get(job_id))
             elif job_id in self._jobs:
                 self._jobs[job_id].closing = False
+
+    def _end(self, job_id: str, account: _Account | None) -> None:
+        """Keeps the ended job as closed, its counts dropped (a call still in flight settles to
+        nothing here; the ledger records it on the job), among the last ENDED_KEPT (lock held)."""
+        if job_id in self._ended:
+            return
+        self._jobs[job_id] = _Account(version=account.version if account else 0, closing=True)
+        self._ended[job_id] = None
+        while len(self._ended) > ENDED_KEPT:
+            self._jobs.pop(self._ended.popitem(last=False)[0], None)
 
     def pending(self, job_id: str) -> tuple[int, int]:
         """(calls in flight, calls metered here the ledger's job does not show yet)."""

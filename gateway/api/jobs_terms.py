@@ -33,7 +33,7 @@ def _team(ctx: Ctx, team_id: str) -> None:
 async def set_pricing(ctx: Ctx, who: Admin, request: Request, team_id: str) -> dict[str, Any]:
     _team(ctx, team_id)
     body = await json_body(ctx, request, {"job_types", "default"})
-    job_types = body.get("job_types") or {}
+    job_types = {} if body.get("job_types") is None else body["job_types"]
     if not isinstance(job_types, dict) or len(job_types) > MAX_JOB_TYPES or \
             not all(isinstance(k, str) and NAME.fullmatch(k) for k in job_types):
         raise errors.bad_request(f"'job_types' must be an object of at most {MAX_JOB_TYPES} job types "

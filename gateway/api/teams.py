@@ -21,7 +21,7 @@ from gateway.api.jobs_desk import desk
 from gateway.api.schemas import DATE_RULE, utc_instant
 
 router = APIRouter(prefix="/api/teams", tags=["jobs"])
-MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
+MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")  # ASCII: \d takes "٢٠٢٦-03" too
 STATUSES = ("running", "completed", "failed")
 
 
