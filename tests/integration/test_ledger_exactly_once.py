@@ -39,8 +39,9 @@ from tests.support.processes import Processes
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
 PARTITIONS = 8
-KILL_TRIALS = 20
-KILL_FACTS = 24000     # 1,000 per wave after the first 4,000: the batch ledger records 10-fact
+KILL_TRIALS = 12       # 10 kills while it runs (at least 3 mid-stream), 2 while it starts; each
+                       # trial is a process start (~2 s): 20 cost ~20 s more and tried no other case
+KILL_FACTS = 16000     # 1,000 per wave after the first 4,000: the batch ledger records 10-fact
                        # fetches fast, so each wave must be work enough to be mid-stream at a kill
 KILL_BATCH = "10"      # facts per fetch: many small transactions, so kills land inside them
 RUNNING = "meterline ledger running"
@@ -164,6 +165,9 @@ def test_ledger_counts_every_fact_once_across_sigkills(tmp_path: Path, bootstrap
         everything = bus.read_all(USAGE_TOPIC, len(facts))
         assert {d.message.id for d in everything} == {f.event_id for f in facts}
         ends = end_offsets(everything)
+        # The kills are over: the last start recovers like the others, then catches up with the
+        # default batch, not 10-fact fetches (which took ~12 s over the backlog the kills left)
+        del process.env["METERLINE_LEDGER_MAX_BATCH"]
         process.start()
         catch_up = wait_caught_up(ledger, ends)
         process.terminate()
