@@ -6,9 +6,9 @@ LLM calls last seconds, so a gateway's real load is many open streams. The simul
 `--chunks` chunks `--chunk-delay-ms` apart; N clients (a raw asyncio HTTP/1.1 client, one
 connection each, all started at once) read them through each target. Per target and N:
 time to first chunk p50/p99, end-to-end p50/p99, chunks/s, failures (an error status, or a
-stream without its [DONE]), the gateway process's peak RSS, and for Meterline the requests
-the ledger metered (from /api/usage). The client shares the two cores with the servers, as
-it does for every target, so compare within a run.
+stream without its [DONE]), the serving process's peak RSS and CPU-seconds per 1,000 streams,
+and for Meterline the requests the ledger metered (from /api/usage). The client shares the two
+cores with the servers, as it does for every target, so compare within a run.
 """
 
 from __future__ import annotations
@@ -27,7 +27,17 @@ from pathlib import Path
 import httpx
 import orjson
 
-from bench.bench_gateway import ADMIN, children, free_port, litellm, meterline, rss_mb, spawn, wait_http
+from bench.bench_gateway import (
+    ADMIN,
+    children,
+    cpu_seconds,
+    free_port,
+    litellm,
+    meterline,
+    rss_mb,
+    spawn,
+    wait_http,
+)
 
 
 @dataclass
@@ -96,6 +106,7 @@ def run(name: str, port: int, path: str, secret: str | None, n: int, chunks: int
     stop, peak = threading.Event(), [0.0]
     sampler = threading.Thread(target=sample_rss, args=(pid, stop, peak), daemon=True)
     sampler.start()
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     started = time.perf_counter()
 
     async def all_streams() -> list[Stream]:
@@ -104,6 +115,7 @@ def run(name: str, port: int, path: str, secret: str | None, n: int, chunks: int
     results = asyncio.run(all_streams())
     elapsed = time.perf_counter() - started
     stop.set()
+    cpu_used = cpu_seconds(pid) - cpu_before if pid else None
     good = [r for r in results if r.ok]
     firsts = sorted(r.first_s for r in good) or [float("nan")]
     totals = sorted(r.total_s for r in good) or [float("nan")]
@@ -111,7 +123,9 @@ def run(name: str, port: int, path: str, secret: str | None, n: int, chunks: int
            "ttft_p50_s": round(statistics.median(firsts), 3), "ttft_p99_s": round(pct(firsts, 99), 3),
            "e2e_p50_s": round(statistics.median(totals), 3), "e2e_p99_s": round(pct(totals, 99), 3),
            "chunks_per_s": round(sum(r.chunks for r in good) / elapsed),
-           "peak_rss_mb": round(peak[0], 1) if pid else None}
+           "peak_rss_mb": round(peak[0], 1) if pid else None,
+           # the serving process's CPU per 1,000 streams: the cost that two shared cores feel
+           "cpu_s_per_1000": round(cpu_used * 1000 / n, 2) if cpu_used is not None else None}
     print(json.dumps(out), flush=True)
     return out
 
