@@ -19,7 +19,7 @@ from gateway.api.deps import Ctx, usd
 from gateway.api.jobs_access import JobCaller, check_team, job_caller, no_such_job, visible_job
 from gateway.api.jobs_bodies import CALL_FIELDS, call_request, json_body, metadata, name, text, usd_amount
 from gateway.api.jobs_call import job_call
-from gateway.api.jobs_completion import settle_calls
+from gateway.api.jobs_completion import recorded_calls, settle_calls
 from gateway.api.jobs_desk import desk
 from gateway.api.jobs_webhook import announce
 
@@ -96,6 +96,7 @@ async def complete(ctx: Ctx, request: Request, job_id: str) -> dict[str, Any]:
 @router.get("/{job_id}/costs", summary="What a job cost, call by call")
 async def costs(ctx: Ctx, request: Request, job_id: str) -> dict[str, Any]:
     state = await visible_job(ctx, caller_of(request), job_id)
+    await recorded_calls(ctx, [state.id])
     job = await ctx.query(desk(ctx).jobs.job, state.id)
     if job is None:
         raise no_such_job(job_id)

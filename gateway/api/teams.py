@@ -7,6 +7,7 @@ import base64
 import re
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
@@ -17,6 +18,7 @@ from domain.services.job_index import JobSummary
 from gateway import errors
 from gateway.api.deps import Ctx, usd
 from gateway.api.jobs_access import check_team, job_caller
+from gateway.api.jobs_completion import recorded_calls
 from gateway.api.jobs_desk import desk
 from gateway.api.schemas import DATE_RULE, utc_instant
 
@@ -26,8 +28,12 @@ STATUSES = ("running", "completed", "failed")
 
 
 async def _team_jobs(ctx: Ctx, request: Request, team_id: str) -> list[JobSummary]:
+    """The team's jobs, with the calls this gateway already answered on them (read your writes)."""
     check_team(ctx, job_caller(ctx, request.headers.get("authorization")), team_id)
-    return await ctx.query(desk(ctx).index.of_team, team_id)
+    jobs = await ctx.query(desk(ctx).index.of_team, team_id)
+    if await recorded_calls(ctx, [UUID(j.job_id) for j in jobs if j.status == "running"]):
+        jobs = await ctx.query(desk(ctx).index.of_team, team_id)
+    return jobs
 
 
 @router.get("/{team_id}/usage", summary="A team's jobs in a month: counts and cost, by job type")

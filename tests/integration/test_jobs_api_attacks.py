@@ -129,3 +129,22 @@ def test_a_completion_that_failed_lets_calls_go_on_and_a_completed_job_answers_4
                 api.post(f"/api/jobs/{job_id}/complete", json={"status": "failed"})]
         assert [answer.status_code for answer in late] == [409, 409, 409], [a.text for a in late]
         assert len(api.get(f"/api/jobs/{job_id}/costs").json()["costs"]["breakdown"]) == 1
+
+
+# ----- read your writes ---------------------------------------------------------------------------
+
+def test_a_call_s_cost_is_in_the_job_s_costs_and_the_team_s_usage_as_soon_as_its_answer_came(world):
+    """The ledger records a call on its job a moment after the answer: a read from the same gateway
+    waits for it (16 of 20 reads missed the call before)."""
+    month = time.strftime("%Y-%m", time.gmtime())
+    with world.client("acme-corp") as api:
+        for n in range(5):
+            job_id = api.post("/api/jobs/create", json={"job_type": f"ryw-{n}"}).json()["job_id"]
+            call = api.post(f"/api/jobs/{job_id}/llm-call", json={"messages": MESSAGES}).json()
+            cost = call["metadata"]["cost_usd"]
+            costs = api.get(f"/api/jobs/{job_id}/costs").json()["costs"]
+            assert (len(costs["breakdown"]), costs["total_cost_usd"]) == (1, cost)
+            listed = api.get("/api/teams/acme-corp/jobs", params={"job_type": f"ryw-{n}"}).json()["data"]
+            assert (listed[0]["total_calls"], listed[0]["total_cost_usd"]) == (1, cost)
+            usage = api.get("/api/teams/acme-corp/usage", params={"period": month}).json()
+            assert usage["job_types"][f"ryw-{n}"]["cost_usd"] == cost
