@@ -1,6 +1,11 @@
 """An alert crossing a user's 50 % budget reaches a real SMTP server and a real webhook receiver on
 loopback through the channels `infra.notifiers` builds; the receiver verifies the signature with
-the rule's secret (the one creating the rule shows) and drops a replay."""
+the rule's secret (the one creating the rule shows) and drops a replay.
+
+A user's own rule never sends its webhook to a private address, even where the deployment lets
+admins' rules do so (METERLINE_WEBHOOK_ALLOW_PRIVATE=1): its host was public when the rule was
+set, and a name that resolves privately by the time of sending (DNS rebinding) must not reach an
+internal service (found by the alerts attack pass)."""
 
 from __future__ import annotations
 
@@ -50,7 +55,7 @@ async def test_a_50_percent_alert_arrives_by_smtp_and_as_a_verified_webhook_once
             rig.alerts.create_rule(rule, owner="ada", rule_id=rule_id)
             channels = build_channels(load_settings())
             # The receiver is on loopback, which a user's own rule never reaches in a deployment
-            # (test_alerts_user_webhooks.py); this test is about the SMTP and webhook exchange.
+            # (the last test here); this test is about the SMTP and webhook exchange.
             channels[USERS_WEBHOOK] = channels["webhook"]
             worker = rig.worker(channels)
             rig.ledger.record_usage([metered(1, at=rig.clock.now(), cost=6 * DOLLAR, user="ada", key="k-ada",
@@ -68,3 +73,28 @@ async def test_a_50_percent_alert_arrives_by_smtp_and_as_a_verified_webhook_once
     assert event["data"] == sent.body["data"] and event["data"]["limit_usd"] == "10.00"
     assert event["subject"] == sent.subject and event["text"] == sent.body["text"]
     assert hooks.refused == [] and hooks.replays == [event["id"]] and len(hooks.taken) == 1
+
+
+async def test_a_users_webhook_to_a_private_address_is_refused_where_admins_may_send_there(
+        rig: AlertsRig, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METERLINE_WEBHOOK_ALLOW_PRIVATE", "1")
+    admins_rule = uuid.uuid4()
+    async with webhook_receiver(webhook_secret(SERVER_SECRET, admins_rule, 1)) as hooks:
+        rig.ledger.set_budget(Scope.USER, "ada", BudgetPolicy(limit=10 * DOLLAR, mode=Mode.HARD))
+        users = user_rule("ada's own", "ada", {"budget_percent": 50}, ("webhook",),
+                          webhook_url=hooks.url("/hooks/ada"))
+        admins = user_rule("the admins'", "ada", {"budget_percent": 50}, ("webhook",),
+                           webhook_url=hooks.url("/hooks/admin"))
+        rig.alerts.create_rule(users, owner="ada")
+        rig.alerts.create_rule(admins, owner=None, rule_id=admins_rule)
+        worker = rig.worker(build_channels(load_settings()))
+        rig.ledger.record_usage([metered(1, at=rig.clock.now(), cost=6 * DOLLAR, user="ada", key="k-ada",
+                                         team="t1")])
+        await settle(worker)
+        await worker.aclose()
+        reached = {delivery.path for delivery in hooks.taken}
+    deliveries, _ = rig.alerts.deliveries()
+    refused = [d for d in deliveries if d.recipient.endswith("/hooks/ada")]
+    assert reached == {"/hooks/admin"}
+    assert refused and all(d.status != "sent" and "a user's rule sends only to public addresses"
+                           in (d.last_error or "") for d in refused)
