@@ -41,7 +41,11 @@ async def json_body(ctx: GatewayContext, request: Request, allowed: set[str],
                                  f"this endpoint takes {', '.join(sorted(allowed))}", unknown[0][:40])
     numbers = [f for f in amounts if isinstance(body.get(f), int | float) and not isinstance(body[f], bool)]
     if numbers:  # parse_json has refused deep nesting and bad JSON, so the stdlib parser is safe here
-        exact = json.loads(raw, parse_float=Decimal)
+        try:
+            exact = json.loads(raw, parse_float=Decimal)
+        except (ValueError, RecursionError):  # what orjson took, the stdlib takes; kept a 400 if not
+            raise errors.bad_request("request body is not valid JSON; send a JSON object", None,
+                                     code="invalid_json") from None
         body.update({field: exact[field] for field in numbers})
     return body
 
