@@ -82,6 +82,9 @@ async def jobs(ctx: Ctx, request: Request, team_id: str, status: str | None = No
     if status is not None and status not in STATUSES:
         raise errors.bad_request(f"'status' must be one of {', '.join(STATUSES)}", "status")
     start, end = _instant(from_, "from"), _instant(to, "to")
+    if start is not None and end is not None and end <= start:
+        raise errors.bad_request(f"'to' ({to}) must be after 'from' ({from_}): the window is [from, to)",
+                                 "to", code="invalid_date")
     after = _cursor(cursor)
     found = sorted((j for j in await _team_jobs(ctx, request, team_id)
                     if (status is None or j.status == status)

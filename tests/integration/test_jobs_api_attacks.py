@@ -93,6 +93,14 @@ def test_a_usage_month_in_other_scripts_digits_is_a_400_not_echoed_back(world, p
         assert_clear_400(answer, "period", "YYYY-MM")
 
 
+def test_a_job_list_window_that_ends_before_it_starts_is_a_400_not_an_empty_page(world):
+    with world.client("acme-corp") as api:
+        answer = api.get("/api/teams/acme-corp/jobs", params={"from": "2026-02-01", "to": "2026-01-01"})
+        assert_clear_400(answer, "'to'", "after 'from'")
+        day = api.get("/api/teams/acme-corp/jobs", params={"from": "2026-01-01", "to": "2026-01-02"})
+        assert day.status_code == 200
+
+
 # ----- a call racing its job's completion -------------------------------------------------------
 
 def _state(job_id, status: JobStatus, version: int = 2) -> JobState:
