@@ -83,8 +83,10 @@ def usd_to_nanos(value: Decimal | int | str, field: str) -> int:
 
 
 def usd(nanos: int) -> str:
-    """An exact USD amount for JSON: a decimal string, never a float."""
-    return format(from_nanos(nanos).normalize(), "f") if nanos else "0"
+    """An exact USD amount for JSON: a decimal string, never a float, at any size. (Decimal's
+    `normalize` rounds to the context's 28 digits: 10**30 + 1 nano-dollars came out as 10**21.)"""
+    text = format(from_nanos(nanos), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 Ctx = Annotated[GatewayContext, Depends(context)]
