@@ -45,6 +45,9 @@ class Admitted:
     key_id: str                # str(key.id), computed once
     labels: Mapping[str, str] = dataclasses.field(default_factory=lambda: NO_TAGS)  # v1/tags.py
     job_hold: Any = None  # what the call holds against its job's cap (v1/job_header.py), settled by metering
+    choices: int = 1  # completions asked for (n, best_of), each up to max_output_tokens
+    prompt_bounded: bool = True  # prompt_bound holds the whole prompt (no unbounded media, no stored state)
+    owner: responses_api.Owner | None = None  # seals response ids toward an upstream that keeps state
 
 
 def credential(authorization: str | None, x_api_key: str | None) -> str | None:
@@ -155,8 +158,12 @@ def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiK
     """Decides whether a request may go upstream, holding its worst-case cost if so."""
     route, price = resolve_model(ctx, key, payload, endpoint, now)
     rules = API_RULES.get(endpoint)
+    owner = None
     if rules is not None:
         rules.check_request(payload, route)
+        if endpoint == "responses" and route.keeps_state:
+            owner = responses_api.Owner(ctx.hmac, str(key.id))
+            responses_api.check_owned(payload, route, owner)
     else:
         _check_shape(payload, endpoint)
     if endpoint == "embeddings":
@@ -184,7 +191,9 @@ def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiK
                            key, reason, wait)
     amount = price.worst_case_cost(prompt_bound, max_out * choices)
     admitted = Admitted(key, route, price, payload, endpoint, max_out, prompt_bound, NOT_YET, job_id,
-                        key_id, labels)
+                        key_id, labels, choices=choices, prompt_bounded=bound.unbounded is None and not (
+                            endpoint == "responses" and responses_api.stored_context(payload, route)),
+                        owner=owner)
     reservation, decision = ctx.guard.reserve(scopes, amount, now)
     if reservation is None:
         if decision.waits_on_reserved and ctx.options.reservation_wait_s > 0:

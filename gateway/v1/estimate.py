@@ -35,6 +35,9 @@ REQUEST_OVERHEAD = 16      # start/end markers of the whole prompt
 PROMPT_OVERHEAD = 2        # BOS/EOS (or CLS/SEP) around each prompt of a batch
 MEDIA_ESTIMATE_BYTES = 2_000  # an image, clip or file in an estimate: 500 tokens
 BYTES_PER_TOKEN = 4        # the usual ratio for English text, used only for estimates
+# More tokens than any model reads or writes in one request: an upstream's usage past it is
+# malformed (a cost from 10**18 tokens overflows the analytics store's 64-bit columns).
+MAX_REPORTED_TOKENS = 2**31 - 1
 PROMPT_FIELD = {"chat": "messages", "completions": "prompt", "embeddings": "input",
                 "responses": "input", "messages": "messages"}
 
@@ -225,6 +228,11 @@ def _text_bytes(value: Any) -> int:
     if kind is int:
         return BYTES_PER_TOKEN  # a token id (prompts may be token ids): one token, at most
     return 0
+
+
+def reported_count(value: Any) -> bool:
+    """Whether an upstream's token count is one: an int (not a bool) from 0 to MAX_REPORTED_TOKENS."""
+    return type(value) is int and 0 <= value <= MAX_REPORTED_TOKENS
 
 
 def estimate_tokens(text_bytes: int) -> int:

@@ -20,6 +20,8 @@ from domain.pricing import Usage
 from gateway import errors
 from gateway.context import ModelRoute
 from gateway.responses import JsonBytesResponse
+from gateway.v1.estimate import reported_count
+from gateway.v1.responses_api import at_least
 from gateway.v1.sse import named_event
 
 ENDS = frozenset({"message_delta", "message_stop", "error"})
@@ -69,14 +71,15 @@ def parse_usage(raw: Any, base: dict[str, Any] | None = None) -> Usage | None:
     merged = {**(base or {}), **{k: v for k, v in raw.items() if v is not None}}
     values = (merged.get("input_tokens"), merged.get("output_tokens", 0),
               merged.get("cache_read_input_tokens") or 0, merged.get("cache_creation_input_tokens") or 0)
-    if not all(type(v) is int and v >= 0 for v in values):
+    if not all(map(reported_count, values)):
         return None
     uncached, output, read, written = values
     return Usage(uncached + read + written, output, read, written)
 
 
 def usage_of_answer(data: dict[str, Any]) -> Usage | None:
-    return parse_usage(data.get("usage"))
+    """The answer's usage; an output of text is at least one token, whatever the server says."""
+    return at_least(parse_usage(data.get("usage")), 1 if text_bytes(data) else 0)
 
 
 def text_bytes(data: dict[str, Any]) -> int:
@@ -100,9 +103,17 @@ class MessagesStream:
 
     def __init__(self, payload: dict[str, Any]) -> None:
         self.client_model = payload["model"]
-        self.usage: Usage | None = None
+        self.reported: Usage | None = None  # message_delta's count (over message_start's)
         self._started: dict[str, Any] = {}  # message_start's usage: the input side
+        self.deltas = 0  # non-empty deltas relayed: a lower bound of the output tokens
         self.rewritten = False  # the last event stepped: its upstream JSON no longer holds
+
+    @property
+    def usage(self) -> Usage | None:
+        """The server's count, never below what the stream was seen to generate; before
+        message_delta (a client gone mid-stream) message_start's input side and those deltas."""
+        reported = self.reported or (parse_usage(self._started) if self._started else None)
+        return at_least(reported, self.deltas)
 
     def encode(self, event: dict[str, Any], raw: bytes | None = None) -> bytes:
         return named_event(event, None if self.rewritten else raw)
@@ -114,7 +125,9 @@ class MessagesStream:
         if kind == "content_block_delta":
             delta = event.get("delta")
             if isinstance(delta, dict):
-                return sum(len(delta[n].encode()) for n in DELTA_TEXT if isinstance(delta.get(n), str)), False
+                generated = sum(len(delta[n].encode()) for n in DELTA_TEXT if isinstance(delta.get(n), str))
+                self.deltas += generated > 0
+                return generated, False
             return 0, False
         if kind == "message_start" and isinstance(event.get("message"), dict):
             message = event["message"]
@@ -124,7 +137,7 @@ class MessagesStream:
             if isinstance(message.get("usage"), dict):
                 self._started = message["usage"]
         elif kind == "message_delta":
-            self.usage = parse_usage(event.get("usage"), self._started) or self.usage
+            self.reported = parse_usage(event.get("usage"), self._started) or self.reported
         return 0, kind in ENDS
 
     @staticmethod

@@ -16,7 +16,8 @@ from domain.usage import RequestMetered, UsageSource, billed_cost
 from gateway import errors
 from gateway.context import GatewayContext
 from gateway.v1.admission import ENDPOINT_PATH, Admitted
-from gateway.v1.estimate import estimate_prompt_tokens, estimate_tokens
+from gateway.v1.estimate import estimate_prompt_tokens, estimate_tokens, reported_count
+from gateway.v1.unbounded_input import binding_budget
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def parse_usage(raw: Any) -> Usage | None:
     details = raw.get("prompt_tokens_details") or {}
     cached = details.get("cached_tokens", 0) if isinstance(details, dict) else 0
     values = (prompt, completion or 0, cached or 0)
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+    if not all(map(reported_count, values)):
         return None
     try:
         return Usage(values[0], values[1], min(values[2], values[0]))
@@ -76,6 +77,7 @@ async def meter(ctx: GatewayContext, adm: Admitted, *, status: int, usage: Usage
         prompt = estimate_prompt_tokens(adm.payload, adm.endpoint) if 200 <= status < 300 or \
             generated_bytes else 0
         usage = Usage(prompt, estimate_tokens(generated_bytes))
+    usage = within_reservation(ctx, usage, adm, source)
     total_cost = billed_cost(adm.price, usage, status)
     part, cost, request_id, requests = usage, total_cost, "", 1
     release = adm.reservation.amount
@@ -131,6 +133,31 @@ async def meter(ctx: GatewayContext, adm: Admitted, *, status: int, usage: Usage
                                     usage.prompt_tokens, usage.completion_tokens, total_cost)
     ctx.registry_view.last_key_use[key.id] = fact.occurred_at
     return fact
+
+
+def within_reservation(ctx: GatewayContext, usage: Usage, adm: Admitted, source: UsageSource) -> Usage:
+    """Under a hard or grace budget, `usage` held to what the request was reserved for: a prompt
+    of no more tokens than its bound (one per byte, when it holds the whole prompt) and no more
+    output than the cap the upstream was sent. A count past either is the upstream's error, and
+    the cap must hold (a server reporting a million cache reads for "hi" would pass it on its
+    own). Under a soft budget or none the count is billed as reported."""
+    prompt, completion = usage.prompt_tokens, usage.completion_tokens
+    if adm.prompt_bounded:
+        prompt = min(prompt, adm.prompt_bound)
+    if adm.endpoint != "embeddings":
+        completion = min(completion, adm.max_output_tokens * adm.choices)
+    if (prompt, completion) == (usage.prompt_tokens, usage.completion_tokens):
+        return usage
+    binding = binding_budget(ctx, list(adm.reservation.scopes))
+    if source is UsageSource.UPSTREAM:  # an estimate (bytes / 4) passes them without anyone's error
+        log.warning("request of key %s: the upstream reported %s, past its reservation (a prompt of at "
+                    "most %d tokens, %d out)%s", adm.key_id, usage, adm.prompt_bound,
+                    adm.max_output_tokens * adm.choices, "; metered at those bounds" if binding else "")
+    if binding is None:
+        return usage
+    written = min(usage.cache_write_tokens, prompt)
+    return Usage(prompt, completion, min(usage.cached_tokens, prompt - written), written,
+                 min(usage.reasoning_tokens, completion))
 
 
 def _added(total: Usage, billed: Usage) -> Usage:

@@ -14,11 +14,14 @@ later, far from its cause.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from hmac import compare_digest
+from typing import Any, NamedTuple
 
 from domain.pricing import Usage
 from gateway import errors
 from gateway.context import ModelRoute
+from gateway.v1.estimate import reported_count
 from gateway.v1.sse import named_event
 
 ENDS = frozenset({"response.completed", "response.incomplete", "response.failed", "error"})
@@ -69,6 +72,68 @@ def check_request(payload: dict[str, Any], route: ModelRoute) -> None:
                                  code="stateful_request_not_supported")
 
 
+# Toward an upstream that keeps state, every key's responses live in one account there, so an
+# id alone would fetch any key's conversation. The gateway hands out each response id sealed
+# with an HMAC of the key it served and the id; only that key's seal is unsealed and forwarded.
+SEAL = "_ml"
+MARK_CHARS = 24  # 96 bits of HMAC-SHA256
+
+
+class Owner(NamedTuple):
+    """Seals the response ids a key is given, and opens only the ones given to it."""
+
+    hmac: Callable[[str], str]  # the gateway's HMAC under its server secret (GatewayContext.hmac)
+    key_id: str
+
+    def _mark(self, upstream_id: str) -> str:
+        return self.hmac(f"meterline-response\x00{self.key_id}\x00{upstream_id}")[:MARK_CHARS]
+
+    def seal(self, upstream_id: str) -> str:
+        return f"{upstream_id}{SEAL}{self._mark(upstream_id)}"
+
+    def unseal(self, sealed: str) -> str | None:
+        upstream_id, seal, mark = sealed.rpartition(SEAL)
+        if not seal or not upstream_id or not compare_digest(mark, self._mark(upstream_id)):
+            return None
+        return upstream_id
+
+    def seal_answer(self, response: Any) -> bool:
+        """Seals a response object's id in place; whether it had one."""
+        if isinstance(response, dict) and isinstance(response.get("id"), str):
+            response["id"] = self.seal(response["id"])
+            return True
+        return False
+
+
+def check_owned(payload: dict[str, Any], route: ModelRoute, owner: Owner) -> None:
+    """Toward an upstream that keeps state: `previous_response_id` must be one this key was given
+    (else a 404 that tells nothing of whose it is), and is forwarded as the upstream's id.
+    Conversations and item references name state no key here owns, so they are refused."""
+    previous = payload.get("previous_response_id")
+    if previous is not None:
+        if not isinstance(previous, str):
+            raise errors.bad_request("'previous_response_id' must be a string: the id of an earlier "
+                                     "response", "previous_response_id")
+        upstream_id = owner.unseal(previous)
+        if upstream_id is None:
+            raise errors.not_found(f"no response '{previous[:100]}' of this key: 'previous_response_id' "
+                                   "must be the id of a response this gateway gave this key",
+                                   code="response_not_found", param="previous_response_id")
+        payload["previous_response_id"] = upstream_id
+    if payload.get("conversation") is not None:
+        raise errors.bad_request(f"'conversation' is not served: the model server for '{route.name}' "
+                                 "keeps every key's conversations in one account, so a conversation id "
+                                 "cannot be tied to this key. Chain responses with 'previous_response_id' "
+                                 "or send the earlier turns in 'input'", "conversation",
+                                 code="stateful_request_not_supported")
+    value = payload.get("input")
+    if isinstance(value, list) and any(item.get("type") == "item_reference" for item in value):
+        raise errors.bad_request(f"an 'item_reference' input item names an item the model server for "
+                                 f"'{route.name}' keeps for every key alike, so it cannot be tied to this "
+                                 "key. Send the item itself in 'input', or chain with "
+                                 "'previous_response_id'", "input", code="stateful_request_not_supported")
+
+
 def stored_context(payload: dict[str, Any], route: ModelRoute) -> str | None:
     """The field by which a request to an upstream that keeps state brings in text it does not
     carry (an earlier response, a conversation, a stored prompt): no reservation bounds it."""
@@ -104,7 +169,7 @@ def parse_usage(raw: Any) -> Usage | None:
     cached = _detail(raw.get("input_tokens_details"), "cached_tokens")
     reasoning = _detail(raw.get("output_tokens_details"), "reasoning_tokens")
     values = (inputs, outputs or 0, cached, reasoning)
-    if not all(type(v) is int and v >= 0 for v in values):
+    if not all(map(reported_count, values)):
         return None
     return Usage(values[0], values[1], min(cached, values[0]), reasoning_tokens=min(reasoning, values[1]))
 
@@ -114,7 +179,17 @@ def _detail(details: Any, name: str) -> Any:
 
 
 def usage_of_answer(data: dict[str, Any]) -> Usage | None:
-    return parse_usage(data.get("usage"))
+    """The answer's usage; an output of text is at least one token, whatever the server says."""
+    return at_least(parse_usage(data.get("usage")), 1 if text_bytes(data) else 0)
+
+
+def at_least(usage: Usage | None, completion_tokens: int) -> Usage | None:
+    """`usage` with no fewer completion tokens than `completion_tokens`: what was seen generated
+    (a non-empty delta is at least one token) bounds an upstream's count from below."""
+    if usage is None or usage.completion_tokens >= completion_tokens:
+        return usage
+    return Usage(usage.prompt_tokens, completion_tokens, usage.cached_tokens,
+                 usage.cache_write_tokens, usage.reasoning_tokens)
 
 
 def text_bytes(data: dict[str, Any]) -> int:
@@ -148,8 +223,15 @@ class ResponsesStream:
 
     def __init__(self, payload: dict[str, Any]) -> None:
         self.client_model = payload["model"]
-        self.usage: Usage | None = None
+        self.reported: Usage | None = None  # the server's count, from the event that ends the answer
+        self.deltas = 0  # non-empty deltas relayed: a lower bound of the output tokens
         self.rewritten = False  # the last event stepped: its upstream JSON no longer holds
+        self.owner: Owner | None = None  # set toward an upstream that keeps state: ids are sealed
+
+    @property
+    def usage(self) -> Usage | None:
+        """The server's count, never below what the stream was seen to generate."""
+        return at_least(self.reported, self.deltas)
 
     def encode(self, event: dict[str, Any], raw: bytes | None = None) -> bytes:
         return named_event(event, None if self.rewritten else raw)
@@ -163,12 +245,15 @@ class ResponsesStream:
             if "model" in response:
                 response["model"] = self.client_model
                 self.rewritten = True
+            if self.owner is not None and self.owner.seal_answer(response):
+                self.rewritten = True
             if kind in ENDS:
-                self.usage = parse_usage(response.get("usage")) or self.usage
+                self.reported = parse_usage(response.get("usage")) or self.reported
         if kind in ENDS:
             return 0, True
         delta = event.get("delta")
-        if isinstance(kind, str) and kind.endswith(".delta") and isinstance(delta, str):
+        if isinstance(kind, str) and kind.endswith(".delta") and isinstance(delta, str) and delta:
+            self.deltas += 1
             return len(delta.encode()), False
         return 0, False
 

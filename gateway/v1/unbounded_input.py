@@ -20,9 +20,10 @@ from gateway.v1.responses_api import stored_context
 from gateway.views.quota_guard import ScopeKey
 
 
-def _binding_budget(ctx: GatewayContext, scopes: list[ScopeKey]) -> tuple[ScopeKey, dict] | None:
+def binding_budget(ctx: GatewayContext, scopes: list[ScopeKey]) -> tuple[ScopeKey, dict] | None:
     """The first scope whose budget blocks (hard or grace), with its policy. Only requests whose
-    prompt has no upper bound ask: the budget snapshots are not on the hot path."""
+    prompt has no upper bound, or whose upstream reported more than was reserved, ask: the
+    budget snapshots are not on the hot path."""
     for scope in scopes:
         snapshot = ctx.guard.snapshot(scope)
         policy = snapshot["policy"] if snapshot else None
@@ -37,7 +38,7 @@ def check_budgets_can_hold(ctx: GatewayContext, scopes: list[ScopeKey], route: M
 
     Its bytes do not bound what the model counts for it, so no reservation is sure to cover it.
     """
-    if (binding := _binding_budget(ctx, scopes)) is not None:
+    if (binding := binding_budget(ctx, scopes)) is not None:
         scope, policy = binding
         field = MEDIA_LIMIT_FIELD[kind]
         ctx.metrics.refused("unbounded_input")
@@ -54,7 +55,7 @@ def check_stored_context(ctx: GatewayContext, scopes: list[ScopeKey], route: Mod
     """Refuses a Responses request that continues state the upstream keeps, where a hard or
     grace budget must hold: the earlier turns are not in the request, so not in its bound."""
     stored = stored_context(payload, route)
-    if stored is None or (binding := _binding_budget(ctx, scopes)) is None:
+    if stored is None or (binding := binding_budget(ctx, scopes)) is None:
         return
     (scope, scope_id), policy = binding
     ctx.metrics.refused("unbounded_input")

@@ -64,6 +64,8 @@ async def call_once(ctx: GatewayContext, adm: Admitted, url: str, body: bytes, s
                        generated_bytes=0 if usage is not None else dialect.text_bytes(data))
     if "model" in data:
         data["model"] = adm.payload["model"]
+    if adm.owner is not None:  # a response the upstream keeps: its id is this key's alone
+        adm.owner.seal_answer(data)
     # The id `meterline explain` and GET /api/admin/requests/{id} know the request by.
     return JsonBytesResponse(orjson.dumps(data), upstream.status, {"x-request-id": fact.event_id})
 
@@ -81,6 +83,8 @@ async def call_streaming(ctx: GatewayContext, adm: Admitted, url: str, body: byt
         return error_from_upstream(adm, upstream.status, raw)
     bill = StreamBill()  # made here so the answer's head can carry the id its parts are metered under
     reader = DIALECTS[adm.endpoint].events(adm.payload)
+    if adm.owner is not None:
+        reader.owner = adm.owner
     return SseResponse(relay(ctx, adm, upstream, started, bill, reader), bill.request_id)
 
 

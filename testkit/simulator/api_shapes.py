@@ -116,7 +116,7 @@ def message_events(rid: str, model: str, pieces: list[str], finish: str, use: di
                        "delta": {"type": "text_delta", "text": piece}}) for piece in pieces]
     delta: dict = {"type": "message_delta", "delta": {"stop_reason": finish, "stop_sequence": None}}
     if use is not None:
-        delta["usage"] = {"output_tokens": use["output_tokens"]}
+        delta["usage"] = {"output_tokens": use["output_tokens"]} if "output_tokens" in use else {}
     return [*events, _event({"type": "content_block_stop", "index": 0}), _event(delta),
             _event({"type": "message_stop"})]
 

@@ -46,6 +46,10 @@ class SimApp:
         self.config = config
         self.requests = 0
         self.last_body: dict | None = None  # the last inference request, as parsed (for tests)
+        # Tests of a lying model server: the usage Responses and Messages answers report instead
+        # of their own (a Messages stream sends it in message_start, its output_tokens in
+        # message_delta, or a message_delta without usage if it has none).
+        self.usage_patch: dict | None = None
         self._inference = 0
         self._routes = {
             ("POST", "/v1/chat/completions"): self._chat,
@@ -147,6 +151,8 @@ class SimApp:
         rid, created, pieces, _, use = self._plan(body, model, api.responses_prompt_tokens(body))
         if use is not None:
             use = api.responses_usage(use["prompt_tokens"], use["completion_tokens"], model == "sim-cache")
+        if self.usage_patch is not None:
+            use = self.usage_patch
         if body.get("stream"):
             events = api.response_events(rid, model, created, pieces, use)
             return Stream(events, self.config.chunk_delay_ms / 1000)
@@ -157,6 +163,8 @@ class SimApp:
         finish = "max_tokens" if finish == "length" else "end_turn"
         if use is not None:
             use = api.messages_usage(use["prompt_tokens"], use["completion_tokens"], model == "sim-cache")
+        if self.usage_patch is not None:
+            use = self.usage_patch
         if body.get("stream"):
             events = api.message_events(rid, model, pieces, finish, use)
             return Stream(events, self.config.chunk_delay_ms / 1000)

@@ -186,13 +186,14 @@ def test_stateful_requests_are_a_clear_400_unless_the_upstream_keeps_state(gw, s
     error = openai_error(post(gw, key, {"model": "sim", "input": "hi", field: value}), 400, code)
     assert error["param"] == field and "upstream_keeps_state" in error["message"]
     assert sim.app.requests == calls
-    if field != "background":
+    if field in ("store", "prompt"):  # previous_response_id and conversation: test_responses_messages_attacks
         served = post(gw, key, {"model": "sim-stateful", "input": "hi", field: value})
         assert served.status_code == 200
         assert sim.app.last_body[field] == value
 
 
-@pytest.mark.parametrize(("field", "value"), [("previous_response_id", "resp_1"), ("conversation", "c1")])
+@pytest.mark.parametrize(("field", "value"), [("prompt", {"id": "pmpt_1"})])  # previous_response_id:
+# tests/integration/test_responses_messages_attacks.py (it must be an id this key was given)
 def test_state_the_upstream_keeps_cannot_be_held_by_a_hard_budget_so_is_refused_under_one(gw, sim, field,
                                                                                          value):
     key = new_key(gw, budget_usd="1", budget_mode="hard")
