@@ -19,7 +19,8 @@ def test_a_messages_stream_takes_its_input_from_the_start_and_its_output_from_th
     assert reader.step(text) == (6, False)
     assert reader.step({"type": "content_block_delta", "delta": {"type": "input_json_delta",
                                                                  "partial_json": '{"a"'}}) == (4, False)
-    assert reader.usage is None  # no usage before the delta: a disconnect is estimated
+    # before the delta (a client gone now): the start's input side, an output of the deltas seen
+    assert reader.usage == Usage(15, 2, cached_tokens=7, cache_write_tokens=3)
     assert reader.step({"type": "message_delta", "usage": {"output_tokens": 9}}) == (0, True)
     assert reader.usage == Usage(15, 9, cached_tokens=7, cache_write_tokens=3)
     assert reader.step({"type": "message_stop"}) == (0, True)
