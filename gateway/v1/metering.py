@@ -140,7 +140,7 @@ def within_reservation(ctx: GatewayContext, usage: Usage, adm: Admitted, source:
     of no more tokens than its bound (one per byte, when it holds the whole prompt) and no more
     output than the cap the upstream was sent. A count past either is the upstream's error, and
     the cap must hold (a server reporting a million cache reads for "hi" would pass it on its
-    own). Under a soft budget or none the count is billed as reported."""
+    own); a job's cost cap likewise. Under a soft budget or none the count is billed as reported."""
     prompt, completion = usage.prompt_tokens, usage.completion_tokens
     if adm.prompt_bounded:
         prompt = min(prompt, adm.prompt_bound)
@@ -148,12 +148,13 @@ def within_reservation(ctx: GatewayContext, usage: Usage, adm: Admitted, source:
         completion = min(completion, adm.max_output_tokens * adm.choices)
     if (prompt, completion) == (usage.prompt_tokens, usage.completion_tokens):
         return usage
-    binding = binding_budget(ctx, list(adm.reservation.scopes))
+    # a job's max_cost_usd is held like a hard budget (gateway/api/jobs_guard.py)
+    binding = adm.job_hold is not None or binding_budget(ctx, list(adm.reservation.scopes)) is not None
     if source is UsageSource.UPSTREAM:  # an estimate (bytes / 4) passes them without anyone's error
         log.warning("request of key %s: the upstream reported %s, past its reservation (a prompt of at "
                     "most %d tokens, %d out)%s", adm.key_id, usage, adm.prompt_bound,
                     adm.max_output_tokens * adm.choices, "; metered at those bounds" if binding else "")
-    if binding is None:
+    if not binding:
         return usage
     written = min(usage.cache_write_tokens, prompt)
     return Usage(prompt, completion, min(usage.cached_tokens, prompt - written), written,

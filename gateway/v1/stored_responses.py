@@ -1,8 +1,11 @@
 """The stored-response routes of the Responses API, answered with a clear 404.
 
 Meterline keeps no conversation state (gateway/v1/responses_api.py sends `store` false), so
-there is never a response to retrieve, delete, cancel or list the input of. The key is still
-checked first: an unauthenticated caller learns nothing, not even that the route exists.
+there is never a response to retrieve, delete, cancel or list the input of. Toward a model server
+that keeps them (`upstream_keeps_state`) these routes are not forwarded either: one account there
+holds every key's responses, and only `previous_response_id` checks whose an id is (the seal of
+responses_api.Owner). The key is still checked first: an unauthenticated caller learns nothing,
+not even that the route exists.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ async def _not_stored(request: Request, response_id: str) -> Response:
         authenticate(ctx, credential(headers.get("authorization"), headers.get("x-api-key")))
     except errors.GatewayError as exc:
         return exc.response()
+    shown = "".join(c if c.isprintable() else "?" for c in response_id[:100])
     return errors.not_found(
-        f"no stored response '{response_id[:100]}': this gateway stores no responses (requests "
-        "are forwarded with store=false), so they cannot be retrieved, deleted or cancelled; keep "
-        "the output on your side and send earlier turns again in 'input'",
+        f"no stored response '{shown}': this gateway stores no responses and serves none a model "
+        "server keeps, so they cannot be retrieved, deleted or cancelled here; keep the output on "
+        "your side and send earlier turns again in 'input' (or, where the model server keeps them, "
+        "name the response in 'previous_response_id')",
         code="response_not_found", param="response_id").response()
 
 

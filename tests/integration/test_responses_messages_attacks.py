@@ -220,3 +220,18 @@ def test_a_client_leaving_a_messages_stream_is_billed_message_starts_input_and_c
     assert fact.client_disconnected and fact.usage_source is UsageSource.UPSTREAM
     assert (fact.prompt_tokens, fact.cached_tokens, fact.cache_write_tokens) == (157, 100, 50)
     assert 3 <= fact.completion_tokens < 40
+
+
+# ----- odd input ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted(BODIES))
+def test_an_unknown_model_name_is_quoted_short_and_with_invisible_characters_escaped(gw, path):
+    name = "sim\u202e\x00" + "x" * 200_000
+    response = post(gw, new_key(gw), path, {**BODIES[path], "model": name})
+    assert response.status_code == 404 and len(response.content) < 1_000, response.text[:300]
+    message = response.json()["error"]["message"]
+    assert "sim\\u202e\\u0000xxx" in message and "x" * 101 not in message and "\u202e" not in message
+    stored = httpx.get(f"{gw.v1}/responses/resp_\u202e{'y' * 5_000}",
+                       headers={"x-api-key": new_key(gw)["key"]})
+    assert stored.status_code == 404 and len(stored.content) < 1_000 and "\u202e" not in stored.text
