@@ -181,7 +181,9 @@ def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiK
         max_out = min(requested, cap) if requested else cap
     bound = bound_prompt(payload, endpoint, route)
     prompt_bound = bound.tokens
-    choices = _choices(payload, endpoint)  # a malformed n is a 400 before any limit is touched
+    # a malformed n is a 400 before any limit is touched; Responses and Messages have no n (their
+    # upstream is not sent one), so they reserve one answer
+    choices = _choices(payload, endpoint) if rules is None else 1
     key_id = str(key.id)
     scopes = [(Scope.KEY, key_id), (Scope.USER, key.user_id)]
     if key.team_id:

@@ -60,6 +60,7 @@ def upstream_fields(body: dict[str, Any], max_tokens: int, route: ModelRoute) ->
     body["max_tokens"] = max_tokens
     body.pop("max_completion_tokens", None)
     body.pop("max_output_tokens", None)
+    body.pop("n", None)  # not a field of this API: one answer is what was reserved
     if route.stop and body.get("stop_sequences") is None:
         body["stop_sequences"] = list(route.stop)
 

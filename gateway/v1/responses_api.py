@@ -157,6 +157,7 @@ def upstream_fields(body: dict[str, Any], max_output_tokens: int, route: ModelRo
     body["max_output_tokens"] = max_output_tokens
     body.pop("max_tokens", None)
     body.pop("max_completion_tokens", None)
+    body.pop("n", None)  # not a field of this API: one answer is what was reserved
     if not route.keeps_state:
         body["store"] = False
 

@@ -222,6 +222,14 @@ def test_a_client_leaving_a_messages_stream_is_billed_message_starts_input_and_c
     assert 3 <= fact.completion_tokens < 40
 
 
+@pytest.mark.parametrize("path", sorted(BODIES))
+def test_an_n_these_apis_do_not_have_reserves_one_answer_and_is_not_forwarded(gw, sim, path):
+    key = new_key(gw, budget_usd="0.0005", budget_mode="hard")  # ~3 worst cases, not 50
+    response = post(gw, key, path, {**BODIES[path], "n": 50})
+    assert response.status_code == 200, response.text
+    assert "n" not in sim.app.last_body
+
+
 # ----- odd input ------------------------------------------------------------------------------
 
 
