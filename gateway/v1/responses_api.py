@@ -50,6 +50,14 @@ def check_request(payload: dict[str, Any], route: ModelRoute) -> None:
     store = payload.get("store")
     if store is not None and not isinstance(store, bool):
         raise errors.bad_request("'store' must be true or false", "store")
+    if payload.get("background") and route.keeps_state:
+        # Not even where the upstream keeps state: the answer is generated after this request
+        # ends and its usage is read when it is fetched, which this gateway does not serve, so
+        # its output would go unmetered (yet be there to continue with previous_response_id).
+        raise errors.bad_request(f"'background': true is not served: the model server for '{route.name}' "
+                                 "would generate the answer after this request ends, where this gateway "
+                                 "cannot meter it. Send the request without 'background' (stream it for "
+                                 "a long answer)", "background", code="stateful_request_not_supported")
     if route.keeps_state:
         return
     stored_elsewhere = "this gateway keeps no conversation state and the model server for " \

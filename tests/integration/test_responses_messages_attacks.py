@@ -2,13 +2,16 @@
 
 - toward an upstream that keeps Responses state, a response id opens only for the key it was
   given (sealed with an HMAC of the key): another key's id, a raw or tampered one is a 404 and
-  never reaches the upstream; conversations and item references, which no key owns, are 400s;
+  never reaches the upstream; conversations and item references, which no key owns, are 400s,
+  and so is `background`, whose answer would be generated where nothing meters it;
 - a model server's usage is not taken on trust: counts that are not integers from 0 to 2**31-1
   are malformed (estimated instead), an output below what the stream was seen to generate is
   raised to it, and under a hard budget nothing past the reservation is billed (a million cache
   reads reported for "hi" passed a $1 cap by itself), also for a burst of concurrent requests;
 - a Messages stream the client leaves is billed message_start's input count, cache reads and
-  writes included, not an estimate of the prompt's text.
+  writes included, not an estimate of the prompt's text;
+- an `n` (no field of either API) no longer multiplies the reservation; odd model names are
+  quoted short.
 
 Models and fixtures: tests/support/api_models.py, tests/support/api_gateway.py.
 """
@@ -82,12 +85,15 @@ def test_a_response_id_opens_only_for_the_key_it_was_given(gw, sim, stream):
 
 
 @pytest.mark.parametrize("fields", [{"conversation": "conv_of_someone"},
-                                    {"input": [{"type": "item_reference", "id": "msg_of_someone"}]}])
-def test_state_no_key_owns_is_refused_toward_an_upstream_that_keeps_state(gw, sim, fields):
+                                    {"input": [{"type": "item_reference", "id": "msg_of_someone"}]},
+                                    {"background": True}, {"background": True, "stream": True}])
+def test_state_no_key_owns_and_unmeterable_work_are_refused_toward_an_upstream_that_keeps_state(
+        gw, sim, fields):
+    # background: its answer is generated after the request, where nothing meters it
     calls = sim.app.requests
     body = {"model": "sim-stateful", "input": "hi", **fields}
     error = openai_error(post(gw, new_key(gw), "/responses", body), 400, "stateful_request_not_supported")
-    assert error["param"] in fields and sim.app.requests == calls
+    assert error["param"] in ("conversation", "input", "background") and sim.app.requests == calls
 
 
 def test_a_keys_own_previous_response_still_cannot_be_held_by_a_hard_budget(gw, sim):
