@@ -20,7 +20,7 @@ from gateway.v1 import messages_api, responses_api
 from gateway.v1.estimate import bound_prompt
 from gateway.v1.refusals import key_refusal, quota_refusal, rate_refusal
 from gateway.v1.tags import NO_TAGS
-from gateway.v1.unbounded_input import check_budgets_can_hold, check_stored_context
+from gateway.v1.unbounded_input import check_budgets_can_hold, check_server_context
 from gateway.views.quota_guard import Reservation, ScopeKey
 
 ENDPOINT_PATH = {"chat": "/chat/completions", "completions": "/completions",
@@ -190,8 +190,9 @@ def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiK
         scopes.append((Scope.TEAM, key.team_id))
     if bound.unbounded is not None:
         check_budgets_can_hold(ctx, scopes, route, bound.unbounded)
-    if endpoint == "responses":
-        check_stored_context(ctx, scopes, route, payload)
+    bounded = bound.unbounded is None
+    if rules is not None:
+        bounded = check_server_context(ctx, scopes, route, payload, endpoint) and bounded
     ok, reason, wait = ctx.rate_limiter.admit(key_id, time.monotonic(), key.rpm_limit,
                                              key.tpm_limit, prompt_bound + max_out)
     if not ok:
@@ -200,9 +201,7 @@ def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiK
                            key, reason, wait)
     amount = price.worst_case_cost(prompt_bound, max_out * choices)
     admitted = Admitted(key, route, price, payload, endpoint, max_out, prompt_bound, NOT_YET, job_id,
-                        key_id, labels, choices=choices, prompt_bounded=bound.unbounded is None and not (
-                            endpoint == "responses" and responses_api.stored_context(payload, route)),
-                        owner=owner)
+                        key_id, labels, choices=choices, prompt_bounded=bounded, owner=owner)
     reservation, decision = ctx.guard.reserve(scopes, amount, now)
     if reservation is None:
         if decision.waits_on_reserved and ctx.options.reservation_wait_s > 0:

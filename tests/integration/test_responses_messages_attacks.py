@@ -10,6 +10,8 @@
   reads reported for "hi" passed a $1 cap by itself), also for a burst of concurrent requests;
 - a Messages stream the client leaves is billed message_start's input count, cache reads and
   writes included, not an estimate of the prompt's text;
+- tools the model server runs itself (web search, MCP, code execution) bring in prompt text no
+  bound holds, so a hard budget refuses them (400 unbounded_input) rather than clamp their bill;
 - an `n` (no field of either API) no longer multiplies the reservation; odd model names are
   quoted short.
 
@@ -226,6 +228,24 @@ def test_a_client_leaving_a_messages_stream_is_billed_message_starts_input_and_c
     assert fact.client_disconnected and fact.usage_source is UsageSource.UPSTREAM
     assert (fact.prompt_tokens, fact.cached_tokens, fact.cache_write_tokens) == (157, 100, 50)
     assert 3 <= fact.completion_tokens < 40
+
+
+@pytest.mark.parametrize(("path", "fields"), [
+    ("/responses", {"tools": [{"type": "web_search_preview"}]}),
+    ("/responses", {"tools": [{"type": "function", "name": "f"}, {"type": "mcp", "server_url": "https://x"}]}),
+    ("/messages", {"tools": [{"type": "web_search_20250305", "name": "web_search"}]}),
+    ("/messages", {"mcp_servers": [{"type": "url", "url": "https://x", "name": "x"}]}),
+])
+def test_tools_the_model_server_runs_cannot_be_held_by_a_hard_budget(gw, sim, path, fields):
+    # their results join the prompt on the server's side: no bound, and clamping to one under-bills
+    capped, soft = new_key(gw, budget_usd="1", budget_mode="hard"), new_key(gw)
+    calls = sim.app.requests
+    response = post(gw, capped, path, {**BODIES[path], **fields})
+    assert response.status_code == 400 and "no upper bound" in response.text, response.text
+    assert sim.app.requests == calls
+    with reporting(sim, LIES[path]):
+        assert post(gw, soft, path, {**BODIES[path], **fields}).status_code == 200
+    assert metered_alone(gw, soft).cost > 10**9
 
 
 @pytest.mark.parametrize("path", sorted(BODIES))
