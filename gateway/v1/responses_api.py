@@ -106,11 +106,13 @@ class Owner(NamedTuple):
         return upstream_id
 
     def seal_answer(self, response: Any) -> bool:
-        """Seals a response object's id in place; whether it had one."""
-        if isinstance(response, dict) and isinstance(response.get("id"), str):
-            response["id"] = self.seal(response["id"])
-            return True
-        return False
+        """Seals a response object's id (and the previous one it names) in place; whether it had one."""
+        if not isinstance(response, dict) or not isinstance(response.get("id"), str):
+            return False
+        response["id"] = self.seal(response["id"])
+        if isinstance(response.get("previous_response_id"), str):
+            response["previous_response_id"] = self.seal(response["previous_response_id"])
+        return True
 
 
 def check_owned(payload: dict[str, Any], route: ModelRoute, owner: Owner) -> None:

@@ -47,17 +47,19 @@ def messages_usage(prompt: int, output: int, cache: bool) -> dict:
             "cache_creation_input_tokens": created, "output_tokens": output}
 
 
-def _response(rid: str, model: str, created: int, text: str | None, use: dict | None) -> dict:
+def _response(rid: str, model: str, created: int, text: str | None, use: dict | None,
+              previous: str | None = None) -> dict:
     output = [] if text is None else [{
         "type": "message", "id": "msg_" + rid, "status": "completed", "role": "assistant",
         "content": [{"type": "output_text", "text": text, "annotations": []}]}]
     return {"id": "resp_" + rid, "object": "response", "created_at": created, "model": model,
             "status": "completed" if text is not None else "in_progress", "output": output,
-            "usage": use}
+            "previous_response_id": previous, "usage": use}
 
 
-def response_body(rid: str, model: str, created: int, pieces: list[str], use: dict | None) -> bytes:
-    body = _response(rid, model, created, "".join(pieces), use)
+def response_body(rid: str, model: str, created: int, pieces: list[str], use: dict | None,
+                  previous: str | None = None) -> bytes:
+    body = _response(rid, model, created, "".join(pieces), use, previous)
     if use is None:
         del body["usage"]
     return orjson.dumps(body)

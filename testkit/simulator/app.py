@@ -156,7 +156,8 @@ class SimApp:
         if body.get("stream"):
             events = api.response_events(rid, model, created, pieces, use)
             return Stream(events, self.config.chunk_delay_ms / 1000)
-        return Response(200, api.response_body(rid, model, created, pieces, use))
+        return Response(200, api.response_body(rid, model, created, pieces, use,
+                                               body.get("previous_response_id")))
 
     def _messages(self, body: dict, model: str) -> Result:
         rid, _, pieces, finish, use = self._plan(body, model, api.messages_prompt_tokens(body))

@@ -81,9 +81,10 @@ def test_a_response_id_opens_only_for_the_key_it_was_given(gw, sim, stream):
         openai_error(retrieved, 404, "response_not_found")
     assert sim.app.requests == calls and gw.metered(stranger["id"]) == []
 
-    chained = post(gw, owner, "/responses", {**body, "previous_response_id": rid})
+    chained = post(gw, owner, "/responses", {**body, "previous_response_id": rid, "stream": False})
     assert chained.status_code == 200
     assert sim.app.last_body["previous_response_id"] == f"resp_sim-{upstream_id}"
+    assert chained.json()["previous_response_id"] == rid  # named as the key knows it
 
 
 @pytest.mark.parametrize("fields", [{"conversation": "conv_of_someone"},
