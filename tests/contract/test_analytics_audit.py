@@ -7,6 +7,7 @@ adapters.analytics.remote, the last two over chDB."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -43,6 +44,20 @@ def model(trail: list, query: AuditIndexQuery) -> list:
 
 
 class AuditIndexContract(AnalyticsStoreFixtures):
+    """One index per adapter class, emptied (delete_audit) before each test and each hypothesis
+    example, as the figures contract does: opening and migrating a chDB directory costs ~0.3 s."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def shared(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuditIndex]:
+        with cls().open_store(tmp_path_factory.mktemp("audit-index")) as store:
+            store.ensure_schema()
+            yield store
+
+    @pytest.fixture
+    def store(self, shared: AuditIndex) -> AuditIndex:
+        return emptied(shared)
+
     def test_entries_come_back_exactly_as_the_trail_chained_them(self, store: AuditIndex) -> None:
         trail = chained(entries(30))
         store.insert_audit(trail)
@@ -119,18 +134,14 @@ class AuditIndexContract(AnalyticsStoreFixtures):
         with pytest.raises(ValueError, match="Audit|audit"):
             store.audit_entries(query)
 
-    # one inherited test per adapter class is the contract pattern, hence differing executors; the
-    # store is the test's own, emptied (delete_audit) for each example: opening and migrating a chDB
-    # directory per example cost ~0.3 s of every ~0.4 s one took
+    # one inherited test per adapter class is the contract pattern, hence differing executors
     @settings(max_examples=20, deadline=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors,
-                                     HealthCheck.function_scoped_fixture])
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
     @given(data=st.data())
-    def test_answers_like_the_trail_read_backwards_for_random_trails(self, store: AuditIndex,
+    def test_answers_like_the_trail_read_backwards_for_random_trails(self, shared: AuditIndex,
                                                                      data: st.DataObject) -> None:
         trail = chained(data.draw(random_entries()))
-        store.delete_audit()
-        assert store.audit_position() == 0 and store.audit_entries(EVERYTHING) == []
+        store = emptied(shared)
         store.insert_audit(trail)
         store.insert_audit(trail[: len(trail) // 2])
         assert store.audit_position() == len(trail)
@@ -146,6 +157,13 @@ class AuditIndexContract(AnalyticsStoreFixtures):
                                     upto=data.draw(st.none() | st.integers(0, 45)),
                                     limit=data.draw(st.integers(1, 50)))
             assert store.audit_entries(query) == model(trail, query), query
+
+
+def emptied(store: AuditIndex) -> AuditIndex:
+    """The shared index with every entry deleted, as a freshly made one holds none."""
+    store.delete_audit()
+    assert store.audit_position() == 0 and store.audit_entries(EVERYTHING) == []
+    return store
 
 
 class TestInMemoryAuditIndex(OpensInMemory, AuditIndexContract):
