@@ -67,8 +67,8 @@ class Receiver(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def receiver() -> Iterator[str]:
+@pytest.fixture(scope="module")  # as long as `world`: the later tests' completed jobs are announced
+def receiver() -> Iterator[str]:  # to it too, and a receiver gone made the gateway's stop wait ~5 s
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     Receiver.taken = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
