@@ -60,6 +60,8 @@ async def serve(ctx: GatewayContext, endpoint: str, authorization: str | None, j
     try:
         key = authenticate(ctx, authorization, now)
         payload = parse_json(await read_body(body, content_length, ctx.options.max_body_bytes))
+        if "stream" in payload and payload["stream"] is None:  # OpenAI's schema allows null: not streamed
+            del payload["stream"]
         stream = payload.get("stream", False)
         if not isinstance(stream, bool):
             raise errors.bad_request("'stream' must be true or false", "stream")

@@ -270,3 +270,26 @@ def test_an_unknown_model_name_is_quoted_short_and_with_invisible_characters_esc
     stored = httpx.get(f"{gw.v1}/responses/resp_\u202e{'y' * 5_000}",
                        headers={"x-api-key": new_key(gw)["key"]})
     assert stored.status_code == 404 and len(stored.content) < 1_000 and "\u202e" not in stored.text
+
+
+@pytest.mark.parametrize("path", sorted(BODIES))
+@pytest.mark.parametrize("stream", ["true", 1, None, {}])
+def test_a_stream_flag_that_is_not_a_boolean_is_a_400_in_the_apis_shape(gw, sim, path, stream):
+    calls = sim.app.requests
+    response = post(gw, new_key(gw), path, {**BODIES[path], "stream": stream})
+    if stream is None:  # JSON null: the default, not streamed
+        assert response.status_code == 200
+        return
+    assert response.status_code == 400 and "'stream' must be true or false" in response.text
+    assert ("type" in response.json()) is (path == "/messages") and sim.app.requests == calls
+
+
+def test_count_tokens_gives_a_count_and_nothing_else_unbilled_and_rate_limited(gw, sim):
+    key = new_key(gw, rpm_limit=2)
+    body = {"model": "sim", "messages": HI, "max_tokens": 4096, "stream": True}
+    for _ in range(2):
+        counted = post(gw, key, "/messages/count_tokens", body)
+        assert counted.status_code == 200 and set(counted.json()) == {"input_tokens"}
+    limited = post(gw, key, "/messages/count_tokens", body)
+    assert limited.status_code == 429 and limited.json()["error"]["type"] == "rate_limit_error"
+    assert gw.metered(key["id"]) == []
