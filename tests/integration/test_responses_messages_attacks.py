@@ -184,6 +184,19 @@ def test_a_hard_budget_is_billed_no_more_than_the_reservation_whatever_the_upstr
     assert metered_alone(gw, soft).cost > 10**9  # no hard cap to hold: billed as reported
 
 
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("path", sorted(BODIES))
+def test_an_answer_without_usage_is_estimated_within_the_reservation_under_a_hard_budget(gw, path, stream):
+    # 16 filler words are ~90 bytes: the estimate (bytes / 4) said 23 tokens of a 16-token cap
+    capped, soft = new_key(gw, budget_usd="1", budget_mode="hard"), new_key(gw)
+    quiet = {**BODIES[path], "model": "sim-quiet", "stream": stream}
+    for key in (capped, soft):
+        assert post(gw, key, path, quiet).status_code == 200
+    fact, free = metered_alone(gw, capped), metered_alone(gw, soft)
+    assert fact.usage_source is UsageSource.ESTIMATED and fact.completion_tokens == 16
+    assert free.completion_tokens > 16
+
+
 def test_a_burst_against_a_hard_cap_through_both_apis_never_settles_past_it(gw, sim):
     cap = 1_000_000  # $0.001: a handful of requests' worst cases
     key = new_key(gw, budget_usd="0.001", budget_mode="hard")
