@@ -13,7 +13,8 @@
 - tools the model server runs itself (web search, MCP, code execution) bring in prompt text no
   bound holds, so a hard budget refuses them (400 unbounded_input) rather than clamp their bill;
 - an `n` (no field of either API) no longer multiplies the reservation; odd model names are
-  quoted short.
+  quoted short; `"stream": null` is served (OpenAI allows it), other non-booleans are 400s in
+  the API's shape; count_tokens answers a count and nothing else, unbilled, rate-limited.
 
 Models and fixtures: tests/support/api_models.py, tests/support/api_gateway.py.
 """
