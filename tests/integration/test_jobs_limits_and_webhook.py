@@ -22,7 +22,9 @@ CAP = Decimal("0.001")  # about 25 calls of 40 000 nano-USD, 7 worst cases (64 t
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobsWorld]:
+def world(tmp_path_factory: pytest.TempPathFactory, receiver: str) -> Iterator[JobsWorld]:
+    # `receiver`: it stops after the gateway, which would otherwise wait ~5 s on stopping for a
+    # completed job's announcement to a receiver gone
     with jobs_world(tmp_path_factory.mktemp("jobs-limits"), teams=("acme-corp",)) as built:
         yield built
 
@@ -67,8 +69,8 @@ class Receiver(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")  # as long as `world`: the later tests' completed jobs are announced
-def receiver() -> Iterator[str]:  # to it too, and a receiver gone made the gateway's stop wait ~5 s
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     Receiver.taken = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
