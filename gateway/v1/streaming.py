@@ -172,10 +172,8 @@ async def relay(ctx: GatewayContext, adm: Admitted, upstream: UpstreamStream, st
         raise
     finally:
         await upstream.close()
-    for encoded in held:
-        yield encoded
-    if reader.tail:
-        yield reader.tail
+    if held or reader.tail:  # the end of the answer in one write (one packet, one wake-up of the client)
+        yield b"".join(held) + reader.tail
 
 
 def _ends_answer(chunk: dict[str, Any]) -> bool:

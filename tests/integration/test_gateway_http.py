@@ -188,7 +188,8 @@ def test_a_streamed_answer_written_directly_has_the_framing_uvicorns_send_writes
     assert used == [True]
     assert direct == through_asgi
     assert direct[0].startswith(b"HTTP/1.1 200 ") and b"transfer-encoding: chunked" in direct[0]
-    assert direct[1][-1] == b"data: [DONE]\n\n"
+    # what ends the answer (the finish_reason chunk, [DONE]) goes out in one chunk, once metered
+    assert direct[1][-1].endswith(b"data: [DONE]\n\n") and b'"finish_reason":"' in direct[1][-1]
 
 
 @pytest.mark.parametrize(("secret", "declared", "status"), [
