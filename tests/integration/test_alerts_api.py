@@ -17,6 +17,7 @@ from domain.alerts.signing import webhook_secret
 from domain.quota_policy import Scope
 from infra.alerts_wiring import build_alerts_worker
 from testkit.simulator.server import Simulator
+from tests.support.alerts import api_user as user
 from tests.support.alerts import settle
 from tests.support.gateway import KEY_SECRET, RunningGateway, openai_error, running_gateway, sim_config
 
@@ -34,13 +35,6 @@ def gw(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run
     data_dir = tmp_path_factory.mktemp("gw-alerts")
     with running_gateway(data_dir, sim_config(sim.base_url), roles=ROLES) as gateway:
         yield gateway
-
-
-def user(gw: RunningGateway, user_id: str, email: str | None = None) -> httpx.Client:
-    with gw.client() as admin:
-        admin.post("/api/admin/users", json={"user_id": user_id, "email": email}).raise_for_status()
-        token = admin.post(f"/api/admin/users/{user_id}/tokens").json()["token"]
-    return gw.client(token)
 
 
 def rule(**fields) -> dict:

@@ -24,6 +24,7 @@ from domain.alerts.notices import NoticeBoard
 from domain.alerts.rule_spec import MAX_OWN_RULES
 from gateway.api import alerts_service
 from testkit.simulator.server import Simulator
+from tests.support.alerts import api_user as user
 from tests.support.gateway import RunningGateway, openai_error, running_gateway, sim_config
 
 ROLES = frozenset({"gateway", "ledger", "scheduler"})
@@ -34,13 +35,6 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
     with Simulator(port=0) as sim, running_gateway(tmp_path_factory.mktemp("gw-alert-attacks"),
                                                    sim_config(sim.base_url), roles=ROLES) as gateway:
         yield gateway
-
-
-def user(gw: RunningGateway, user_id: str, email: str | None = None) -> httpx.Client:
-    with gw.client() as admin:
-        admin.post("/api/admin/users", json={"user_id": user_id, "email": email}).raise_for_status()
-        token = admin.post(f"/api/admin/users/{user_id}/tokens").json()["token"]
-    return gw.client(token)
 
 
 def rule(user_id: str, **fields) -> dict:

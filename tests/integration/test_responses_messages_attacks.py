@@ -7,14 +7,10 @@
 - a model server's usage is not taken on trust: counts that are not integers from 0 to 2**31-1
   are malformed (estimated instead), an output below what the stream was seen to generate is
   raised to it, and under a hard budget nothing past the reservation is billed (a million cache
-  reads reported for "hi" passed a $1 cap by itself), also for a burst of concurrent requests;
-- a Messages stream the client leaves is billed message_start's input count, cache reads and
-  writes included, not an estimate of the prompt's text;
-- tools the model server runs itself (web search, MCP, code execution) bring in prompt text no
-  bound holds, so a hard budget refuses them (400 unbounded_input) rather than clamp their bill;
-- an `n` (no field of either API) no longer multiplies the reservation; odd model names are
-  quoted short; `"stream": null` is served (OpenAI allows it), other non-booleans are 400s in
-  the API's shape; count_tokens answers a count and nothing else, unbilled, rate-limited.
+  reads reported for "hi" passed a $1 cap by itself), also for a burst of concurrent requests.
+
+Client disconnects, server-run tools, `n`, odd names and stream flags, count_tokens:
+test_responses_messages_input_attacks.py.
 
 Models and fixtures: tests/support/api_models.py, tests/support/api_gateway.py.
 """

@@ -7,6 +7,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from adapters.clock import FixedClock
 from adapters.eventstore.environments import open_applications
 from adapters.notify.in_app import InAppNotifier
@@ -115,3 +117,11 @@ async def settle(worker: AlertsWorker, rounds: int = 20) -> None:
             if not await worker.run_once():
                 await worker.drain()
                 return
+
+
+def api_user(gw: Any, user_id: str, email: str | None = None) -> httpx.Client:
+    """A user registered through the admin API of a running gateway, and a client acting as them."""
+    with gw.client() as admin:
+        admin.post("/api/admin/users", json={"user_id": user_id, "email": email}).raise_for_status()
+        token = admin.post(f"/api/admin/users/{user_id}/tokens").json()["token"]
+    return gw.client(token)
