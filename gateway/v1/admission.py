@@ -189,7 +189,8 @@ def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiK
     if key.team_id:
         scopes.append((Scope.TEAM, key.team_id))
     if bound.unbounded is not None:
-        check_budgets_can_hold(ctx, scopes, route, bound.unbounded)
+        check_budgets_can_hold(ctx, scopes, route, bound.unbounded,
+                               "input" if endpoint == "responses" else "messages")
     bounded = bound.unbounded is None
     if rules is not None:
         bounded = check_server_context(ctx, scopes, route, payload, endpoint) and bounded

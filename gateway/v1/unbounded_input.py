@@ -34,10 +34,11 @@ def binding_budget(ctx: GatewayContext, scopes: list[ScopeKey]) -> tuple[ScopeKe
 
 
 def check_budgets_can_hold(ctx: GatewayContext, scopes: list[ScopeKey], route: ModelRoute,
-                            kind: str) -> None:
+                            kind: str, param: str = "messages") -> None:
     """Refuses a media part with no per-model bound where a hard or grace budget must hold.
 
     Its bytes do not bound what the model counts for it, so no reservation is sure to cover it.
+    `param`: the request's field holding the parts ("input" on the Responses API).
     """
     if (binding := binding_budget(ctx, scopes)) is not None:
         scope, policy = binding
@@ -47,7 +48,7 @@ def check_budgets_can_hold(ctx: GatewayContext, scopes: list[ScopeKey], route: M
             f"the model '{route.name}' has no {field} configured, so the prompt tokens of the {kind} "
             f"in this request have no upper bound and cannot be held against the {policy['mode']} "
             f"budget of {scope[0]} {scope[1]}; ask an admin to set {field} for '{route.name}' in "
-            f"its [[models]] entry, or send the request without {kind} parts", "messages",
+            f"its [[models]] entry, or send the request without {kind} parts", param,
             code="unbounded_input")
 
 

@@ -270,3 +270,13 @@ def test_an_upstream_failure_is_a_502_in_openai_shape_and_metered_at_no_cost(gw)
     openai_error(post(gw, key, {"model": "sim-fails", "input": "hi"}), 502, "upstream_error")
     [fact] = gw.wait_metered(key["id"], 1)
     assert fact.status == 500 and fact.cost == 0
+
+
+def test_an_image_with_no_bound_under_a_hard_budget_is_refused_naming_input(gw, sim):
+    key = new_key(gw, budget_usd="1", budget_mode="hard")
+    calls = sim.app.requests
+    body = {"model": "sim", "input": [{"role": "user", "content": [
+        {"type": "input_image", "image_url": "https://example.com/a.png"}]}]}
+    error = openai_error(post(gw, key, body), 400, "unbounded_input")
+    assert error["param"] == "input" and "max_image_tokens" in error["message"]  # the field it is in
+    assert sim.app.requests == calls
