@@ -22,12 +22,14 @@ from eventsourcing.domain import Aggregate, event
 from domain.errors import DomainError
 from domain.ids import stable_id
 
-MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+# ASCII digits only: a close's id is derived from the text, and \d also matches other scripts'
+# digits ("٢٠٢٦-03"), which would be a second close of one month
+MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 
 
 def check_month(month: str) -> str:
     if not isinstance(month, str) or not MONTH.fullmatch(month):
-        raise DomainError(f"month {month!r} must be YYYY-MM, e.g. 2026-03")
+        raise DomainError(f"month {month!r} must be YYYY-MM in ASCII digits, e.g. 2026-03")
     return month
 
 

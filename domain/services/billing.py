@@ -12,20 +12,12 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from domain.errors import DomainError
-from domain.period_close import PeriodClose, SealedExport, check_month
+from domain.period_close import PeriodClose, SealedExport
 from domain.ports.clock import Clock
 
 
 class AlreadyClosedError(DomainError):
     """The month was closed before; its exports are sealed and cannot be redone."""
-
-
-def _month(month: str) -> str:
-    """YYYY-MM in ASCII digits only: the close's id is derived from the text, and a regex's \\d
-    also matches other scripts' digits ("٢٠٢٦-03"), which would be a second close of one month."""
-    if not isinstance(month, str) or not month.isascii():
-        raise DomainError(f"month {month!r} must be YYYY-MM in ASCII digits, e.g. 2026-03")
-    return check_month(month)
 
 
 class Billing(Application):
@@ -44,7 +36,7 @@ class Billing(Application):
     def seal(self, month: str, closed_by: str, manifest: dict[str, Any],
               exports: Iterable[tuple[str, bytes]]) -> PeriodClose:
         """Seals `month` with its manifest and export files in one transaction."""
-        if self.closed(_month(month)) is not None:
+        if self.closed(month) is not None:
             raise AlreadyClosedError(f"{month} is already closed")
         closing = PeriodClose(month=month, closed_at=self.clock.now(), closed_by=closed_by, manifest=manifest)
         sealed = [SealedExport.of(month, name, data) for name, data in exports]
@@ -56,7 +48,7 @@ class Billing(Application):
 
     def closed(self, month: str) -> PeriodClose | None:
         try:
-            return self.repository.get(PeriodClose.id_for(_month(month)))
+            return self.repository.get(PeriodClose.id_for(month))
         except AggregateNotFoundError:
             return None
 
@@ -71,6 +63,6 @@ class Billing(Application):
 
     def export(self, month: str, name: str) -> SealedExport | None:
         try:
-            return self.repository.get(SealedExport.id_for(_month(month), name))
+            return self.repository.get(SealedExport.id_for(month, name))
         except AggregateNotFoundError:
             return None

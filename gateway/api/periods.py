@@ -6,12 +6,11 @@ stored bytes, which the manifest's SHA-256 values name.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 
-from domain.period_close import PeriodClose
+from domain.period_close import MONTH, PeriodClose
 from domain.services.billing import AlreadyClosedError, Billing
 from gateway import errors
 from gateway.api.deps import Admin, Ctx, usd
@@ -21,11 +20,10 @@ from reports.closing import CloseRefusedError, close_month
 from reports.month_close import ClosedMonth, receiving_month
 
 router = APIRouter(prefix="/api/admin/periods", tags=["reports"])
-MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")  # ASCII: \d would take "٢٠٢٦-03" as a second 2026-03
 
 
 def _month(value: str) -> str:
-    if not MONTH.fullmatch(value):
+    if not MONTH.fullmatch(value):  # the pattern a close's id is derived from (ASCII digits)
         raise errors.bad_request(f"month {value[:20]!r} is not a calendar month: give YYYY-MM with the month "
                                  "01 to 12, e.g. 2026-03", "month", code="invalid_period")
     return value
