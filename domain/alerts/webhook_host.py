@@ -52,7 +52,7 @@ def host_refusal(host: str) -> str | None:
         return "it has no host"
     if "%" in name:
         return "an address with a zone id (fe80::1%eth0) is link-local"
-    address = _address(name)
+    address = as_address(name)
     if address is not None:
         return None if is_public(address) else f"{name} is not a public address"
     if _NUMERIC_LABEL.match(name.rsplit(".", 1)[-1]):
@@ -63,7 +63,8 @@ def host_refusal(host: str) -> str | None:
     return None
 
 
-def _address(name: str) -> Address | None:
+def as_address(name: str) -> Address | None:
+    """The IP address `name` is written as, or None for a host name."""
     try:
         return ipaddress.ip_address(name)
     except ValueError:

@@ -14,7 +14,7 @@ from domain.alerts.rule import AlertRule
 from domain.alerts.rule_spec import OWNER, AlertRuleError, RuleSpec, rule_spec
 from domain.alerts.signing import webhook_secret
 from domain.alerts.trigger import Delivery
-from domain.alerts.webhook_host import host_refusal, is_public, normal_host
+from domain.alerts.webhook_host import as_address, host_refusal, is_public, normal_host
 from domain.money import usd_text
 from domain.services.alerts import Alerts
 from gateway import errors
@@ -137,7 +137,7 @@ async def private_resolution(url: str, timeout_s: float = RESOLVE_TIMEOUT_S) -> 
     """Why the URL's host name resolves somewhere a webhook may not go, or None: also when it does
     not resolve now (DNS trouble passes; the channel resolves and checks again when it sends)."""
     host = normal_host(urlsplit(url).hostname or "")
-    if not host or _is_address(host):
+    if not host or as_address(host) is not None:
         return None
     try:
         async with asyncio.timeout(timeout_s):
@@ -154,11 +154,3 @@ async def resolved_addresses(host: str) -> list[ipaddress.IPv4Address | ipaddres
     """The addresses the system resolver gives for `host` (scope ids dropped)."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True

@@ -4,7 +4,6 @@ paged. Jobs count in the month they were created, in the billing time zone."""
 from __future__ import annotations
 
 import base64
-import re
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -13,6 +12,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Query, Request
 
 from domain.money import divide_rounded
+from domain.period_close import MONTH
 from domain.periods import Period, period_bounds
 from domain.services.job_index import JobSummary
 from gateway import errors
@@ -23,7 +23,6 @@ from gateway.api.jobs_desk import desk
 from gateway.api.schemas import DATE_RULE, utc_instant
 
 router = APIRouter(prefix="/api/teams", tags=["jobs"])
-MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")  # ASCII: \d takes "٢٠٢٦-03" too
 STATUSES = ("running", "completed", "failed")
 
 
@@ -39,12 +38,11 @@ async def _team_jobs(ctx: Ctx, request: Request, team_id: str) -> list[JobSummar
 @router.get("/{team_id}/usage", summary="A team's jobs in a month: counts and cost, by job type")
 async def usage(ctx: Ctx, request: Request, team_id: str,
                 period: str = Query(description="the month, YYYY-MM")) -> dict[str, Any]:
-    match = MONTH.fullmatch(period)
-    if match is None or not 2000 <= int(match[1]) <= 2999:
+    if not MONTH.fullmatch(period) or not 2000 <= int(period[:4]) <= 2999:  # ASCII digits only
         raise errors.bad_request(f"'period' must be a month YYYY-MM from 2000 on, got {period[:20]!r}",
                                  "period")
     tz = ctx.options.billing_timezone
-    start, end = period_bounds(Period.MONTH, datetime(int(match[1]), int(match[2]), 15,
+    start, end = period_bounds(Period.MONTH, datetime(int(period[:4]), int(period[5:]), 15,
                                                       tzinfo=ZoneInfo(tz)), tz)
     jobs = [j for j in await _team_jobs(ctx, request, team_id) if start <= j.created_at < end]
     cost = sum(j.cost for j in jobs)
