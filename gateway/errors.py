@@ -7,6 +7,13 @@ import orjson
 from gateway.responses import JsonBytesResponse
 
 
+def shown(text: str, limit: int = 100) -> str:
+    """Something the client sent, as an error quotes it: `limit` characters at most, and none that
+    reorders or hides text (a right-to-left override, a NUL) but as an escape."""
+    quoted = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text[:limit])
+    return quoted + "…" if len(text) > limit else quoted
+
+
 class GatewayError(Exception):
     """An error a client sees: a status, an OpenAI error type and code, and a helpful message."""
 

@@ -63,5 +63,5 @@ def page_size(value: str | None, most: int, default: int = 100) -> int:
 
 
 def shown(value: str) -> str:
-    """A value as an error message quotes it: at most 40 characters, quoted."""
-    return repr(value[:40] + ("…" if len(value) > 40 else ""))
+    """A value as an error message quotes it: at most 40 characters, quoted (errors.shown)."""
+    return f"'{errors.shown(value, 40)}'"

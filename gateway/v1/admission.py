@@ -124,7 +124,7 @@ def resolve_model(ctx: GatewayContext, key: ApiKey, payload: dict[str, Any], end
     route = ctx.routes.get(model)
     book = ctx.registry_view.model(model)
     if route is None or book is None or not book.enabled:
-        raise errors.not_found(f"the model '{_shown(model)}' does not exist or is disabled; "
+        raise errors.not_found(f"the model '{errors.shown(model)}' does not exist or is disabled; "
                                "see GET /v1/models for the models your key may use")
     if not key.allows_model(model):
         ctx.metrics.refused("model_not_allowed")
@@ -151,13 +151,6 @@ def resolve_model(ctx: GatewayContext, key: ApiKey, payload: dict[str, Any], end
         raise errors.GatewayError(503, f"the model '{model}' has no price in force yet; "
                                   "ask an admin to set one", "api_error", "model_not_priced") from None
     return route, price
-
-
-def _shown(name: str) -> str:
-    """A name the client sent, as an error quotes it: 100 characters at most, and none that
-    reorders or hides text (a right-to-left override, a NUL) but as an escape."""
-    shown = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in name[:100])
-    return shown + "…" if len(name) > 100 else shown
 
 
 def admit(ctx: GatewayContext, endpoint: str, payload: dict[str, Any], key: ApiKey,

@@ -126,8 +126,9 @@ def check_owned(payload: dict[str, Any], route: ModelRoute, owner: Owner) -> Non
                                      "response", "previous_response_id")
         upstream_id = owner.unseal(previous)
         if upstream_id is None:
-            raise errors.not_found(f"no response '{previous[:100]}' of this key: 'previous_response_id' "
-                                   "must be the id of a response this gateway gave this key",
+            raise errors.not_found(f"no response '{errors.shown(previous)}' of this key: "
+                                   "'previous_response_id' must be the id of a response this gateway "
+                                   "gave this key",
                                    code="response_not_found", param="previous_response_id")
         payload["previous_response_id"] = upstream_id
     if payload.get("conversation") is not None:

@@ -27,12 +27,11 @@ async def _not_stored(request: Request, response_id: str) -> Response:
         authenticate(ctx, credential(headers.get("authorization"), headers.get("x-api-key")))
     except errors.GatewayError as exc:
         return exc.response()
-    shown = "".join(c if c.isprintable() else "?" for c in response_id[:100])
     return errors.not_found(
-        f"no stored response '{shown}': this gateway stores no responses and serves none a model "
-        "server keeps, so they cannot be retrieved, deleted or cancelled here; keep the output on "
-        "your side and send earlier turns again in 'input' (or, where the model server keeps them, "
-        "name the response in 'previous_response_id')",
+        f"no stored response '{errors.shown(response_id)}': this gateway stores no responses and "
+        "serves none a model server keeps, so they cannot be retrieved, deleted or cancelled here; "
+        "keep the output on your side and send earlier turns again in 'input' (or, where the model "
+        "server keeps them, name the response in 'previous_response_id')",
         code="response_not_found", param="response_id").response()
 
 
