@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,25 +79,18 @@ def open_stores(settings: Settings, config: MeterlineConfig, clock: Clock, tz: s
     the same configured price or budget (a version conflict); the loser's next attempt
     finds the tables made and the configuration already recorded.
     """
-    for attempt in range(1, attempts + 1):
+    def opened_with_config() -> tuple[Registry, Ledger]:
+        registry, ledger = open_applications(event_store_env(settings), clock, tz)
         try:
-            registry, ledger = open_applications(event_store_env(settings), clock, tz)
-        except DatabaseError as exc:
-            if attempt == attempts:  # `up` starts its processes together on SQLite too
-                raise
-            log.warning("opening the event store failed (%s); retrying", exc)
-        else:
-            try:
-                sync_config(registry, ledger, config)
-                return registry, ledger
-            except DatabaseError as exc:
-                registry.close()
-                ledger.close()
-                if attempt == attempts:
-                    raise
-                log.warning("recording the configuration conflicted (%s); retrying", exc)
-        time.sleep(0.2 + random.random() * 0.5)  # noqa: S311 - jitter, not a secret
-    raise AssertionError("unreachable")
+            sync_config(registry, ledger, config)
+        except DatabaseError:
+            registry.close()
+            ledger.close()
+            raise
+        return registry, ledger
+
+    # `up` starts its processes together on SQLite too
+    return open_racing(opened_with_config, "the event store and its configuration", attempts)
 
 
 def open_audit(settings: Settings, clock: Clock, signer: bool = False, attempts: int = 5) -> AuditTrail:
