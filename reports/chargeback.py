@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from domain.ports.analytics import AnalyticsStore
 from domain.usage_figures import AnalyticsQuery, Figures
@@ -21,6 +21,7 @@ from reports.report_period import ReportPeriod
 GROUPS = ("user", "key", "team", "cost_center", "model", "application")
 NONE_LABEL = {"team": "(no team)", "cost_center": "(no cost centre)", "application": "(untagged)"}
 BASIS_POINTS = 10_000  # a share is counted in hundredths of a percent
+K = TypeVar("K")  # what usage is grouped by: a group's id, or (closed month, group id)
 
 
 class Directory(Protocol):
@@ -138,8 +139,9 @@ def shares_of(costs: list[int]) -> list[Decimal]:
     return [Decimal(points).scaleb(-2) for points in floors]
 
 
-def regroup(pairs: Iterable[tuple[str, Usage]], key: Callable[[str], str] | None) -> dict[str, Usage]:
-    grouped: dict[str, Usage] = {}
+def regroup(pairs: Iterable[tuple[K, Usage]], key: Callable[[K], K] | None) -> dict[K, Usage]:
+    """The usage summed by `key` of each group (a team's cost centre; a closed month's group)."""
+    grouped: dict[K, Usage] = {}
     for group, usage in pairs:
         target = key(group) if key else group
         grouped[target] = grouped.get(target, Usage()) + usage

@@ -135,11 +135,8 @@ def versions_in_force(prices: Sequence[Price], start: datetime, end: datetime) -
 
 
 def _regroup_late(late: Adjustments, key: Callable[[str], str]) -> Adjustments:
-    regrouped: Adjustments = {}
-    for (month, group), usage in late.items():
-        target = (month, key(group))
-        regrouped[target] = regrouped.get(target, Usage()) + usage
-    return regrouped
+    """Late usage by (closed month, `key` of its group)."""
+    return regroup(late.items(), lambda month_group: (month_group[0], key(month_group[1])))
 
 
 def _usage_rows(rows: list[list]) -> dict[str, Usage]:
