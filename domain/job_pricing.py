@@ -19,13 +19,10 @@ from fractions import Fraction
 from typing import Any
 
 from domain.errors import DomainError
-from domain.money import NANOS_PER_UNIT, MoneyError, divide_rounded, to_nanos
+from domain.money import MAX_PRICE, NANOS_PER_UNIT, MoneyError, divide_rounded, to_nanos
 
 MAX_TIERS = 32
 MAX_FACTOR = Fraction(1000)
-# A trillion USD: past any job's price, and every amount stays under 28 significant digits, the
-# precision at which a Decimal is rounded when it is shown.
-MAX_PRICE = 10**12 * NANOS_PER_UNIT
 MAX_FACTOR_DIGITS = 32
 FACTOR = re.compile(rf"(?=.{{1,{MAX_FACTOR_DIGITS}}}$)[0-9]+(\.[0-9]+)?", re.ASCII)
 

@@ -11,6 +11,9 @@ from fractions import Fraction
 NANOS_PER_UNIT = 1_000_000_000
 TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are quoted per million tokens
 MAX_DIGITS = 60  # far past any real amount; keeps the exact arithmetic on hostile input cheap
+# The largest price or cap the APIs take, a trillion USD: past any real one, and every amount stays
+# under 28 significant digits, the precision at which a Decimal is rounded when it is shown.
+MAX_PRICE = 10**12 * NANOS_PER_UNIT
 
 
 class MoneyError(ValueError):

@@ -14,8 +14,7 @@ from typing import Any
 import orjson
 from fastapi import Request
 
-from domain.job_pricing import MAX_PRICE
-from domain.money import NANOS_PER_UNIT, MoneyError, to_nanos
+from domain.money import MAX_PRICE, NANOS_PER_UNIT, MoneyError, to_nanos
 from gateway import errors
 from gateway.context import GatewayContext
 from gateway.v1.body import parse_json, read_body
@@ -23,7 +22,6 @@ from gateway.v1.body import parse_json, read_body
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}")
 MAX_METADATA_BYTES = 16_384
 MAX_TEXT = 1000
-MAX_USD = MAX_PRICE  # a trillion USD; amounts shown past 28 digits would be rounded
 
 
 async def json_body(ctx: GatewayContext, request: Request, allowed: set[str],
@@ -98,8 +96,8 @@ def usd_amount(body: dict[str, Any], field: str) -> int | None:
     except (MoneyError, ArithmeticError, ValueError):
         raise errors.bad_request(f"'{field}' must be a USD amount with at most 9 decimals, such as "
                                  f"\"0.25\"; got {str(value)[:40]!r}", field) from None
-    if not 0 < nanos <= MAX_USD:
-        raise errors.bad_request(f"'{field}' must be above zero and at most {MAX_USD // NANOS_PER_UNIT:,} "
+    if not 0 < nanos <= MAX_PRICE:
+        raise errors.bad_request(f"'{field}' must be above zero and at most {MAX_PRICE // NANOS_PER_UNIT:,} "
                                  "USD", field)
     return nanos
 

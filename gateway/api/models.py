@@ -17,7 +17,7 @@ from fastapi import APIRouter, Path
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from domain.errors import DomainError
-from domain.money import NANOS_PER_UNIT
+from domain.money import MAX_PRICE, NANOS_PER_UNIT
 from domain.pricing import Price, PriceBook
 from domain.services.acting import as_actor
 from gateway import errors
@@ -28,7 +28,6 @@ from gateway.context import GatewayContext
 router = APIRouter(prefix="/api/admin/models", tags=["models"])
 ModelName = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$",
                                 description="the name clients send as `model`")]
-MAX_PRICE = 10**12 * NANOS_PER_UNIT  # a trillion USD
 PRICE_FIELDS = ("input_per_million", "output_per_million", "cached_input_per_million",
                 "cache_write_per_million", "reasoning_per_million", "gpu_cost_per_hour")
 
