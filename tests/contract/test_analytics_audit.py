@@ -7,7 +7,6 @@ adapters.analytics.remote, the last two over chDB."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from tests.contract.test_analytics_store import (
     OpensInMemory,
     OpensRemoteOverChdb,
 )
-from tests.support.analytics import AnalyticsStoreFixtures
+from tests.support.analytics import SharedStoreFixtures
 from tests.support.audit_entries import ACTIONS, ACTORS, T0, TARGETS, chained, random_entries
 
 EVERYTHING = AuditIndexQuery(AuditFilter(), limit=10_000)
@@ -43,20 +42,16 @@ def model(trail: list, query: AuditIndexQuery) -> list:
             and (query.upto is None or c.seq <= query.upto) and query.where.matches(c.entry)][:query.limit]
 
 
-class AuditIndexContract(AnalyticsStoreFixtures):
+class AuditIndexContract(SharedStoreFixtures):
     """One index per adapter class, emptied (delete_audit) before each test and each hypothesis
-    example, as the figures contract does: opening and migrating a chDB directory costs ~0.3 s."""
+    example (tests/support/analytics.SharedStoreFixtures)."""
 
-    @pytest.fixture(scope="class")
-    @classmethod
-    def shared(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuditIndex]:
-        with cls().open_store(tmp_path_factory.mktemp("audit-index")) as store:
-            store.ensure_schema()
-            yield store
-
-    @pytest.fixture
-    def store(self, shared: AuditIndex) -> AuditIndex:
-        return emptied(shared)
+    @staticmethod
+    def emptied(store: AuditIndex) -> AuditIndex:
+        """The shared index with every entry deleted, as a freshly made one holds none."""
+        store.delete_audit()
+        assert store.audit_position() == 0 and store.audit_entries(EVERYTHING) == []
+        return store
 
     def test_entries_come_back_exactly_as_the_trail_chained_them(self, store: AuditIndex) -> None:
         trail = chained(entries(30))
@@ -141,7 +136,7 @@ class AuditIndexContract(AnalyticsStoreFixtures):
     def test_answers_like_the_trail_read_backwards_for_random_trails(self, shared: AuditIndex,
                                                                      data: st.DataObject) -> None:
         trail = chained(data.draw(random_entries()))
-        store = emptied(shared)
+        store = self.emptied(shared)
         store.insert_audit(trail)
         store.insert_audit(trail[: len(trail) // 2])
         assert store.audit_position() == len(trail)
@@ -157,13 +152,6 @@ class AuditIndexContract(AnalyticsStoreFixtures):
                                     upto=data.draw(st.none() | st.integers(0, 45)),
                                     limit=data.draw(st.integers(1, 50)))
             assert store.audit_entries(query) == model(trail, query), query
-
-
-def emptied(store: AuditIndex) -> AuditIndex:
-    """The shared index with every entry deleted, as a freshly made one holds none."""
-    store.delete_audit()
-    assert store.audit_position() == 0 and store.audit_entries(EVERYTHING) == []
-    return store
 
 
 class TestInMemoryAuditIndex(OpensInMemory, AuditIndexContract):

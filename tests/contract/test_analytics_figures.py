@@ -23,7 +23,15 @@ from adapters.analytics.planner import why_not
 from domain.ports.analytics import AnalyticsStore
 from domain.usage import RequestMetered
 from domain.usage_figures import LATENCY_BUCKETS_MS, AnalyticsQuery, Figures, fold_figures
-from tests.support.analytics import NASTY_IDS, T0, ZONES, ChdbBackedClient, fact, remote_over_chdb
+from tests.support.analytics import (
+    NASTY_IDS,
+    T0,
+    ZONES,
+    ChdbBackedClient,
+    SharedStoreFixtures,
+    fact,
+    remote_over_chdb,
+)
 
 ROLLUP_ZONE = "America/New_York"  # the billing zone: its DST change is in the facts' weeks
 NEW_YORK = ZoneInfo(ROLLUP_ZONE)
@@ -67,24 +75,13 @@ def queries(draw: st.DrawFn) -> AnalyticsQuery:
         user_ids=draw(st.none() | st.lists(st.sampled_from(NASTY_IDS), max_size=3).map(tuple)))
 
 
-class AnalyticsFiguresContract:
+class AnalyticsFiguresContract(SharedStoreFixtures):
     """What every AnalyticsStore promises about figures: the plain fold's answer, from any source."""
 
-    @contextmanager
-    def open_store(self, directory: Path) -> Iterator[AnalyticsStore]:
-        raise NotImplementedError
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def shared(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnalyticsStore]:
-        with cls().open_store(tmp_path_factory.mktemp("figures")) as store:
-            store.ensure_schema()
-            yield store
-
-    @pytest.fixture
-    def store(self, shared: AnalyticsStore) -> AnalyticsStore:
-        shared.delete_since(None)
-        return shared
+    @staticmethod
+    def emptied(store: AnalyticsStore) -> AnalyticsStore:
+        store.delete_since(None)
+        return store
 
     def assert_every_source_answers_like_the_fold(self, store: AnalyticsStore, facts: list[RequestMetered],
                                                   query: AnalyticsQuery) -> None:
@@ -102,7 +99,7 @@ class AnalyticsFiguresContract:
     @given(data=st.data())
     def test_figures_answer_like_the_plain_fold_from_every_source_that_can(
             self, shared: AnalyticsStore, data: st.DataObject) -> None:
-        shared.delete_since(None)
+        self.emptied(shared)
         facts = data.draw(st.lists(figures_facts(), max_size=40, unique_by=lambda f: f.event_id))
         half = len(facts) // 2
         shared.insert_usage(facts[:half], batch_id="batch-1")

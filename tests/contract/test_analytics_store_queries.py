@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -24,31 +23,26 @@ from tests.support.analytics import (
     NASTY_IDS,
     T0,
     ZONES,
-    AnalyticsStoreFixtures,
+    SharedStoreFixtures,
     fact,
     fold,
     random_facts,
 )
 
 
-class AnalyticsStoreQueryContract(AnalyticsStoreFixtures):
+class AnalyticsStoreQueryContract(SharedStoreFixtures):
     """What every AnalyticsStore adapter promises about queries: answers like a plain fold of its facts.
 
     One store per adapter class, emptied with delete_since(None) before each test and each
-    hypothesis example (as the figures contract does): opening a chDB directory and migrating it
-    costs ~0.3 s, emptying it ~30 ms, and the property tests open one per example.
+    hypothesis example (tests/support/analytics.SharedStoreFixtures).
     """
 
-    @pytest.fixture(scope="class")
-    @classmethod
-    def shared(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnalyticsStore]:
-        with cls().open_store(tmp_path_factory.mktemp("queries")) as store:
-            store.ensure_schema()
-            yield store
-
-    @pytest.fixture
-    def store(self, shared: AnalyticsStore) -> AnalyticsStore:
-        return emptied(shared)
+    @staticmethod
+    def emptied(store: AnalyticsStore) -> AnalyticsStore:
+        """The shared store with every fact deleted, as a freshly made one holds none."""
+        store.delete_since(None)
+        assert store.count_usage() == 0
+        return store
 
     @pytest.mark.parametrize("group_by", ["model", "key", "user", "team", "day", "application"])
     def test_groups_are_totalled_and_ordered_by_group(self, store: AnalyticsStore, group_by: str) -> None:
@@ -115,7 +109,7 @@ class AnalyticsStoreQueryContract(AnalyticsStoreFixtures):
                                                        data: st.DataObject) -> None:
         facts = data.draw(st.lists(random_facts(), max_size=40))
         copies = data.draw(st.lists(st.sampled_from(facts), max_size=10)) if facts else []
-        store = emptied(shared)
+        store = self.emptied(shared)
         store.insert_usage(facts + copies)
         store.insert_usage(copies)
         assert store.count_usage() == len({f.event_id for f in facts})
@@ -169,18 +163,11 @@ class AnalyticsStoreQueryContract(AnalyticsStoreFixtures):
     def test_recent_requests_answer_like_a_plain_model(self, shared: AnalyticsStore,
                                                        data: st.DataObject) -> None:
         facts = data.draw(st.lists(random_facts(), max_size=30))
-        store = emptied(shared)
+        store = self.emptied(shared)
         store.insert_usage(facts)
         for user in NASTY_IDS[:5] + ["\\N"]:
             limit = data.draw(st.integers(1, 12))
             assert store.recent_requests(user, limit) == recent_model(facts, user, limit), user
-
-
-def emptied(store: AnalyticsStore) -> AnalyticsStore:
-    """The shared store with every fact deleted, as a freshly made one holds none."""
-    store.delete_since(None)
-    assert store.count_usage() == 0
-    return store
 
 
 def recent_model(facts: list[RequestMetered], user_id: str, limit: int) -> list[RecentRequest]:
